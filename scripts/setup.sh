@@ -1,0 +1,18 @@
+#!/usr/bin/env bash
+# Install everything Warrant needs on Debian 12 (run as root; safe to run again).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+apt_pkgs=(clang llvm libbpf-dev bpftool iproute2)
+missing=()
+for p in "${apt_pkgs[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+  echo "setup: installing ${missing[*]}"
+  apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
+fi
+
+python3 -m pip install -q --disable-pip-version-check --root-user-action=ignore -e '.[dev,bench,net]'
+echo "setup: done ($(python3 -c 'import warrant; print("warrant", warrant.__version__)'))"

@@ -1,0 +1,3 @@
+"""Warrant: a network protocol whose packets carry their own authority."""
+
+__version__ = "0.1.0"

@@ -1,0 +1,46 @@
+"""`warrant` command line: one Typer app; each concern registers its commands.
+
+Every failure the user can cause ends as one red line on stderr and a
+non-zero exit code, never a traceback.
+"""
+
+from __future__ import annotations
+
+import sys
+
+import typer
+from rich.console import Console
+
+from . import cli_authority, cli_net
+from .errors import WarrantError
+from .keys import KeyFormatError
+
+app = typer.Typer(
+    name="warrant",
+    help="Warrant: packets that carry their own authority.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+err = Console(stderr=True)
+
+cli_authority.register(app)
+cli_net.register(app)
+
+
+def main() -> None:
+    try:
+        app()
+    except WarrantError as exc:
+        err.print(f"[red]error[/red] {exc.reason.name} ({int(exc.reason)}): {exc.detail}")
+        sys.exit(2)
+    except (KeyFormatError, ValueError, OSError) as exc:
+        err.print(f"[red]error[/red] {exc}")
+        sys.exit(2)
+    except KeyboardInterrupt:
+        err.print("interrupted")
+        sys.exit(130)
+
+
+if __name__ == "__main__":
+    main()

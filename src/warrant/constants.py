@@ -1,0 +1,200 @@
+"""Wire constants: the single source of truth for Python and the eBPF datapath.
+
+`tools/gen_constants.py` renders this module into `bpf/warrant_constants.h`;
+a test fails when the two disagree.  Change numbers here only, and bump
+`VERSION` when a change alters bytes on the wire.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import IntEnum
+
+VERSION = 1
+
+
+class Kind(IntEnum):
+    """Packet kinds (byte 1 of every Warrant packet)."""
+
+    INIT = 1  # session opening: credential chain, ephemeral key, first payload
+    DATA = 2  # compact session reference, sequence number, MAC, hop records
+    REJECT = 3  # receiver -> sender: why a packet was refused, resend advice
+    COOKIE = 4  # receiver -> sender under load: prove your address first
+
+
+class Verdict(IntEnum):
+    ADMIT = 0
+    DROP = 1
+    PASS = 2  # not Warrant traffic: not ours to judge
+
+
+# ---- sizes (bytes) -------------------------------------------------------
+COMMON_HEADER_LEN = 4  # version, kind, hop_count, flags
+SESSION_ID_LEN = 8
+SEQ_LEN = 8
+MAC_LEN = 16  # SipHash-2-4 with 128-bit output
+DATA_MAC_INPUT_LEN = 20  # bytes [0, 20) of a DATA packet, hop_count zeroed
+DATA_HEADER_LEN = 36  # governance header of a DATA packet, before hop records
+HOP_RECORD_LEN = 12
+HOP_TAG_LEN = 4
+HOP_MAC_LEN = 8  # SipHash-2-4 with 64-bit output
+MAX_HOPS = 8
+AEAD_TAG_LEN = 16
+KEY_ID_LEN = 4  # receiver key id in INIT
+ANCHOR_ID_LEN = 8  # anchor key id in a credential's root link
+PUBKEY_LEN = 32
+SIGNATURE_LEN = 64
+COOKIE_LEN = 16
+COOKIE_NONCE_LEN = 24
+INIT_FIXED_LEN = 64
+REJECT_LEN = 16
+COOKIE_PACKET_LEN = 12 + COOKIE_NONCE_LEN + COOKIE_LEN + AEAD_TAG_LEN  # 68
+CHAIN_DIGEST_LEN = 32
+LINK_ID_LEN = 16
+MAX_CHAIN_LINKS = 8
+MAX_CREDENTIAL_LEN = 4096
+MAX_DATAGRAM = 65507
+
+# ---- DATA packet offsets ---------------------------------------------------
+OFF_VERSION = 0
+OFF_KIND = 1
+OFF_HOP_COUNT = 2
+OFF_FLAGS = 3
+OFF_SESSION_ID = 4
+OFF_SEQ = 12
+OFF_MAC = 20
+OFF_HOPS = 36
+
+# ---- INIT packet offsets ---------------------------------------------------
+OFF_INIT_RECEIVER_ID = 12
+OFF_INIT_TIMESTAMP = 16
+OFF_INIT_EPH_PUB = 24
+OFF_INIT_CRED_LEN = 56
+OFF_INIT_CLAIM_LEN = 58
+OFF_INIT_PAYLOAD_LEN = 60
+OFF_INIT_RESERVED = 62
+
+# ---- flags -----------------------------------------------------------------
+FLAG_INIT_COOKIE = 0x01  # INIT carries a cookie MAC after the payload
+KNOWN_INIT_FLAGS = FLAG_INIT_COOKIE
+KNOWN_DATA_FLAGS = 0x00
+
+# ---- replay window -----------------------------------------------------------
+REPLAY_RING_BITS = 4096  # bitmap ring of 64 words of 64 bits
+REPLAY_WORD_BITS = 64
+REPLAY_WINDOW = REPLAY_RING_BITS - REPLAY_WORD_BITS  # 4032 packets behind the newest
+
+# ---- time (seconds) --------------------------------------------------------
+CLOCK_SKEW = 30  # tolerance on not-before / expiry and on INIT timestamps
+INIT_MAX_AGE = 60  # an INIT older than this (after skew) is refused as stale
+SESSION_MAX_LIFETIME = 600  # sessions end sooner if the credential expires first
+COOKIE_SECRET_LIFETIME = 120
+
+# ---- key derivation personalisations (BLAKE2b "person", 16 bytes max) -----------
+PERSON_SESSION_ID = b"warrant1-sid"
+PERSON_TRANSCRIPT = b"warrant1-th"
+PERSON_MAC_KEY = b"warrant1-kmac"
+PERSON_AEAD_KEY = b"warrant1-kaead"
+PERSON_HOP_KEY = b"warrant1-khop"
+PERSON_KEY_ID = b"warrant1-kid"
+PERSON_CHAIN = b"warrant1-chain"
+PERSON_LINK = b"warrant1-link"
+PERSON_COOKIE = b"warrant1-cookie"
+PERSON_COOKIE_KEY = b"warrant1-ckey"
+SIG_CONTEXT_LINK = b"warrant/v1/link\x00"
+SIG_CONTEXT_INIT = b"warrant/v1/init\x00"
+SIG_CONTEXT_HOP = b"warrant/v1/hop\x00\x00"
+SIG_CONTEXT_REVOCATION = b"warrant/v1/revoke"
+
+
+@dataclass(frozen=True)
+class ReasonInfo:
+    code: int
+    name: str
+    summary: str
+    properties: tuple[str, ...] = ()
+    hubble: str = ""  # Hubble DropReason name when one fits
+
+
+class Reason(IntEnum):
+    """Why a packet got its verdict.  One byte on the wire (REJECT) and in the kernel."""
+
+    OK = 0
+    MALFORMED = 1
+    TRUNCATED = 2
+    UNKNOWN_VERSION = 3
+    UNKNOWN_KIND = 4
+    BAD_SIGNATURE = 5
+    UNKNOWN_ANCHOR = 6
+    ESCALATION = 7
+    EXPIRED = 8
+    NOT_YET_VALID = 9
+    WRONG_SCOPE = 10
+    REVOKED = 11
+    BAD_MAC = 12
+    REPLAY = 13
+    TOO_OLD = 14
+    UNKNOWN_SESSION = 15
+    HOP_CHAIN_BROKEN = 16
+    TOO_MANY_HOPS = 17
+    FORBIDDEN_DOMAIN = 18
+    REQUIRED_DOMAIN_MISSING = 19
+    POLICY_DENIED = 20
+    OPERATION_NOT_GRANTED = 21
+    DESTINATION_NOT_GRANTED = 22
+    RATE_LIMITED = 23
+    COOKIE_REQUIRED = 24
+    BAD_HOLDER_PROOF = 25
+    WRONG_RECEIVER = 26
+    BAD_PAYLOAD_AUTH = 27
+    SESSION_EXPIRED = 28
+    NOT_WARRANT = 29
+    UNTRUSTED_RELAY = 30
+    BAD_COOKIE = 31
+    BAD_SESSION_ID = 32
+    DOMAIN_NOT_ALLOWED = 33
+    PORT_MISMATCH = 34
+    SESSION_TABLE_FULL = 35
+
+
+REASONS: dict[Reason, ReasonInfo] = {
+    r: ReasonInfo(int(r), r.name, s, p, h)
+    for r, s, p, h in [
+        (Reason.OK, "admitted", (), ""),
+        (Reason.MALFORMED, "packet or credential does not parse", ("P10",), "INVALID_PACKET_DROPPED"),
+        (Reason.TRUNCATED, "packet shorter than its lengths claim", ("P10",), "INVALID_PACKET_DROPPED"),
+        (Reason.UNKNOWN_VERSION, "unsupported protocol version", ("P10",), "INVALID_PACKET_DROPPED"),
+        (Reason.UNKNOWN_KIND, "unknown packet kind", ("P10",), "INVALID_PACKET_DROPPED"),
+        (Reason.BAD_SIGNATURE, "a delegation signature does not verify", ("P1",), "INVALID_IDENTITY"),
+        (Reason.UNKNOWN_ANCHOR, "chain not rooted in an anchor of its scope", ("P1",), "INVALID_IDENTITY"),
+        (Reason.ESCALATION, "a delegation widens a right of its parent", ("P2",), "POLICY_DENIED"),
+        (Reason.EXPIRED, "credential or anchor expired", ("P5",), "POLICY_DENIED"),
+        (Reason.NOT_YET_VALID, "credential or anchor not yet valid", ("P5",), "POLICY_DENIED"),
+        (Reason.WRONG_SCOPE, "trust scope not admitted here", ("P7",), "POLICY_DENIED"),
+        (Reason.REVOKED, "credential or key revoked", ("P8",), "POLICY_DENIED"),
+        (Reason.BAD_MAC, "per-packet MAC does not verify", ("P3",), "AUTH_REQUIRED"),
+        (Reason.REPLAY, "sequence number already seen", ("P4",), "POLICY_DENIED"),
+        (Reason.TOO_OLD, "behind the replay window or stale session opening", ("P4",), "POLICY_DENIED"),
+        (Reason.UNKNOWN_SESSION, "no session for this reference; resend the credential", ("P11",), "AUTH_REQUIRED"),
+        (Reason.HOP_CHAIN_BROKEN, "hop records removed, reordered, inserted or spliced", ("P6",), "POLICY_DENIED"),
+        (Reason.TOO_MANY_HOPS, "more hops than allowed", ("P6",), "POLICY_DENIED"),
+        (Reason.FORBIDDEN_DOMAIN, "crossed a forbidden domain", ("P6",), "POLICY_DENIED"),
+        (Reason.REQUIRED_DOMAIN_MISSING, "did not cross a required domain", ("P6",), "POLICY_DENIED"),
+        (Reason.POLICY_DENIED, "receiver policy does not admit this", (), "POLICY_DENIED"),
+        (Reason.OPERATION_NOT_GRANTED, "credential does not grant the operation", ("P2",), "POLICY_DENIED"),
+        (Reason.DESTINATION_NOT_GRANTED, "credential does not grant the destination", ("P2",), "POLICY_DENIED"),
+        (Reason.RATE_LIMITED, "rate limit exceeded", ("P9",), ""),
+        (Reason.COOKIE_REQUIRED, "receiver under load: cookie required", ("P9",), ""),
+        (Reason.BAD_HOLDER_PROOF, "sender does not hold the credential's key", ("P1",), "INVALID_IDENTITY"),
+        (Reason.WRONG_RECEIVER, "session opening addressed to another receiver key", (), "POLICY_DENIED"),
+        (Reason.BAD_PAYLOAD_AUTH, "payload authentication failed", ("P3",), "AUTH_REQUIRED"),
+        (Reason.SESSION_EXPIRED, "session lifetime over; open a new one", ("P5",), "AUTH_REQUIRED"),
+        (Reason.NOT_WARRANT, "not Warrant traffic", (), ""),
+        (Reason.UNTRUSTED_RELAY, "relay not trusted for its domain", ("P6", "P7"), "POLICY_DENIED"),
+        (Reason.BAD_COOKIE, "cookie MAC does not verify", ("P9",), ""),
+        (Reason.BAD_SESSION_ID, "session id does not match the opening packet", ("P10",), "INVALID_PACKET_DROPPED"),
+        (Reason.DOMAIN_NOT_ALLOWED, "crossed a domain outside the allowed set", ("P6",), "POLICY_DENIED"),
+        (Reason.PORT_MISMATCH, "session used against another destination port", ("P11",), "POLICY_DENIED"),
+        (Reason.SESSION_TABLE_FULL, "no room for another session", ("P9",), ""),
+    ]
+}

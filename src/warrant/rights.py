@@ -1,0 +1,219 @@
+"""Rights carried by a delegation link, and the rule that a link may only narrow.
+
+A link states a *grant*: every field optional, an omitted field inherits its
+parent's value.  The root link must state operations, destinations and
+expiry.  `narrow(parent, grant)` returns the effective rights of the child or
+raises ESCALATION naming the first widened right: the verifier rejects a
+widening outright rather than silently intersecting it away.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field, replace
+
+from .constants import MAX_HOPS, Reason
+from .errors import WarrantError
+
+_LABEL = r"[a-z0-9][a-z0-9_-]{0,62}"
+_NAME = re.compile(rf"^{_LABEL}(\.{_LABEL})*$")
+_PATTERN = re.compile(rf"^(\*|{_LABEL}(\.{_LABEL})*(\.\*)?)$")
+_SERVICE = re.compile(r"^(\*|[a-z0-9][a-z0-9.-]{0,62})$")
+_DOMAIN = re.compile(r"^[a-z0-9][a-z0-9.-]{0,62}$")
+
+
+def check_operation_name(op: str) -> str:
+    if not _NAME.match(op):
+        raise WarrantError(Reason.MALFORMED, f"bad operation name {op!r}")
+    return op
+
+
+def check_operation_pattern(pattern: str) -> str:
+    if not _PATTERN.match(pattern):
+        raise WarrantError(Reason.MALFORMED, f"bad operation pattern {pattern!r}")
+    return pattern
+
+
+def check_domain(domain: str) -> str:
+    if not _DOMAIN.match(domain):
+        raise WarrantError(Reason.MALFORMED, f"bad domain name {domain!r}")
+    return domain
+
+
+def pattern_covers(parent: str, child: str) -> bool:
+    """True when every operation matched by `child` is matched by `parent`.
+
+    `*` matches everything; `a.b.*` matches names strictly below `a.b`
+    (`a.b.c`, `a.b.c.d`) and patterns below it; a plain name matches itself.
+    """
+    if parent == "*":
+        return True
+    if parent.endswith(".*"):
+        stem = parent[:-1]  # keeps the trailing dot
+        return child.startswith(stem) and child != stem
+    return parent == child
+
+
+def operation_granted(patterns: tuple[str, ...], op: str) -> bool:
+    return any(pattern_covers(p, op) for p in patterns)
+
+
+@dataclass(frozen=True, order=True)
+class Destination:
+    """A service name (or `*`) and an inclusive port range."""
+
+    service: str
+    port_lo: int
+    port_hi: int
+
+    def __post_init__(self) -> None:
+        if not _SERVICE.match(self.service):
+            raise WarrantError(Reason.MALFORMED, f"bad service name {self.service!r}")
+        if not (0 <= self.port_lo <= self.port_hi <= 65535):
+            raise WarrantError(Reason.MALFORMED, f"bad port range {self.port_lo}-{self.port_hi}")
+
+    def covers(self, other: Destination) -> bool:
+        return (self.service in ("*", other.service)) and (
+            self.port_lo <= other.port_lo and other.port_hi <= self.port_hi
+        )
+
+    def admits(self, service: str, port: int) -> bool:
+        return self.service in ("*", service) and self.port_lo <= port <= self.port_hi
+
+    @classmethod
+    def parse(cls, text: str) -> Destination:
+        """`service:port`, `service:lo-hi`, `service` (any port) or `*:port`."""
+        service, _, ports = text.partition(":")
+        if not ports:
+            return cls(service, 0, 65535)
+        lo, _, hi = ports.partition("-")
+        try:
+            return cls(service, int(lo), int(hi or lo))
+        except ValueError:
+            raise WarrantError(Reason.MALFORMED, f"bad destination {text!r}") from None
+
+    def __str__(self) -> str:
+        if (self.port_lo, self.port_hi) == (0, 65535):
+            return self.service
+        if self.port_lo == self.port_hi:
+            return f"{self.service}:{self.port_lo}"
+        return f"{self.service}:{self.port_lo}-{self.port_hi}"
+
+
+@dataclass(frozen=True)
+class Grant:
+    """What one link states.  None means "inherit from the parent"."""
+
+    operations: tuple[str, ...] | None = None
+    destinations: tuple[Destination, ...] | None = None
+    not_before: int | None = None
+    expires: int | None = None
+    max_hops: int | None = None
+    allowed_domains: tuple[str, ...] | None = None
+    required_domains: tuple[str, ...] | None = None
+    forbidden_domains: tuple[str, ...] | None = None
+    rate: int | None = None  # packets per second
+
+    def __post_init__(self) -> None:
+        for op in self.operations or ():
+            check_operation_pattern(op)
+        for group in (self.allowed_domains, self.required_domains, self.forbidden_domains):
+            for d in group or ():
+                check_domain(d)
+        for name in ("not_before", "expires", "rate"):
+            value = getattr(self, name)
+            if value is not None and not (0 <= value < 2**63):
+                raise WarrantError(Reason.MALFORMED, f"{name} out of range")
+        if self.max_hops is not None and not (0 <= self.max_hops <= MAX_HOPS):
+            raise WarrantError(Reason.MALFORMED, f"max_hops must be 0..{MAX_HOPS}")
+        if self.operations is not None and not self.operations:
+            raise WarrantError(Reason.MALFORMED, "empty operation list")
+        if self.destinations is not None and not self.destinations:
+            raise WarrantError(Reason.MALFORMED, "empty destination list")
+
+
+@dataclass(frozen=True)
+class Rights:
+    """Effective rights after a chain of links: every field resolved."""
+
+    operations: tuple[str, ...]
+    destinations: tuple[Destination, ...]
+    not_before: int
+    expires: int
+    max_hops: int = MAX_HOPS
+    allowed_domains: tuple[str, ...] | None = None  # None: any domain
+    required_domains: tuple[str, ...] = field(default=())
+    forbidden_domains: tuple[str, ...] = field(default=())
+    rate: int | None = None  # None: unlimited
+
+    def grants_operation(self, op: str) -> bool:
+        return operation_granted(self.operations, op)
+
+    def grants_destination(self, service: str, port: int) -> bool:
+        return any(d.admits(service, port) for d in self.destinations)
+
+
+def _escalation(what: str) -> WarrantError:
+    return WarrantError(Reason.ESCALATION, f"delegation widens {what}")
+
+
+def root_rights(grant: Grant) -> Rights:
+    if grant.operations is None or grant.destinations is None or grant.expires is None:
+        raise WarrantError(Reason.MALFORMED, "root link must state operations, destinations, expiry")
+    return narrow(
+        Rights(
+            operations=("*",),
+            destinations=(Destination("*", 0, 65535),),
+            not_before=0,
+            expires=2**63 - 1,
+        ),
+        grant,
+    )
+
+
+def narrow(parent: Rights, grant: Grant) -> Rights:
+    """Apply a child's grant to its parent's rights; raise ESCALATION on any widening."""
+    out = parent
+    if grant.operations is not None:
+        for op in grant.operations:
+            if not any(pattern_covers(p, op) for p in parent.operations):
+                raise _escalation(f"operations ({op!r} not under {list(parent.operations)})")
+        out = replace(out, operations=grant.operations)
+    if grant.destinations is not None:
+        for d in grant.destinations:
+            if not any(p.covers(d) for p in parent.destinations):
+                raise _escalation(f"destinations ({d} not within parent)")
+        out = replace(out, destinations=grant.destinations)
+    if grant.not_before is not None:
+        if grant.not_before < parent.not_before:
+            raise _escalation("time window (not-before earlier than parent)")
+        out = replace(out, not_before=grant.not_before)
+    if grant.expires is not None:
+        if grant.expires > parent.expires:
+            raise _escalation("time window (expiry later than parent)")
+        out = replace(out, expires=grant.expires)
+    if grant.max_hops is not None:
+        if grant.max_hops > parent.max_hops:
+            raise _escalation("max hops")
+        out = replace(out, max_hops=grant.max_hops)
+    if grant.allowed_domains is not None:
+        if parent.allowed_domains is not None and not set(grant.allowed_domains) <= set(
+            parent.allowed_domains
+        ):
+            raise _escalation("allowed domains")
+        out = replace(out, allowed_domains=grant.allowed_domains)
+    if grant.required_domains is not None:
+        if not set(parent.required_domains) <= set(grant.required_domains):
+            raise _escalation("required domains (drops a requirement)")
+        out = replace(out, required_domains=grant.required_domains)
+    if grant.forbidden_domains is not None:
+        if not set(parent.forbidden_domains) <= set(grant.forbidden_domains):
+            raise _escalation("forbidden domains (drops a prohibition)")
+        out = replace(out, forbidden_domains=grant.forbidden_domains)
+    if grant.rate is not None:
+        if parent.rate is not None and grant.rate > parent.rate:
+            raise _escalation("rate")
+        out = replace(out, rate=grant.rate)
+    if out.not_before > out.expires:
+        raise WarrantError(Reason.MALFORMED, "not-before is after expiry")
+    return out
