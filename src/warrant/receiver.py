@@ -1,0 +1,339 @@
+"""The receiver: decides every packet locally, from its bytes and session soft state.
+
+Sans-I/O: `Receiver.handle(packet, source, dst_port, now)` returns an
+`Outcome` (verdict, reason, the admitted payload with its authority, and an
+optional reply to send back).  No sockets, clocks or globals; randomness is
+injected.  The order of checks is normative (SPEC.md section 6) because the
+kernel datapath must reach the same reason for the same packet.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import cbor2
+import nacl.exceptions
+import nacl.signing
+import nacl.utils
+
+from . import keys
+from .admission import Policy
+from .constants import (
+    CLOCK_SKEW,
+    INIT_MAX_AGE,
+    SESSION_MAX_LIFETIME,
+    SIG_CONTEXT_INIT,
+    Kind,
+    Reason,
+    Verdict,
+)
+from .cookie import CookieJar
+from .credential import Verifier
+from .errors import WarrantError
+from .hop import PathHop, verify_data_hops, verify_statements
+from .kdf import session_id as derive_session_id
+from .kdf import session_keys, transcript, x25519
+from .mac import equal, header_mac, open_sealed
+from .ratelimit import KeyedLimiter, RateMeter, TokenBucket
+from .revocation import RevocationStore
+from .session import Session, SessionTable
+from .wire import DataPacket, InitPacket, RejectPacket, peek_kind
+
+Address = tuple[str, int]
+
+
+@dataclass(frozen=True)
+class Claim:
+    """What an INIT asks to do: an operation on a service at a port."""
+
+    operation: str
+    service: str
+    port: int
+
+    def encode(self) -> bytes:
+        return cbor2.dumps([self.operation, self.service, self.port], canonical=True)
+
+    @classmethod
+    def decode(cls, data: bytes) -> Claim:
+        try:
+            op, service, port = cbor2.loads(data)
+            claim = cls(op, service, port)
+        except Exception:
+            raise WarrantError(Reason.MALFORMED, "claim must be [operation, service, port]") from None
+        if (
+            not isinstance(op, str)
+            or not isinstance(service, str)
+            or not isinstance(port, int)
+            or isinstance(port, bool)
+            or not 0 <= port <= 65535
+            or claim.encode() != data
+        ):
+            raise WarrantError(Reason.MALFORMED, "claim must be [operation, service, port]")
+        return claim
+
+
+@dataclass(frozen=True)
+class Authority:
+    """The authority an admitted payload arrived under; handed to the application."""
+
+    scope: str
+    issuer: str  # anchor id, hex
+    holder: str  # holder key id, hex
+    chain_digest: str
+    depth: int
+    operation: str
+    service: str
+    port: int
+    hops: tuple[tuple[str, str], ...]  # (domain, relay key id hex) in path order
+    expires: int
+    rule: str | None
+    session_id: str
+
+    @classmethod
+    def of(cls, s: Session) -> Authority:
+        return cls(
+            scope=s.chain.scope,
+            issuer=s.chain.anchor.anchor_id.hex(),
+            holder=keys.key_id(s.chain.holder).hex(),
+            chain_digest=s.chain.chain_digest.hex(),
+            depth=s.chain.depth,
+            operation=s.operation,
+            service=s.service,
+            port=s.port,
+            hops=tuple((h.domain, h.tag.hex()) for h in s.path),
+            expires=s.chain.rights.expires,
+            rule=s.rule,
+            session_id=s.session_id.hex(),
+        )
+
+
+@dataclass
+class Outcome:
+    verdict: Verdict
+    reason: Reason
+    kind: str
+    size: int
+    detail: str = ""
+    payload: bytes | None = None
+    authority: Authority | None = None
+    reply: bytes | None = None
+    session_id: bytes | None = None
+    seq: int | None = None
+
+
+@dataclass
+class ReceiverStats:
+    by_reason: dict[Reason, int] = field(default_factory=dict)
+
+    def count(self, reason: Reason) -> None:
+        self.by_reason[reason] = self.by_reason.get(reason, 0) + 1
+
+
+class Receiver:
+    def __init__(
+        self,
+        key: nacl.signing.SigningKey,
+        policy: Policy,
+        *,
+        started_at: float,
+        revocations: RevocationStore | None = None,
+        random: Callable[[int], bytes] = nacl.utils.random,
+        reject_rate: float = 10.0,
+    ) -> None:
+        self.key = key
+        self.public = bytes(key.verify_key)
+        self.key_id = keys.key_id(self.public)
+        self._x_secret = keys.x25519_secret(key)
+        self.policy = policy
+        self.started_at = started_at
+        self.verifier = Verifier(policy.trust, revocations)
+        limits = policy.limits
+        self.sessions = SessionTable(limits.max_sessions)
+        self.cookies = CookieJar(self.public, random)
+        self._init_meter = RateMeter()
+        self._init_limiter = KeyedLimiter(limits.init_rate_per_source, limits.init_burst)
+        self._reject_limiter = KeyedLimiter(reject_rate, reject_rate)
+        self.stats = ReceiverStats()
+
+    # ---- entry point ---------------------------------------------------------------------
+    def handle(self, packet: bytes, source: Address, dst_port: int, now: float) -> Outcome:
+        try:
+            kind = peek_kind(packet)
+            if kind == Kind.DATA:
+                out = self._data(packet, source, dst_port, now)
+            elif kind == Kind.INIT:
+                out = self._init(packet, source, dst_port, now)
+            else:
+                raise WarrantError(Reason.UNKNOWN_KIND, f"{kind.name} is not for a receiver")
+        except WarrantError as exc:
+            out = Outcome(Verdict.DROP, exc.reason, _kind_name(packet), len(packet), exc.detail)
+        self.stats.count(out.reason)
+        return out
+
+    def under_load(self, now: float) -> bool:
+        return self._init_meter.rate(now) >= self.policy.limits.load_threshold
+
+    def revoke(self, revocations: RevocationStore, now: float) -> list[Session]:
+        """Install new revocation lists and end every live session they now revoke."""
+        self.verifier.revocations = revocations
+        ended = []
+        for s in self.sessions:
+            try:
+                revocations.check(s.chain.scope, s.chain.link_ids, s.chain.keys())
+            except WarrantError:
+                self.sessions.remove(s.session_id, now)
+                ended.append(s)
+        return ended
+
+    # ---- DATA: the per-packet fast path (the kernel mirrors steps 1-7) ---------------------
+    def check_data_header(
+        self, packet: bytes, dst_port: int, now: float
+    ) -> tuple[Reason, DataPacket | None, Session | None]:
+        """Steps the kernel also runs.  Does not update the replay window."""
+        data = DataPacket.decode(packet)
+        s = self.sessions.get(data.session_id)
+        if s is None:
+            return Reason.UNKNOWN_SESSION, data, None
+        if now >= s.expires:
+            return Reason.SESSION_EXPIRED, data, s
+        if dst_port != s.port:
+            return Reason.PORT_MISMATCH, data, s
+        if not equal(header_mac(s.mac_key, DataPacket.mac_input(data.session_id, data.seq)), data.mac):
+            return Reason.BAD_MAC, data, s
+        reason = verify_data_hops(data.hops, data.mac, s.path)
+        if reason != Reason.OK:
+            return reason, data, s
+        return s.window.check(data.seq), data, s
+
+    def _data(self, packet: bytes, source: Address, dst_port: int, now: float) -> Outcome:
+        reason, data, s = self.check_data_header(packet, dst_port, now)
+        assert data is not None
+        out = Outcome(Verdict.DROP, reason, "DATA", len(packet), session_id=data.session_id, seq=data.seq)
+        if reason in (Reason.UNKNOWN_SESSION, Reason.SESSION_EXPIRED):
+            if s is not None:
+                self.sessions.remove(s.session_id, now)
+            out.detail = "sender must resend its credential"
+            out.reply = self._reject(reason, data.session_id, source, now)
+            return out
+        if s is not None:
+            out.authority = s.authority
+        if reason != Reason.OK:
+            return out
+        assert s is not None
+        if s.bucket is not None and not s.bucket.take(now):
+            out.reason = Reason.RATE_LIMITED
+            return out
+        try:
+            payload = open_sealed(s.aead_key, data.seq, data.ciphertext)
+        except WarrantError as exc:
+            out.reason, out.detail = exc.reason, exc.detail
+            return out
+        s.window.update(data.seq)
+        s.packets += 1
+        s.bytes += len(payload)
+        out.verdict, out.payload = Verdict.ADMIT, payload
+        return out
+
+    def _reject(self, reason: Reason, sid: bytes, source: Address, now: float) -> bytes | None:
+        if not self._reject_limiter.take(source[0], now):
+            return None
+        return RejectPacket(reason, sid).encode()
+
+    # ---- INIT: once per session, the slow path ---------------------------------------------
+    def _init(self, packet: bytes, source: Address, dst_port: int, now: float) -> Outcome:
+        init = InitPacket.decode(packet)
+        out = Outcome(Verdict.DROP, Reason.OK, "INIT", len(packet), session_id=init.session_id, seq=0)
+
+        def drop(reason: Reason, detail: str = "") -> Outcome:
+            out.reason, out.detail = reason, detail
+            return out
+
+        if init.receiver_id != self.key_id:
+            return drop(Reason.WRONG_RECEIVER, f"addressed to key id {init.receiver_id.hex()}")
+        ts = init.timestamp_ms / 1000.0
+        if ts > now + CLOCK_SKEW:
+            return drop(Reason.NOT_YET_VALID, "session opening stamped in the future")
+        if ts < now - INIT_MAX_AGE - CLOCK_SKEW:
+            return drop(Reason.TOO_OLD, "stale session opening")
+        if ts < self.started_at:
+            out.reply = self._reject(Reason.TOO_OLD, init.session_id, source, now)
+            return drop(Reason.TOO_OLD, "session opening predates this receiver's state")
+        if derive_session_id(init.eph_public, init.receiver_id, init.credential) != init.session_id:
+            return drop(Reason.BAD_SESSION_ID)
+        if self.sessions.seen(init.session_id):
+            return drop(Reason.REPLAY, "session already opened")
+
+        self._init_meter.add(now)
+        if self.under_load(now):
+            verdict = self.cookies.check(source, init.cookie_region(), init.cookie_mac, now)
+            if verdict != Reason.OK:
+                out.reply = self.cookies.reply(source, init.session_id, init.eph_public, now).encode()
+                return drop(verdict, "under load: answer the cookie")
+        if not self._init_limiter.take(source[0], now):
+            return drop(Reason.RATE_LIMITED, "too many session openings from this source")
+
+        chain = self.verifier.verify(init.credential, now)
+        try:
+            nacl.signing.VerifyKey(chain.holder).verify(
+                SIG_CONTEXT_INIT + init.signed_region(), init.holder_sig
+            )
+        except (nacl.exceptions.BadSignatureError, ValueError):
+            return drop(Reason.BAD_HOLDER_PROOF)
+        claim = Claim.decode(init.claim)
+        if claim.port != dst_port:
+            return drop(Reason.PORT_MISMATCH, f"claims port {claim.port}, sent to {dst_port}")
+        if not chain.rights.grants_operation(claim.operation):
+            return drop(Reason.OPERATION_NOT_GRANTED, f"{claim.operation!r} not granted")
+        if not chain.rights.grants_destination(claim.service, claim.port):
+            return drop(Reason.DESTINATION_NOT_GRANTED, f"{claim.service}:{claim.port} not granted")
+
+        th = transcript(init.signed_region(), init.holder_sig)
+        path: list[PathHop] = verify_statements(init, th, self.key_id, self._x_secret, self.policy.trust)
+        decision = self.policy.decide(
+            chain.scope,
+            chain.anchor.anchor_id.hex(),
+            claim.operation,
+            claim.service,
+            claim.port,
+            [h.domain for h in path],
+            chain.rights,
+        )
+        if decision.reason != Reason.OK:
+            return drop(decision.reason, decision.detail)
+
+        ks = session_keys(x25519(self._x_secret, init.eph_public), th)
+        payload = open_sealed(ks.aead, 0, init.ciphertext) if init.ciphertext else None
+        session = Session(
+            session_id=init.session_id,
+            mac_key=ks.mac,
+            aead_key=ks.aead,
+            chain=chain,
+            operation=claim.operation,
+            service=claim.service,
+            port=claim.port,
+            path=path,
+            opened=now,
+            expires=min(now + SESSION_MAX_LIFETIME, chain.rights.expires + CLOCK_SKEW),
+            rule=decision.rule,
+            bucket=(
+                TokenBucket(chain.rights.rate, max(1.0, float(chain.rights.rate)), now)
+                if chain.rights.rate is not None
+                else None
+            ),
+        )
+        session.window.update(0)
+        if not self.sessions.add(session, now):
+            return drop(Reason.SESSION_TABLE_FULL)
+        session.authority = Authority.of(session)
+        if payload is not None:
+            session.packets, session.bytes = 1, len(payload)
+        out.verdict, out.payload, out.authority = Verdict.ADMIT, payload, session.authority
+        return out
+
+
+def _kind_name(packet: bytes) -> str:
+    try:
+        return Kind(packet[1]).name
+    except (IndexError, ValueError):
+        return "UNKNOWN"
