@@ -46,8 +46,10 @@ PUBKEY_LEN = 32
 SIGNATURE_LEN = 64
 COOKIE_LEN = 16
 COOKIE_NONCE_LEN = 24
-INIT_FIXED_LEN = 64
+INIT_FIXED_LEN = 68
 REJECT_LEN = 16
+HOP_STATEMENT_MIN_LEN = 32 + 4 + 1 + 1 + 64  # key, next hop id, domain length, domain, sig
+INIT_SIGNED_MASK = (2, 3)  # hop_count and flags are zeroed in signed/MACed copies
 COOKIE_PACKET_LEN = 12 + COOKIE_NONCE_LEN + COOKIE_LEN + AEAD_TAG_LEN  # 68
 CHAIN_DIGEST_LEN = 32
 LINK_ID_LEN = 16
@@ -73,6 +75,7 @@ OFF_INIT_CRED_LEN = 56
 OFF_INIT_CLAIM_LEN = 58
 OFF_INIT_PAYLOAD_LEN = 60
 OFF_INIT_RESERVED = 62
+OFF_INIT_NEXT_HOP = 64
 
 # ---- flags -----------------------------------------------------------------
 FLAG_INIT_COOKIE = 0x01  # INIT carries a cookie MAC after the payload
