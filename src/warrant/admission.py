@@ -147,8 +147,8 @@ class Policy:
             data = yaml.safe_load(text)
         except yaml.YAMLError as exc:
             mark = getattr(exc, "problem_mark", None)
-            line = f":{mark.line + 1}" if mark is not None else ""
-            raise PolicyError(f"{source}{line}: not valid YAML") from None
+            at = f":{mark.line + 1}" if mark is not None else ""
+            raise PolicyError(f"{source}{at}: not valid YAML") from None
         try:
             model = PolicyModel.model_validate(data)
         except ValidationError as exc:

@@ -11,7 +11,7 @@ import sys
 import typer
 from rich.console import Console
 
-from . import cli_authority, cli_net, cli_relay
+from . import cli_authority, cli_demo, cli_net, cli_relay
 from .errors import WarrantError
 from .keys import KeyFormatError
 
@@ -27,6 +27,7 @@ err = Console(stderr=True)
 cli_authority.register(app)
 cli_net.register(app)
 cli_relay.register(app)
+cli_demo.register(app)
 
 
 def main() -> None:

@@ -9,7 +9,6 @@ answer, if any.
 
 from __future__ import annotations
 
-
 from collections.abc import Callable
 
 import nacl.bindings

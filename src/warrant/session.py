@@ -12,7 +12,7 @@ from collections import OrderedDict
 from dataclasses import dataclass, field
 from typing import Any
 
-from .constants import INIT_MAX_AGE, CLOCK_SKEW
+from .constants import CLOCK_SKEW, INIT_MAX_AGE
 from .credential import VerifiedChain
 from .hop import PathHop
 from .ratelimit import TokenBucket
