@@ -34,7 +34,7 @@ from rich.table import Table
 
 from . import keys
 from .anchors import Anchor, TrustStore, check_scope
-from .constants import CLOCK_SKEW, LINK_ID_LEN, MAX_CREDENTIAL_LEN, REASONS, Reason
+from .constants import CLOCK_SKEW, LINK_ID_LEN, REASONS, Reason
 from .credential import Credential, Link, Verifier, delegate, effective_rights, issue
 from .errors import WarrantError
 from .revocation import RevocationList, RevocationStore
@@ -49,12 +49,15 @@ R = TypeVar("R")
 EXIT_INVALID = 1
 EXIT_INPUT = 2
 MAX_INPUT_FILE = 64 * 1024  # far above any credential or revocation list, text or raw
+MAX_KEY_FILE = 4096
+MAX_ANCHOR_FILE = 8 * 1024 * 1024
 _MAX_TIME = 2**63 - 1
 _LAST_PRINTABLE_TIME = 253402300799  # 9999-12-31T23:59:59Z
 
 
 # ---- failure handling ------------------------------------------------------------
 def _fail(line: str, code: int = EXIT_INPUT) -> NoReturn:
+    line = " ".join(line.split())  # some library messages span lines; ours never do
     err.print(f"[red]error[/red] {escape(line)}", soft_wrap=True)
     raise typer.Exit(code)
 
@@ -140,17 +143,23 @@ _B64_ALPHABET = frozenset(
 )
 
 
-def read_blob(path: Path, what: str) -> bytes:
-    """The bytes of a credential or revocation-list file, raw CBOR or base64 text."""
+def read_limited(path: Path, what: str, limit: int = MAX_INPUT_FILE) -> bytes:
+    """At most `limit` bytes of a file, or one clear error (never reads /dev/zero forever)."""
     try:
         with path.open("rb") as f:
-            data = f.read(MAX_INPUT_FILE + 1)
+            data = f.read(limit + 1)
     except FileNotFoundError:
         raise ValueError(f"{what} file not found: {path}") from None
     except OSError as exc:
         raise ValueError(f"cannot read {what} file {path}: {exc.strerror or exc}") from None
-    if len(data) > MAX_INPUT_FILE:
-        raise ValueError(f"{what} file {path} is too large to be a {what}")
+    if len(data) > limit:
+        raise ValueError(f"{what} file {path} is too large (over {limit} bytes)")
+    return data
+
+
+def read_blob(path: Path, what: str) -> bytes:
+    """The bytes of a credential or revocation-list file, raw CBOR or base64 text."""
+    data = read_limited(path, what)
     if not data.strip():
         raise ValueError(f"{what} file is empty: {path}")
     return decode_blob(data, what)
@@ -183,12 +192,22 @@ def write_blob(path: Path, data: bytes, as_base64: bool) -> None:
         raise ValueError(f"cannot write {path}: {exc.strerror or exc}") from None
 
 
-def load_secret_key(path: Path, option: str) -> nacl.signing.SigningKey:
+def _key_text(path: Path, what: str, option: str) -> str:
     try:
-        return keys.load_secret(path)
+        data = read_limited(path, what, MAX_KEY_FILE)
+    except ValueError as exc:
+        raise keys.KeyFormatError(f"{option}: {exc}") from None
+    try:
+        return data.decode("ascii")
+    except UnicodeDecodeError:
+        raise keys.KeyFormatError(f"{option} {path}: not a Warrant {what} file") from None
+
+
+def load_secret_key(path: Path, option: str) -> nacl.signing.SigningKey:
+    text = _key_text(path, "secret key", option)
+    try:
+        return keys.decode_secret(text)
     except keys.KeyFormatError as exc:
-        if not path.exists():
-            raise keys.KeyFormatError(f"{option}: {exc}") from None
         raise keys.KeyFormatError(f"{option} {path}: {exc}") from None
 
 
@@ -200,12 +219,31 @@ def load_public_key(value: str, option: str) -> bytes:
         except keys.KeyFormatError as exc:
             raise keys.KeyFormatError(f"{option}: {exc}") from None
     path = Path(value)
+    text = _key_text(path, "public key", option).strip()
     try:
-        return keys.load_public(path)
+        if text.startswith(keys.SECRET_PREFIX):
+            return bytes(keys.decode_secret(text).verify_key)
+        return keys.decode_public(text)
     except keys.KeyFormatError as exc:
-        if not path.exists():
-            raise keys.KeyFormatError(f"{option}: {exc}") from None
         raise keys.KeyFormatError(f"{option} {path}: {exc}") from None
+
+
+def load_trust(path: Path) -> TrustStore:
+    """`TrustStore.load` with a bounded read and a one-line YAML error."""
+    text = read_limited(path, "anchor", MAX_ANCHOR_FILE).decode("utf-8", errors="replace")
+    return _parse_trust(text, path)
+
+
+def _parse_trust(text: str, path: Path) -> TrustStore:
+    try:
+        data = yaml.safe_load(text)
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        raise ValueError(f"{path}: not valid YAML{where}: {exc.problem or exc}") from None
+    except (yaml.YAMLError, RecursionError) as exc:
+        raise ValueError(f"{path}: not valid YAML: {type(exc).__name__}") from None
+    return TrustStore.from_mapping(data, str(path))
 
 
 def key_id_hex(public: bytes) -> str:
@@ -389,7 +427,7 @@ def keygen_cmd(
         _create_private(out_path, keys.encode_secret(key) + "\n")
         pub_path.write_text(keys.encode_public(public) + "\n")
     except OSError as exc:
-        raise ValueError(f"cannot write key files: {exc.strerror or exc}") from None
+        raise ValueError(f"cannot write {exc.filename}: {exc.strerror or exc}") from None
     out.print(f"secret key  {escape(str(out_path))} (mode 0600)", soft_wrap=True)
     out.print(f"public key  {escape(str(pub_path))}", soft_wrap=True)
     out.print(keys.encode_public(public), soft_wrap=True)
@@ -399,11 +437,11 @@ def keygen_cmd(
 
 # ---- anchors ----------------------------------------------------------------------
 def _load_or_new(path: Path) -> TrustStore:
+    """The anchor file's store; an empty store for a missing or blank file."""
     if not path.exists():
         return TrustStore()
-    if not keys.read_text(path, "anchor").strip():
-        return TrustStore()
-    return TrustStore.load(path)
+    text = read_limited(path, "anchor", MAX_ANCHOR_FILE).decode("utf-8", errors="replace")
+    return _parse_trust(text, path) if text.strip() else TrustStore()
 
 
 def _save(store: TrustStore, path: Path) -> None:
@@ -492,7 +530,7 @@ def anchors_show_cmd(
     file: Annotated[Path, typer.Argument(help="Anchor file (YAML).")],
 ) -> None:
     """List the anchors of every scope, and the trusted relays."""
-    store = TrustStore.load(file)
+    store = load_trust(file)
     now = time.time()
     table = Table(
         title=f"Trust anchors in {escape(str(file))}", box=box.SIMPLE_HEAVY, pad_edge=False
@@ -534,12 +572,14 @@ def _written(verb: str, path: Path, cred: Credential, data: bytes) -> None:
     out.print(f"  link id  {cred.link_ids()[-1].hex()}")
 
 
-def _check_size(data: bytes) -> None:
-    if len(data) > MAX_CREDENTIAL_LEN:
-        raise WarrantError(
-            Reason.MALFORMED,
-            f"credential would be {len(data)} bytes; receivers accept at most {MAX_CREDENTIAL_LEN}",
-        )
+def _encode_checked(cred: Credential) -> bytes:
+    """Encode, and refuse to write what a verifier would refuse to decode (size, depth)."""
+    data = cred.encode()
+    try:
+        Credential.decode(data)
+    except WarrantError as exc:
+        raise WarrantError(exc.reason, f"refusing to write: {exc.detail}") from None
+    return data
 
 
 @_guarded
@@ -584,8 +624,7 @@ def issue_cmd(
     key = load_secret_key(anchor_key, "--anchor-key")
     holder_public = load_public_key(holder, "--holder")
     cred = issue(key, scope, holder_public, grant)
-    data = cred.encode()
-    _check_size(data)
+    data = _encode_checked(cred)
     write_blob(out_path, data, as_base64)
     _written("issued", out_path, cred, data)
 
@@ -647,8 +686,7 @@ def delegate_cmd(
         rate=rate,
     )
     cred = delegate(parent, holder_key, new_holder, grant)
-    data = cred.encode()
-    _check_size(data)
+    data = _encode_checked(cred)
     write_blob(out_path, data, as_base64)
     _written("delegated", out_path, cred, data)
 
@@ -735,10 +773,13 @@ def inspect_cmd(
     file is recognised and listed too.
     """
     data = read_blob(cred_path, "credential")
-    if _looks_like_revocation_list(data):
-        _inspect_revocation_list(cred_path, data, as_json)
-        return
-    cred = Credential.decode(data)
+    try:
+        if _looks_like_revocation_list(data):
+            _inspect_revocation_list(cred_path, data, as_json)
+            return
+        cred = Credential.decode(data)
+    except WarrantError as exc:
+        _fail(_reason_line(exc), EXIT_INVALID)
     link_ids = cred.link_ids()
     problem: WarrantError | None = None
     rights: Rights | None = None
@@ -853,7 +894,7 @@ def verify_cmd(
         check_operation_pattern(op.strip())
     if dst is not None:
         Destination.parse(dst.strip())
-    trust = TrustStore.load(anchors)
+    trust = load_trust(anchors)
     if scopes:
         trust = trust.restricted_to(check_scope(s) for s in scopes)
     store = RevocationStore()
