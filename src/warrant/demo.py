@@ -23,7 +23,7 @@ from rich.live import Live
 from rich.table import Table
 
 from . import credential, flow
-from .constants import Reason
+from .constants import Reason, Verdict
 from .credential import Credential, Link, encode_body, signed_message
 from .hop import Relay
 from .receiver import Claim, Outcome, Receiver
@@ -48,7 +48,8 @@ class Step:
     what: str
     expect: Reason
     verdict: Reason | None = None
-    record: dict[str, Any] | None = None
+    outcome: Outcome | None = None
+    source: str = ""
 
     @property
     def ok(self) -> bool:
@@ -59,6 +60,7 @@ class Step:
 class DemoResult:
     steps: list[Step] = field(default_factory=list)
     flows: list[dict[str, Any]] = field(default_factory=list)
+    outcomes: list[Outcome] = field(default_factory=list)
     handle_ns: list[int] = field(default_factory=list)
 
     @property
@@ -70,7 +72,7 @@ class _ReceiverProtocol(asyncio.DatagramProtocol):
     """Receiving node: every datagram goes through the sans-I/O receiver."""
 
     def __init__(
-        self, receiver: Receiver, port: int, result: DemoResult, outcomes: asyncio.Queue[dict[str, Any]]
+        self, receiver: Receiver, port: int, result: DemoResult, outcomes: asyncio.Queue[tuple[Outcome, str]]
     ) -> None:
         self.receiver, self.port, self.result, self.outcomes = receiver, port, result, outcomes
         self.transport: asyncio.DatagramTransport | None = None
@@ -85,9 +87,9 @@ class _ReceiverProtocol(asyncio.DatagramProtocol):
         self.result.handle_ns.append(time.perf_counter_ns() - t0)
         if out.reply is not None and self.transport is not None:
             self.transport.sendto(out.reply, addr)
-        rec = flow.record(out, addr, (HOST, self.port), now, node="vault")
-        self.result.flows.append(rec)
-        self.outcomes.put_nowait(rec)
+        self.result.flows.append(flow.record(out, addr, (HOST, self.port), now, node="vault"))
+        self.result.outcomes.append(out)
+        self.outcomes.put_nowait((out, addr[0]))
 
 
 class _RelayProtocol(asyncio.DatagramProtocol):
@@ -127,12 +129,13 @@ class Scenario:
     def __init__(self, world: World, result: DemoResult, on_step: Callable[[Step], None]) -> None:
         self.w, self.result, self.on_step = world, result, on_step
         self.sockets: dict[str, socket.socket] = {}
+        self.addr = dict(ADDR)
 
     def sock(self, actor: str) -> socket.socket:
         s = self.sockets.get(actor)
         if s is None:
             s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-            s.bind((ADDR[actor], 0))
+            s.bind((self.addr[actor], 0))
             s.setblocking(False)
             self.sockets[actor] = s
         return s
@@ -148,19 +151,19 @@ class Scenario:
 
     async def send(
         self,
-        outcomes: asyncio.Queue[dict[str, Any]],
+        outcomes: asyncio.Queue[tuple[Outcome, str]],
         actor: str,
         packet: bytes,
         to: tuple[str, int],
         what: str,
         expect: Reason,
-    ) -> dict[str, Any]:
+    ) -> Outcome:
         self.sock(actor).sendto(packet, to)
-        rec = await asyncio.wait_for(outcomes.get(), timeout=5.0)
-        step = Step(actor, what, expect, Reason[rec["reason"]], rec)
+        out, source = await asyncio.wait_for(outcomes.get(), timeout=5.0)
+        step = Step(actor, what, expect, out.reason, out, source)
         self.result.steps.append(step)
         self.on_step(step)
-        return rec
+        return out
 
     def answer_replies(self, actor: str, sender: Sender) -> list[bytes]:
         """Hand REJECT/COOKIE replies to this workload's sender; return what it sends back."""
@@ -183,7 +186,7 @@ async def run_user_space(console: Console, *, live: bool = True) -> DemoResult:
     result = DemoResult()
     loop = asyncio.get_running_loop()
 
-    outcomes: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
+    outcomes: asyncio.Queue[tuple[Outcome, str]] = asyncio.Queue()
     orders_t, _ = await loop.create_datagram_endpoint(
         lambda: _ReceiverProtocol(receiver, orders_port, result, outcomes),
         local_addr=(HOST, orders_port),
@@ -204,20 +207,21 @@ async def run_user_space(console: Console, *, live: bool = True) -> DemoResult:
         table.add_column(col, overflow="fold")
 
     def on_step(step: Step) -> None:
-        rec = step.record or {}
-        auth = rec.get("authority") or {}
-        hops = ",".join(h["domain"] for h in auth.get("hops", [])) or "-"
-        who = f"{auth['scope']} {auth['operation']} holder={auth['holder']}" if auth else "-"
-        colour = "green" if rec.get("verdict") == "FORWARDED" else "red"
+        assert step.outcome is not None
+        out, auth = step.outcome, step.outcome.authority
+        hops = ",".join(domain for domain, _ in auth.hops) if auth else ""
+        who = f"{auth.scope} {auth.operation} holder={auth.holder}" if auth else "-"
+        admitted = out.verdict == Verdict.ADMIT
+        colour = "green" if admitted else "red"
         table.add_row(
             str(len(result.steps)),
-            f"{step.actor} {rec.get('IP', {}).get('source', '')}",
+            f"{step.actor} {step.source}",
             step.what,
-            rec.get("kind", ""),
-            f"[{colour}]{rec.get('verdict')}[/{colour}]",
-            rec.get("reason", ""),
+            out.kind,
+            f"[{colour}]{'FORWARDED' if admitted else 'DROPPED'}[/{colour}]",
+            out.reason.name,
             who,
-            hops,
+            hops or "-",
             "[green]✓[/green]" if step.ok else f"[red]✗ expected {step.expect.name}[/red]",
         )
 
@@ -243,7 +247,7 @@ async def _script(
     sc: Scenario,
     w: World,
     receiver: Receiver,
-    outcomes: asyncio.Queue[dict[str, Any]],
+    outcomes: asyncio.Queue[tuple[Outcome, str]],
     relay: _RelayProtocol,
     relay_addr: tuple[str, int],
     orders_addr: tuple[str, int],
@@ -305,8 +309,7 @@ async def _script(
 
     # 4. Churn: web-2 leaves; mallory gets its IP address; web-2 comes back elsewhere.
     sc.close("web-2")
-    sc.sockets["mallory-as-web-2"] = _bound(ADDR["web-2"])
-    ADDR["mallory-as-web-2"] = ADDR["web-2"]
+    sc.addr["mallory-as-web-2"] = sc.addr["web-2"]
     stolen = bytearray(web2.seal(b"I am web-2 now"))
     stolen[20] ^= 1  # mallory has web-2's address but not its session key
     await sc.send(outcomes, "mallory-as-web-2", bytes(stolen), orders_addr,
@@ -332,15 +335,11 @@ async def _script(
                   "web-1 unaffected", Reason.OK)  # fmt: skip
 
 
-def _bound(ip: str) -> socket.socket:
-    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-    s.bind((ip, 0))
-    s.setblocking(False)
-    return s
-
-
 def _summary(console: Console, result: DemoResult, receiver: Receiver) -> None:
-    verdicts = Counter((f["verdict"], f["reason"]) for f in result.flows)
+    verdicts = Counter(
+        ("FORWARDED" if o.verdict == Verdict.ADMIT else "DROPPED", o.reason.name)
+        for o in result.outcomes
+    )
     t = Table(title="Summary: verdicts by reason")
     t.add_column("verdict")
     t.add_column("reason")
@@ -350,7 +349,7 @@ def _summary(console: Console, result: DemoResult, receiver: Receiver) -> None:
     console.print(t)
     ns = sorted(result.handle_ns)
     data_ns = sorted(
-        n for n, f in zip(result.handle_ns, result.flows, strict=False) if f["kind"] == "DATA"
+        n for n, o in zip(result.handle_ns, result.outcomes, strict=True) if o.kind == "DATA"
     )
     median = data_ns[len(data_ns) // 2] / 1000 if data_ns else 0.0
     console.print(
