@@ -712,6 +712,28 @@ def test_cached_prefix_rejected_after_revocation() -> None:
     assert reason_of(v, c1) is Reason.OK
 
 
+class _CollidingStore(TrustStore):
+    """A store whose lookup answers with a fixed anchor: simulates an 8-byte anchor-id
+    collision between two different anchor keys."""
+
+    def __init__(self, answer: Anchor) -> None:
+        super().__init__()
+        self.answer = answer
+
+    def find(self, scope: str, anchor_id: bytes) -> Anchor:
+        return self.answer
+
+
+def test_cached_prefix_is_only_reused_under_the_same_anchor_key() -> None:
+    c2 = chain(2)[-1]
+    store = _CollidingStore(Anchor(SCOPE, pub(ANCHOR)))
+    v = Verifier(store)
+    assert reason_of(v, c2) is Reason.OK
+    store.answer = Anchor(SCOPE, pub(MALLORY))  # same id, another key: nothing is reused
+    assert reason_of(v, c2) is Reason.BAD_SIGNATURE
+    assert reason_of(Verifier(store), c2) is Reason.BAD_SIGNATURE
+
+
 def test_cached_prefix_rejected_when_expired_later() -> None:
     c2 = chain(2)[-1]
     v = verifier()
@@ -971,3 +993,7 @@ def test_revocation_is_per_scope() -> None:
         RevocationList.sign(OTHER_ANCHOR, OTHER_SCOPE, 1, c2.link_ids(), [pub(ALICE)]), store
     )
     assert reason_of(v, c2) is Reason.OK
+    # Still so once scope A has a list of its own (the merged view is per scope).
+    v.revocations.load(RevocationList.sign(ANCHOR, SCOPE, 1, [bytes(16)], [pub(DAVE)]), store)
+    assert reason_of(v, c2) is Reason.OK
+    assert reason_of(v, delegate(c2, BOB, pub(DAVE), Grant())) is Reason.REVOKED
