@@ -93,6 +93,12 @@ INIT_MAX_AGE = 60  # an INIT older than this (after skew) is refused as stale
 SESSION_MAX_LIFETIME = 600  # sessions end sooner if the credential expires first
 COOKIE_SECRET_LIFETIME = 120
 
+# ---- kernel datapath (bpf/, src/warrant/datapath/) ----------------------------------
+DP_CLOCK_TICK_SHIFT = 30  # bad-MAC bucket refills per tick of 2**30 ns (about 1.07 s)
+DP_BAD_MAC_BURST = 64  # per session: header MACs that may fail before failures are limited
+DP_BAD_MAC_REFILL = 64  # tokens added back per tick
+DP_ADMIT_SAMPLE = 64  # default: one admitted DATA packet in this many becomes an event
+
 # ---- key derivation personalisations (BLAKE2b "person", 16 bytes max) -----------
 PERSON_SESSION_ID = b"warrant1-sid"
 PERSON_TRANSCRIPT = b"warrant1-th"

@@ -1,0 +1,74 @@
+/* session.h: the session map and the kernel's clock.
+ *
+ * Mirrors src/warrant/session.py: what the receiver learned from a verified INIT,
+ * reduced to what the per-packet checks need (SPEC 6.1 steps 2-6).  User space
+ * (src/warrant/datapath/loader.py) installs one value per admitted session; the
+ * replay window lives in its own map (replay.h) so that reinstalling a session
+ * never resets its window.
+ */
+#ifndef WARRANT_SESSION_H
+#define WARRANT_SESSION_H
+
+#include <linux/types.h>
+#include <bpf/bpf_helpers.h>
+#include "warrant_constants.h"
+
+#ifndef WARRANT_MAX_SESSIONS
+#define WARRANT_MAX_SESSIONS 65536
+#endif
+
+struct warrant_hop_key {
+	__u8 tag[WARRANT_HOP_TAG_LEN]; /* relay key id pinned by the INIT */
+	__u8 k_hop[16];                /* per-session hop key (SPEC 5.3) */
+};
+
+struct warrant_session {
+	__u8 k_mac[16];        /* SipHash-2-4-128 header MAC key (SPEC 5.2) */
+	__u64 expires_ns;      /* kernel clock (clock below): now >= expires -> expired */
+	__u16 port;            /* claimed UDP destination port, host order */
+	__u8 hop_count;        /* length of the pinned path */
+	__u8 _pad0;
+	__u32 bad_mac_tokens;  /* bad-MAC token bucket (verdict.h), charged per failure */
+	__u64 bad_mac_tick;    /* clock tick of the last refill */
+	struct warrant_hop_key hops[WARRANT_MAX_HOPS];
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, WARRANT_MAX_SESSIONS);
+	__type(key, __u64); /* the 8 session id bytes as they are on the wire */
+	__type(value, struct warrant_session);
+} warrant_sessions SEC(".maps");
+
+/* The kernel's clock, in nanoseconds.  frozen != 0: `now` is the time (tests and
+ * benchmarks set it).  frozen == 0: the clock is bpf_ktime_get_coarse_ns(), and
+ * user space converts wall-clock expiries onto it when installing a session, so
+ * enforcement keeps its notion of time when the agent is gone. */
+struct warrant_clock {
+	__u64 now;
+	__u32 frozen;
+	__u32 _pad;
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct warrant_clock);
+} warrant_clock SEC(".maps");
+
+static __always_inline __u64 warrant_now(void)
+{
+	__u32 zero = 0;
+	struct warrant_clock *c = bpf_map_lookup_elem(&warrant_clock, &zero);
+	if (c && c->frozen)
+		return c->now;
+	return bpf_ktime_get_coarse_ns();
+}
+
+static __always_inline struct warrant_session *warrant_session_lookup(__u64 *sid)
+{
+	return bpf_map_lookup_elem(&warrant_sessions, sid);
+}
+
+#endif

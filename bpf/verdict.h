@@ -1,0 +1,137 @@
+/* verdict.h: what the datapath tells user space about every verdict.
+ *
+ *   warrant_counters  per-CPU array indexed by verdict * REASON_COUNT + reason
+ *                     (verdicts ADMIT 0, DROP 1, PASS 2 as in constants.Verdict),
+ *                     {packets, bytes}; one extra slot counts events the ring
+ *                     buffer could not take.
+ *   warrant_events    ring buffer of struct warrant_event: every drop except
+ *                     NOT_WARRANT passes, one admit in config.admit_sample
+ *                     (per CPU), and PASS verdicts only when config asks.
+ *   warrant_config    single-entry array written by the loader.
+ *
+ * Also the bad-MAC token bucket: a flood of forged packets for a known session id
+ * (an on-path observer can learn one) costs one header MAC per token, then is
+ * dropped as RATE_LIMITED before the MAC is computed (SPEC P9; docs/datapath.md).
+ */
+#ifndef WARRANT_VERDICT_H
+#define WARRANT_VERDICT_H
+
+#include <linux/types.h>
+#include <bpf/bpf_helpers.h>
+#include "warrant_constants.h"
+#include "session.h"
+
+#define WARRANT_VERDICTS 3
+#define WARRANT_COUNTER_EVENTS_LOST (WARRANT_VERDICTS * WARRANT_REASON_COUNT)
+#define WARRANT_COUNTER_SLOTS (WARRANT_COUNTER_EVENTS_LOST + 1)
+
+#define WARRANT_CONFIG_PASS_EVENTS 0x1    /* events for PASS verdicts too (tests) */
+#define WARRANT_CONFIG_NO_DROP_EVENTS 0x2 /* counters only for drops */
+
+struct warrant_counter {
+	__u64 packets;
+	__u64 bytes;
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, WARRANT_COUNTER_SLOTS);
+	__type(key, __u32);
+	__type(value, struct warrant_counter);
+} warrant_counters SEC(".maps");
+
+struct warrant_config {
+	__u32 admit_sample; /* 0: no admit events; N: one admitted packet in N (per CPU) */
+	__u32 flags;
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct warrant_config);
+} warrant_config SEC(".maps");
+
+struct warrant_event {
+	__u64 session_id; /* raw wire bytes */
+	__u64 seq;
+	__u64 time_ns;    /* kernel clock (session.h); 0 when not read */
+	__u32 saddr;      /* network order */
+	__u32 daddr;
+	__u16 sport;      /* host order */
+	__u16 dport;
+	__u8 verdict;
+	__u8 reason;
+	__u8 kind;
+	__u8 hop_count;
+	__u32 len;        /* Warrant packet (UDP payload) length */
+	__u32 _pad;
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_RINGBUF);
+	__uint(max_entries, 1 << 20);
+} warrant_events SEC(".maps");
+
+static __always_inline void warrant_account(struct warrant_event *ev, __u32 frame_len)
+{
+	__u32 slot = (__u32)ev->verdict * WARRANT_REASON_COUNT + ev->reason;
+	if (slot >= WARRANT_COUNTER_EVENTS_LOST)
+		return;
+	struct warrant_counter *c = bpf_map_lookup_elem(&warrant_counters, &slot);
+	if (!c)
+		return;
+	c->packets += 1;
+	c->bytes += frame_len;
+
+	int emit;
+	if (ev->verdict == WARRANT_VERDICT_DROP || ev->verdict == WARRANT_VERDICT_ADMIT) {
+		__u32 zero = 0;
+		struct warrant_config *cfg = bpf_map_lookup_elem(&warrant_config, &zero);
+		if (!cfg)
+			return;
+		if (ev->verdict == WARRANT_VERDICT_DROP)
+			emit = !(cfg->flags & WARRANT_CONFIG_NO_DROP_EVENTS);
+		else
+			emit = cfg->admit_sample && (c->packets % cfg->admit_sample) == 0;
+	} else {
+		__u32 zero = 0;
+		struct warrant_config *cfg = bpf_map_lookup_elem(&warrant_config, &zero);
+		emit = cfg && (cfg->flags & WARRANT_CONFIG_PASS_EVENTS);
+	}
+	if (!emit)
+		return;
+	if (bpf_ringbuf_output(&warrant_events, ev, sizeof(*ev), 0)) {
+		__u32 lost = WARRANT_COUNTER_EVENTS_LOST;
+		struct warrant_counter *l = bpf_map_lookup_elem(&warrant_counters, &lost);
+		if (l)
+			l->packets += 1;
+	}
+}
+
+/* Bad-MAC bucket: refill by ticks of the kernel clock; 0 tokens -> RATE_LIMITED. */
+static __always_inline int warrant_bad_mac_allowed(struct warrant_session *s, __u64 now)
+{
+	__u64 tick = now >> WARRANT_DP_CLOCK_TICK_SHIFT;
+	if (tick != s->bad_mac_tick) {
+		__u64 ticks = tick - s->bad_mac_tick;
+		__u64 tokens = s->bad_mac_tokens;
+		if (tick < s->bad_mac_tick || ticks >= WARRANT_DP_BAD_MAC_BURST)
+			tokens = WARRANT_DP_BAD_MAC_BURST;
+		else
+			tokens += ticks * WARRANT_DP_BAD_MAC_REFILL;
+		if (tokens > WARRANT_DP_BAD_MAC_BURST)
+			tokens = WARRANT_DP_BAD_MAC_BURST;
+		s->bad_mac_tokens = (__u32)tokens;
+		s->bad_mac_tick = tick;
+	}
+	return s->bad_mac_tokens != 0;
+}
+
+static __always_inline void warrant_bad_mac_charge(struct warrant_session *s)
+{
+	if (s->bad_mac_tokens)
+		s->bad_mac_tokens -= 1;
+}
+
+#endif

@@ -1,0 +1,160 @@
+// SPDX-License-Identifier: Apache-2.0
+/* warrant_xdp.c: per-packet authority in the kernel (SPEC 6.1 steps 1-7).
+ *
+ * One core function, two attach points: `warrant_xdp` (XDP) and `warrant_tc`
+ * (TC ingress, for interfaces without XDP).  The order of checks is the
+ * reference's (src/warrant/receiver.py Receiver.check_data_header), so both reach
+ * the same reason for the same packet; tests/test_datapath_differential.py holds
+ * them to it.
+ *
+ *   ADMIT (DATA passed steps 1-7, seq recorded) -> XDP_PASS / TC_ACT_OK
+ *   PASS  (INIT for user space, NOT_WARRANT)   -> XDP_PASS / TC_ACT_OK
+ *   DROP  (everything else)                    -> XDP_DROP / TC_ACT_SHOT
+ */
+#include <linux/types.h>
+#include <linux/bpf.h>
+#include <linux/pkt_cls.h>
+#include <bpf/bpf_helpers.h>
+
+#include "warrant_constants.h"
+#include "wire.h"
+#include "session.h"
+#include "replay.h"
+#include "mac.h"
+#include "hop.h"
+#include "verdict.h"
+
+char LICENSE[] SEC("license") = "GPL";
+
+/* Steps 2-7 for a parsed DATA header.  Fills ev->time_ns. */
+static __always_inline int warrant_check_data(struct warrant_data *d, __u8 *data_end,
+					      __u16 dport, struct warrant_event *ev)
+{
+	__u8 *pkt = d->pkt;
+
+	/* 2. session lookup */
+	struct warrant_session *s = warrant_session_lookup(&d->session_id);
+	if (!s)
+		return WARRANT_REASON_UNKNOWN_SESSION;
+
+	/* 3. lifetime: the reference removes an expired session; so does the kernel */
+	__u64 now = warrant_now();
+	ev->time_ns = now;
+	if (now >= s->expires_ns) {
+		bpf_map_delete_elem(&warrant_sessions, &d->session_id);
+		bpf_map_delete_elem(&warrant_replay, &d->session_id);
+		return WARRANT_REASON_SESSION_EXPIRED;
+	}
+
+	/* 4. claimed port */
+	if (dport != s->port)
+		return WARRANT_REASON_PORT_MISMATCH;
+
+	/* 5. header MAC, behind the per-session bad-MAC bucket */
+	if (!warrant_bad_mac_allowed(s, now))
+		return WARRANT_REASON_RATE_LIMITED;
+	if (pkt + WARRANT_DATA_HEADER_LEN > data_end)
+		return WARRANT_REASON_MALFORMED;
+	__u64 m0 = (__u64)WARRANT_VERSION | ((__u64)WARRANT_KIND_DATA << 8) |
+		   ((__u64)pkt[WARRANT_OFF_FLAGS] << 24) |
+		   ((__u64)*(__u32 *)(pkt + WARRANT_OFF_SESSION_ID) << 32);
+	__u64 m1 = *(__u64 *)(pkt + WARRANT_OFF_SESSION_ID + 4);
+	__u64 m2 = *(__u32 *)(pkt + WARRANT_OFF_SESSION_ID + 12);
+	__u64 tag[2];
+	warrant_header_mac(*(__u64 *)s->k_mac, *(__u64 *)(s->k_mac + 8), m0, m1, m2, tag);
+	if ((tag[0] ^ *(__u64 *)(pkt + WARRANT_OFF_MAC)) |
+	    (tag[1] ^ *(__u64 *)(pkt + WARRANT_OFF_MAC + 8))) {
+		warrant_bad_mac_charge(s);
+		return WARRANT_REASON_BAD_MAC;
+	}
+
+	/* 6. hop records */
+	int reason = warrant_check_hops(pkt, data_end, d->hop_count, s);
+	if (reason != WARRANT_REASON_OK)
+		return reason;
+
+	/* 7. replay window: check and record under the window's lock */
+	struct warrant_replay *w = bpf_map_lookup_elem(&warrant_replay, &d->session_id);
+	if (!w)
+		return WARRANT_REASON_UNKNOWN_SESSION; /* never installed: treat as lost state */
+	return warrant_replay_update(w, d->seq);
+}
+
+/* The whole decision for one frame.  Returns a verdict; ev holds reason and context. */
+static __always_inline int warrant_decide(__u8 *data, __u8 *data_end, __u32 pkt_len,
+					  struct warrant_event *ev)
+{
+	struct warrant_frame f;
+	struct warrant_data d;
+	int reason;
+
+	reason = warrant_parse_frame(data, data_end, pkt_len, &f);
+	if (reason == WARRANT_REASON_NOT_WARRANT) {
+		ev->reason = reason;
+		return WARRANT_VERDICT_PASS;
+	}
+	ev->saddr = f.saddr;
+	ev->daddr = f.daddr;
+	ev->sport = f.sport;
+	ev->dport = f.dport;
+	if (reason != WARRANT_REASON_OK) {
+		ev->reason = reason;
+		return WARRANT_VERDICT_DROP;
+	}
+	ev->saddr = f.saddr;
+	ev->len = f.len;
+
+	d.kind = 0;
+	d.hop_count = 0;
+	reason = warrant_parse_data(f.payload, f.len, data_end, &d);
+	ev->kind = d.kind;
+	if (reason != WARRANT_REASON_OK) {
+		ev->reason = reason;
+		return WARRANT_VERDICT_DROP;
+	}
+	if (d.kind == WARRANT_KIND_INIT) {
+		ev->reason = WARRANT_REASON_OK;
+		return WARRANT_VERDICT_PASS; /* user space verifies the chain (SPEC 6.2) */
+	}
+	ev->session_id = d.session_id;
+	ev->seq = d.seq;
+	ev->hop_count = d.hop_count;
+	reason = warrant_check_data(&d, data_end, f.dport, ev);
+	ev->reason = reason;
+	return reason == WARRANT_REASON_OK ? WARRANT_VERDICT_ADMIT : WARRANT_VERDICT_DROP;
+}
+
+static __always_inline int warrant_run(__u8 *data, __u8 *data_end, __u32 pkt_len)
+{
+	struct warrant_event ev = {};
+	int verdict = warrant_decide(data, data_end, pkt_len, &ev);
+	ev.verdict = verdict;
+	warrant_account(&ev, pkt_len);
+	return verdict;
+}
+
+SEC("xdp")
+int warrant_xdp(struct xdp_md *ctx)
+{
+	__u8 *data = (__u8 *)(long)ctx->data;
+	__u8 *data_end = (__u8 *)(long)ctx->data_end;
+	int verdict = warrant_run(data, data_end, (__u32)(data_end - data));
+	return verdict == WARRANT_VERDICT_DROP ? XDP_DROP : XDP_PASS;
+}
+
+/* Headers the core reads: Ethernet, one VLAN tag, IPv4 with options, UDP, the DATA
+ * header and MAX_HOPS records. */
+#define WARRANT_TC_PULL (14 + 4 + 60 + 8 + WARRANT_DATA_HEADER_LEN + \
+			 WARRANT_MAX_HOPS * WARRANT_HOP_RECORD_LEN)
+
+SEC("tc")
+int warrant_tc(struct __sk_buff *skb)
+{
+	__u32 len = skb->len;
+	/* Make the headers linear before taking packet pointers (never after). */
+	bpf_skb_pull_data(skb, len < WARRANT_TC_PULL ? len : WARRANT_TC_PULL);
+	__u8 *data = (__u8 *)(long)skb->data;
+	__u8 *data_end = (__u8 *)(long)skb->data_end;
+	int verdict = warrant_run(data, data_end, len);
+	return verdict == WARRANT_VERDICT_DROP ? TC_ACT_SHOT : TC_ACT_OK;
+}

@@ -1,0 +1,399 @@
+"""A small ctypes binding to libbpf.so.1: exactly what the loader, tests and bench use.
+
+Every call that fails raises `BpfError` with the errno libbpf reported.  libbpf
+1.x returns negative error codes (or NULL with errno set); both are handled here
+so callers never see raw return codes.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import ctypes.util
+import errno
+import os
+from collections.abc import Callable
+from typing import Any
+
+c_void_p = ctypes.c_void_p
+c_int = ctypes.c_int
+c_uint = ctypes.c_uint32
+c_char_p = ctypes.c_char_p
+c_size_t = ctypes.c_size_t
+
+XDP_FLAGS_UPDATE_IF_NOEXIST = 1 << 0
+XDP_FLAGS_SKB_MODE = 1 << 1
+XDP_FLAGS_DRV_MODE = 1 << 2
+XDP_FLAGS_REPLACE = 1 << 4
+BPF_ANY, BPF_NOEXIST, BPF_EXIST = 0, 1, 2
+BPF_TC_INGRESS = 1
+BPF_TC_EGRESS = 2
+BPF_PROG_TYPE_SCHED_CLS = 3
+BPF_PROG_TYPE_XDP = 6
+
+
+class BpfError(OSError):
+    pass
+
+
+class TestRunOpts(ctypes.Structure):
+    """struct bpf_test_run_opts (libbpf 1.1, bpf.h)."""
+
+    _fields_ = [
+        ("sz", c_size_t),
+        ("data_in", c_void_p),
+        ("data_out", c_void_p),
+        ("data_size_in", c_uint),
+        ("data_size_out", c_uint),
+        ("ctx_in", c_void_p),
+        ("ctx_out", c_void_p),
+        ("ctx_size_in", c_uint),
+        ("ctx_size_out", c_uint),
+        ("retval", c_uint),
+        ("repeat", c_int),
+        ("duration", c_uint),
+        ("flags", c_uint),
+        ("cpu", c_uint),
+        ("batch_size", c_uint),
+    ]
+
+
+class TcHook(ctypes.Structure):
+    """struct bpf_tc_hook."""
+
+    _fields_ = [("sz", c_size_t), ("ifindex", c_int), ("attach_point", c_int), ("parent", c_uint)]
+
+
+class TcOpts(ctypes.Structure):
+    """struct bpf_tc_opts."""
+
+    _fields_ = [
+        ("sz", c_size_t),
+        ("prog_fd", c_int),
+        ("flags", c_uint),
+        ("prog_id", c_uint),
+        ("handle", c_uint),
+        ("priority", c_uint),
+    ]
+
+
+SampleFn = ctypes.CFUNCTYPE(c_int, c_void_p, c_void_p, c_size_t)
+
+
+def _load() -> ctypes.CDLL:
+    name = ctypes.util.find_library("bpf") or "libbpf.so.1"
+    try:
+        return ctypes.CDLL("libbpf.so.1", use_errno=True)
+    except OSError:
+        return ctypes.CDLL(name, use_errno=True)
+
+
+_lib: ctypes.CDLL | None = None
+
+
+def lib() -> ctypes.CDLL:
+    """The loaded libbpf, with argument and result types declared once."""
+    global _lib
+    if _lib is not None:
+        return _lib
+    lb = _load()
+    sig: dict[str, tuple[Any, list[Any]]] = {
+        "bpf_object__open_file": (c_void_p, [c_char_p, c_void_p]),
+        "bpf_object__load": (c_int, [c_void_p]),
+        "bpf_object__close": (None, [c_void_p]),
+        "bpf_object__find_program_by_name": (c_void_p, [c_void_p, c_char_p]),
+        "bpf_object__find_map_by_name": (c_void_p, [c_void_p, c_char_p]),
+        "bpf_object__next_map": (c_void_p, [c_void_p, c_void_p]),
+        "bpf_map__name": (c_char_p, [c_void_p]),
+        "bpf_map__fd": (c_int, [c_void_p]),
+        "bpf_map__value_size": (c_uint, [c_void_p]),
+        "bpf_map__key_size": (c_uint, [c_void_p]),
+        "bpf_map__set_pin_path": (c_int, [c_void_p, c_char_p]),
+        "bpf_map__reuse_fd": (c_int, [c_void_p, c_int]),
+        "bpf_program__fd": (c_int, [c_void_p]),
+        "bpf_prog_test_run_opts": (c_int, [c_int, ctypes.POINTER(TestRunOpts)]),
+        "bpf_map_update_elem": (c_int, [c_int, c_void_p, c_void_p, ctypes.c_uint64]),
+        "bpf_map_lookup_elem": (c_int, [c_int, c_void_p, c_void_p]),
+        "bpf_map_lookup_elem_flags": (c_int, [c_int, c_void_p, c_void_p, ctypes.c_uint64]),
+        "bpf_map_delete_elem": (c_int, [c_int, c_void_p]),
+        "bpf_map_get_next_key": (c_int, [c_int, c_void_p, c_void_p]),
+        "bpf_obj_pin": (c_int, [c_int, c_char_p]),
+        "bpf_obj_get": (c_int, [c_char_p]),
+        "bpf_xdp_attach": (c_int, [c_int, c_int, c_uint, c_void_p]),
+        "bpf_xdp_detach": (c_int, [c_int, c_uint, c_void_p]),
+        "bpf_xdp_query_id": (c_int, [c_int, c_int, ctypes.POINTER(c_uint)]),
+        "bpf_tc_hook_create": (c_int, [ctypes.POINTER(TcHook)]),
+        "bpf_tc_hook_destroy": (c_int, [ctypes.POINTER(TcHook)]),
+        "bpf_tc_attach": (c_int, [ctypes.POINTER(TcHook), ctypes.POINTER(TcOpts)]),
+        "bpf_tc_detach": (c_int, [ctypes.POINTER(TcHook), ctypes.POINTER(TcOpts)]),
+        "ring_buffer__new": (c_void_p, [c_int, SampleFn, c_void_p, c_void_p]),
+        "ring_buffer__poll": (c_int, [c_void_p, c_int]),
+        "ring_buffer__consume": (c_int, [c_void_p]),
+        "ring_buffer__free": (None, [c_void_p]),
+        "libbpf_num_possible_cpus": (c_int, []),
+        "libbpf_set_print": (c_void_p, [c_void_p]),
+    }
+    for name, (res, args) in sig.items():
+        fn = getattr(lb, name)
+        fn.restype, fn.argtypes = res, args
+    _lib = lb
+    return lb
+
+
+def check(rc: int, what: str) -> int:
+    """Raise BpfError for a negative libbpf return code; return rc otherwise."""
+    if rc < 0:
+        code = -rc if rc != -1 else (ctypes.get_errno() or errno.EPERM)
+        raise BpfError(code, f"{what}: {os.strerror(code)}")
+    return rc
+
+
+def check_ptr(ptr: int | None, what: str) -> int:
+    if not ptr:
+        code = ctypes.get_errno() or errno.EINVAL
+        raise BpfError(code, f"{what}: {os.strerror(code)}")
+    return ptr
+
+
+def num_possible_cpus() -> int:
+    return check(lib().libbpf_num_possible_cpus(), "libbpf_num_possible_cpus")
+
+
+# ---- objects -----------------------------------------------------------------------------
+class BpfObject:
+    """An opened (and, after `load`, loaded) ELF object."""
+
+    def __init__(self, path: str) -> None:
+        self._obj: int | None = check_ptr(
+            lib().bpf_object__open_file(path.encode(), None), f"open {path}"
+        )
+        self.path = path
+
+    @property
+    def handle(self) -> int:
+        if self._obj is None:
+            raise BpfError(errno.EBADF, "object closed")
+        return self._obj
+
+    def maps(self) -> dict[str, int]:
+        """Map name -> libbpf map handle (valid until close)."""
+        out: dict[str, int] = {}
+        m = lib().bpf_object__next_map(self.handle, None)
+        while m:
+            out[lib().bpf_map__name(m).decode()] = m
+            m = lib().bpf_object__next_map(self.handle, m)
+        return out
+
+    def set_pin_path(self, map_name: str, path: str) -> None:
+        m = check_ptr(lib().bpf_object__find_map_by_name(self.handle, map_name.encode()), map_name)
+        check(lib().bpf_map__set_pin_path(m, path.encode()), f"pin path {map_name}")
+
+    def load(self) -> None:
+        check(lib().bpf_object__load(self.handle), f"load {self.path}")
+
+    def program_fd(self, name: str) -> int:
+        p = check_ptr(lib().bpf_object__find_program_by_name(self.handle, name.encode()), name)
+        return check(lib().bpf_program__fd(p), f"fd of {name}")
+
+    def map_fd(self, name: str) -> int:
+        m = check_ptr(lib().bpf_object__find_map_by_name(self.handle, name.encode()), name)
+        return check(lib().bpf_map__fd(m), f"fd of {name}")
+
+    def map_sizes(self, name: str) -> tuple[int, int]:
+        m = check_ptr(lib().bpf_object__find_map_by_name(self.handle, name.encode()), name)
+        return int(lib().bpf_map__key_size(m)), int(lib().bpf_map__value_size(m))
+
+    def close(self) -> None:
+        if self._obj is not None:
+            lib().bpf_object__close(self._obj)
+            self._obj = None
+
+    def __enter__(self) -> BpfObject:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+# ---- maps ----------------------------------------------------------------------------------
+def map_update(fd: int, key: Any, value: Any, flags: int = BPF_ANY) -> None:
+    check(
+        lib().bpf_map_update_elem(fd, ctypes.byref(key), ctypes.byref(value), flags), "map update"
+    )
+
+
+def map_lookup(fd: int, key: Any, value: Any) -> bool:
+    """Fill `value`; False when the key is absent."""
+    rc = lib().bpf_map_lookup_elem(fd, ctypes.byref(key), ctypes.byref(value))
+    if rc < 0 and (ctypes.get_errno() == errno.ENOENT or rc == -errno.ENOENT):
+        return False
+    check(rc, "map lookup")
+    return True
+
+
+def map_delete(fd: int, key: Any) -> bool:
+    rc = lib().bpf_map_delete_elem(fd, ctypes.byref(key))
+    if rc < 0 and (ctypes.get_errno() == errno.ENOENT or rc == -errno.ENOENT):
+        return False
+    check(rc, "map delete")
+    return True
+
+
+def map_keys(fd: int, key_type: type[ctypes._SimpleCData[Any]] | Any) -> list[Any]:
+    keys = []
+    prev = None
+    while True:
+        nxt = key_type()
+        rc = lib().bpf_map_get_next_key(
+            fd, ctypes.byref(prev) if prev is not None else None, ctypes.byref(nxt)
+        )
+        if rc < 0:
+            break
+        keys.append(nxt)
+        prev = nxt
+    return keys
+
+
+def obj_pin(fd: int, path: str) -> None:
+    check(lib().bpf_obj_pin(fd, path.encode()), f"pin {path}")
+
+
+def obj_get(path: str) -> int:
+    return check(lib().bpf_obj_get(path.encode()), f"open pinned {path}")
+
+
+# ---- programs ------------------------------------------------------------------------------
+def test_run(
+    prog_fd: int, data: bytes, repeat: int = 1, data_out: bool = False
+) -> tuple[int, int, bytes | None]:
+    """BPF_PROG_TEST_RUN: (retval, duration ns per run, output data)."""
+    buf = ctypes.create_string_buffer(data, len(data))
+    out = ctypes.create_string_buffer(len(data) + 256) if data_out else None
+    opts = TestRunOpts()
+    opts.sz = ctypes.sizeof(TestRunOpts)
+    opts.data_in = ctypes.cast(buf, c_void_p)
+    opts.data_size_in = len(data)
+    if out is not None:
+        opts.data_out = ctypes.cast(out, c_void_p)
+        opts.data_size_out = len(out)
+    opts.repeat = repeat
+    check(lib().bpf_prog_test_run_opts(prog_fd, ctypes.byref(opts)), "BPF_PROG_TEST_RUN")
+    return opts.retval, opts.duration, (out.raw[: opts.data_size_out] if out is not None else None)
+
+
+class TestRunner:
+    """Reusable BPF_PROG_TEST_RUN for many packets: one ctypes setup, one call each."""
+
+    def __init__(self, prog_fd: int, max_len: int = 2048) -> None:
+        self.prog_fd = prog_fd
+        self._buf = ctypes.create_string_buffer(max_len)
+        self._opts = TestRunOpts()
+        self._opts.sz = ctypes.sizeof(TestRunOpts)
+        self._opts.data_in = ctypes.cast(self._buf, c_void_p)
+        self._run = lib().bpf_prog_test_run_opts
+        self._ref = ctypes.byref(self._opts)
+        self.max_len = max_len
+
+    def run(self, data: bytes, repeat: int = 1) -> tuple[int, int]:
+        n = len(data)
+        if n > self.max_len:
+            raise ValueError(f"frame of {n} bytes above {self.max_len}")
+        ctypes.memmove(self._buf, data, n)
+        self._opts.data_size_in = n
+        self._opts.data_size_out = 0  # the kernel writes the output size back
+        self._opts.repeat = repeat
+        rc = self._run(self.prog_fd, self._ref)
+        if rc < 0:
+            check(rc, "BPF_PROG_TEST_RUN")
+        return self._opts.retval, self._opts.duration
+
+
+def xdp_attach(ifindex: int, prog_fd: int, flags: int = 0) -> None:
+    check(lib().bpf_xdp_attach(ifindex, prog_fd, flags, None), f"XDP attach to ifindex {ifindex}")
+
+
+def xdp_detach(ifindex: int, flags: int = 0) -> None:
+    check(lib().bpf_xdp_detach(ifindex, flags, None), f"XDP detach from ifindex {ifindex}")
+
+
+def xdp_query_id(ifindex: int, flags: int = 0) -> int:
+    pid = c_uint(0)
+    check(lib().bpf_xdp_query_id(ifindex, flags, ctypes.byref(pid)), "XDP query")
+    return int(pid.value)
+
+
+def _tc_hook(ifindex: int) -> TcHook:
+    hook = TcHook()
+    hook.sz = ctypes.sizeof(TcHook)
+    hook.ifindex = ifindex
+    hook.attach_point = BPF_TC_INGRESS
+    return hook
+
+
+def tc_attach(ifindex: int, prog_fd: int, handle: int = 1, priority: int = 1) -> None:
+    """Attach to TC ingress (clsact qdisc created if needed), replacing our previous filter."""
+    hook = _tc_hook(ifindex)
+    rc = lib().bpf_tc_hook_create(ctypes.byref(hook))
+    if rc < 0 and rc != -errno.EEXIST:
+        check(rc, "tc hook create")
+    opts = TcOpts()
+    opts.sz = ctypes.sizeof(TcOpts)
+    opts.prog_fd = prog_fd
+    opts.handle = handle
+    opts.priority = priority
+    opts.flags = 1  # BPF_TC_F_REPLACE
+    check(lib().bpf_tc_attach(ctypes.byref(hook), ctypes.byref(opts)), "tc attach")
+
+
+def tc_detach(ifindex: int, handle: int = 1, priority: int = 1) -> None:
+    hook = _tc_hook(ifindex)
+    opts = TcOpts()
+    opts.sz = ctypes.sizeof(TcOpts)
+    opts.handle = handle
+    opts.priority = priority
+    check(lib().bpf_tc_detach(ctypes.byref(hook), ctypes.byref(opts)), "tc detach")
+
+
+# ---- ring buffer ---------------------------------------------------------------------------
+class RingBuffer:
+    """libbpf ring_buffer over one BPF_MAP_TYPE_RINGBUF; `consume` returns raw records."""
+
+    def __init__(self, map_fd: int) -> None:
+        self._pending: list[bytes] = []
+
+        def _cb(_ctx: int | None, data: int | None, size: int) -> int:
+            self._pending.append(ctypes.string_at(data or 0, size))
+            return 0
+
+        self._cb = SampleFn(_cb)  # keep a reference: libbpf calls it later
+        self._rb: int | None = check_ptr(
+            lib().ring_buffer__new(map_fd, self._cb, None, None), "ring_buffer__new"
+        )
+
+    def consume(self) -> list[bytes]:
+        if self._rb is None:
+            return []
+        check(lib().ring_buffer__consume(self._rb), "ring_buffer__consume")
+        out, self._pending = self._pending, []
+        return out
+
+    def poll(self, timeout_ms: int) -> list[bytes]:
+        if self._rb is None:
+            return []
+        rc = lib().ring_buffer__poll(self._rb, timeout_ms)
+        if rc < 0 and rc != -errno.EINTR:
+            check(rc, "ring_buffer__poll")
+        out, self._pending = self._pending, []
+        return out
+
+    def close(self) -> None:
+        if self._rb is not None:
+            lib().ring_buffer__free(self._rb)
+            self._rb = None
+
+
+def silence() -> None:
+    """Stop libbpf printing warnings to stderr (errors still raise)."""
+    lib().libbpf_set_print(None)
+
+
+SampleCallback = Callable[[bytes], None]

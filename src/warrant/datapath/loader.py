@@ -1,0 +1,379 @@
+"""Load the Warrant datapath, pin its maps, attach it, and keep its maps in step.
+
+    dp = Datapath.open()                    # builds bpf/ if stale, reuses pinned maps
+    dp.set_ports([4433])
+    dp.install_session(session)             # a warrant.session.Session from the Receiver
+    dp.attach_xdp(ifindex)                  # or attach_tc(ifindex)
+
+Maps are pinned under /sys/fs/bpf/warrant (one file per map, named as in the C
+source), so that an agent restart neither loses sessions nor stops enforcement:
+the attached program keeps its maps, and the next agent reopens the same ones.
+Map layouts are in docs/datapath.md; the ctypes structures below must equal
+the C structures (checked against the loaded object's value sizes).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import math
+import os
+import struct
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+
+from ..constants import (
+    DP_ADMIT_SAMPLE,
+    DP_BAD_MAC_BURST,
+    HOP_TAG_LEN,
+    MAX_HOPS,
+    REPLAY_RING_BITS,
+    REPLAY_WORD_BITS,
+    Kind,
+    Reason,
+    Verdict,
+)
+from ..session import Session
+from . import libbpf
+from .build import build
+
+PIN_ROOT = "/sys/fs/bpf/warrant"
+MAPS = (
+    "warrant_ports",
+    "warrant_sessions",
+    "warrant_clock",
+    "warrant_replay",
+    "warrant_counters",
+    "warrant_config",
+    "warrant_events",
+)
+CONFIG_PASS_EVENTS = 0x1
+CONFIG_NO_DROP_EVENTS = 0x2
+_WORDS = REPLAY_RING_BITS // REPLAY_WORD_BITS
+_U8 = ctypes.c_uint8
+_CLOCK_MONOTONIC_COARSE = 6  # linux/time.h; bpf_ktime_get_coarse_ns reads this clock
+
+
+class HopKey(ctypes.Structure):
+    _fields_ = [("tag", _U8 * HOP_TAG_LEN), ("k_hop", _U8 * 16)]
+
+
+class SessionValue(ctypes.Structure):
+    """struct warrant_session (bpf/session.h)."""
+
+    _fields_ = [
+        ("k_mac", _U8 * 16),
+        ("expires_ns", ctypes.c_uint64),
+        ("port", ctypes.c_uint16),
+        ("hop_count", _U8),
+        ("_pad0", _U8),
+        ("bad_mac_tokens", ctypes.c_uint32),
+        ("bad_mac_tick", ctypes.c_uint64),
+        ("hops", HopKey * MAX_HOPS),
+    ]
+
+
+class ReplayValue(ctypes.Structure):
+    """struct warrant_replay (bpf/replay.h); the lock word is owned by the kernel."""
+
+    _fields_ = [
+        ("lock", ctypes.c_uint32),
+        ("_pad", ctypes.c_uint32),
+        ("top", ctypes.c_uint64),
+        ("words", ctypes.c_uint64 * _WORDS),
+    ]
+
+
+class ClockValue(ctypes.Structure):
+    _fields_ = [("now", ctypes.c_uint64), ("frozen", ctypes.c_uint32), ("_pad", ctypes.c_uint32)]
+
+
+class ConfigValue(ctypes.Structure):
+    _fields_ = [("admit_sample", ctypes.c_uint32), ("flags", ctypes.c_uint32)]
+
+
+class CounterValue(ctypes.Structure):
+    _fields_ = [("packets", ctypes.c_uint64), ("bytes", ctypes.c_uint64)]
+
+
+_EVENT = struct.Struct("<8sQQ4s4sHHBBBBII")  # struct warrant_event (bpf/verdict.h)
+
+
+@dataclass(frozen=True)
+class Event:
+    """One ring-buffer record: a verdict with its reason and addressing."""
+
+    session_id: bytes
+    seq: int
+    time_ns: int
+    saddr: bytes
+    daddr: bytes
+    sport: int
+    dport: int
+    verdict: Verdict
+    reason: Reason
+    kind: int
+    hop_count: int
+    length: int
+
+    @classmethod
+    def decode(cls, raw: bytes) -> Event:
+        sid, seq, t, sa, da, sp, dp, v, r, k, h, n, _ = _EVENT.unpack_from(raw)
+        return cls(sid, seq, t, sa, da, sp, dp, Verdict(v), Reason(r), k, h, n)
+
+    @property
+    def kind_name(self) -> str:
+        try:
+            return Kind(self.kind).name
+        except ValueError:
+            return "UNKNOWN"
+
+
+def sid_key(session_id: bytes) -> ctypes.c_uint64:
+    """Map key of a session: its 8 wire bytes as the kernel loads them (little-endian)."""
+    return ctypes.c_uint64(int.from_bytes(session_id, "little"))
+
+
+def to_kernel_ns(wall: float, offset_ns: int) -> int:
+    """A wall-clock time (seconds) on the kernel clock: ceil keeps `now >= expires` exact."""
+    return max(0, math.ceil(wall * 1e9) + offset_ns)
+
+
+def mount_bpffs(root: str = "/sys/fs/bpf") -> None:
+    """Mount bpffs at /sys/fs/bpf if it is not (needs root)."""
+    with open("/proc/mounts") as f:
+        if any(line.split()[1] == root and line.split()[2] == "bpf" for line in f):
+            return
+    import subprocess
+
+    subprocess.run(["mount", "-t", "bpf", "bpf", root], check=True)
+
+
+class Datapath:
+    """The loaded program pair (XDP and TC) and the maps they share."""
+
+    def __init__(self, obj: libbpf.BpfObject, pin_root: str | None) -> None:
+        self.obj = obj
+        self.pin_root = pin_root
+        self.fd = {name: obj.map_fd(name) for name in MAPS}
+        self.xdp_fd = obj.program_fd("warrant_xdp")
+        self.tc_fd = obj.program_fd("warrant_tc")
+        self.ncpus = libbpf.num_possible_cpus()
+        self._offset_ns = 0  # kernel clock minus wall clock, ns
+        self._frozen = False
+        for name, struct_type in (
+            ("warrant_sessions", SessionValue),
+            ("warrant_replay", ReplayValue),
+            ("warrant_clock", ClockValue),
+            ("warrant_config", ConfigValue),
+            ("warrant_counters", CounterValue),
+        ):
+            _, vsize = obj.map_sizes(name)
+            if vsize != ctypes.sizeof(struct_type):
+                raise libbpf.BpfError(
+                    22, f"{name}: value is {vsize} bytes in C, {ctypes.sizeof(struct_type)} here"
+                )
+        self._ring: libbpf.RingBuffer | None = None
+
+    # ---- lifecycle ---------------------------------------------------------------------
+    @classmethod
+    def open(cls, pin_root: str | None = PIN_ROOT, obj_path: str | None = None) -> Datapath:
+        """Build if stale, open, reuse or create pinned maps, load.
+
+        pin_root=None gives private, unpinned maps (tests).  Fresh maps get the
+        default configuration and the live clock; reused maps keep theirs."""
+        path = obj_path or str(build("warrant_xdp"))
+        libbpf.silence()
+        obj = libbpf.BpfObject(path)
+        fresh = True
+        if pin_root is not None:
+            mount_bpffs()
+            os.makedirs(pin_root, exist_ok=True)
+            fresh = not Path(pin_root, "warrant_sessions").exists()
+            for name in MAPS:
+                obj.set_pin_path(name, f"{pin_root}/{name}")
+        try:
+            obj.load()
+        except libbpf.BpfError:
+            obj.close()
+            raise
+        dp = cls(obj, pin_root)
+        if fresh:
+            dp.set_config()
+            dp.set_time(None)
+        else:
+            dp._frozen = bool(dp._clock().frozen)
+            if dp._frozen:
+                dp._offset_ns = 0
+            else:
+                dp._offset_ns = _mono_coarse_ns() - time.time_ns()
+        return dp
+
+    def close(self) -> None:
+        if self._ring is not None:
+            self._ring.close()
+            self._ring = None
+        self.obj.close()
+
+    def __enter__(self) -> Datapath:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    @staticmethod
+    def unpin(pin_root: str = PIN_ROOT) -> None:
+        """Remove pinned maps (enforcement state) under pin_root."""
+        for name in MAPS:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(f"{pin_root}/{name}")
+        with contextlib.suppress(OSError):
+            os.rmdir(pin_root)
+
+    # ---- attach ------------------------------------------------------------------------
+    def attach_xdp(self, ifindex: int, mode: str = "auto") -> None:
+        """Attach (replacing any program); mode 'native', 'generic' or 'auto'."""
+        flags = {"auto": 0, "native": libbpf.XDP_FLAGS_DRV_MODE,
+                 "generic": libbpf.XDP_FLAGS_SKB_MODE}[mode]  # fmt: skip
+        libbpf.xdp_attach(ifindex, self.xdp_fd, flags)
+
+    @staticmethod
+    def detach_xdp(ifindex: int) -> None:
+        libbpf.xdp_detach(ifindex, 0)
+
+    def attach_tc(self, ifindex: int) -> None:
+        libbpf.tc_attach(ifindex, self.tc_fd)
+
+    @staticmethod
+    def detach_tc(ifindex: int) -> None:
+        libbpf.tc_detach(ifindex)
+
+    # ---- configuration -----------------------------------------------------------------
+    def set_ports(self, ports: Iterable[int]) -> None:
+        want = {int(p) for p in ports}
+        fd = self.fd["warrant_ports"]
+        for key in libbpf.map_keys(fd, ctypes.c_uint16):
+            if key.value not in want:
+                libbpf.map_delete(fd, key)
+        for p in want:
+            libbpf.map_update(fd, ctypes.c_uint16(p), ctypes.c_uint8(1))
+
+    def ports(self) -> set[int]:
+        return {k.value for k in libbpf.map_keys(self.fd["warrant_ports"], ctypes.c_uint16)}
+
+    def set_config(self, admit_sample: int = DP_ADMIT_SAMPLE, pass_events: bool = False,
+                   drop_events: bool = True) -> None:  # fmt: skip
+        flags = (CONFIG_PASS_EVENTS if pass_events else 0) | (
+            0 if drop_events else CONFIG_NO_DROP_EVENTS
+        )
+        libbpf.map_update(self.fd["warrant_config"], ctypes.c_uint32(0),
+                          ConfigValue(admit_sample, flags))  # fmt: skip
+
+    def set_time(self, now: float | None) -> None:
+        """Freeze the kernel clock at wall time `now` (seconds), or None for the live clock.
+
+        Live: the kernel reads bpf_ktime_get_coarse_ns() and expiries are converted
+        onto that clock at install time, so time keeps running without an agent."""
+        if now is None:
+            self._frozen, self._offset_ns = False, _mono_coarse_ns() - time.time_ns()
+            value = ClockValue(0, 0)
+        else:
+            self._frozen, self._offset_ns = True, 0
+            value = ClockValue(to_kernel_ns(now, 0), 1)
+        libbpf.map_update(self.fd["warrant_clock"], ctypes.c_uint32(0), value)
+
+    def _clock(self) -> ClockValue:
+        value = ClockValue()
+        libbpf.map_lookup(self.fd["warrant_clock"], ctypes.c_uint32(0), value)
+        return value
+
+    def kernel_ns(self, wall: float) -> int:
+        return to_kernel_ns(wall, self._offset_ns)
+
+    # ---- sessions ----------------------------------------------------------------------
+    def session_value(self, s: Session) -> SessionValue:
+        if len(s.path) > MAX_HOPS:
+            raise ValueError(f"{len(s.path)} hops above MAX_HOPS")
+        v = SessionValue()
+        v.k_mac[:] = list(s.mac_key)
+        v.expires_ns = self.kernel_ns(s.expires)
+        v.port = s.port
+        v.hop_count = len(s.path)
+        v.bad_mac_tokens = DP_BAD_MAC_BURST
+        v.bad_mac_tick = 0
+        for i, hop in enumerate(s.path):
+            v.hops[i].tag[:] = list(hop.tag)
+            v.hops[i].k_hop[:] = list(hop.key)
+        return v
+
+    def install_session(self, s: Session) -> None:
+        """Install or refresh a session.  The replay window is created once from the
+        session's window and never overwritten (a refresh must not reset it)."""
+        if s.window.top < 0:
+            raise ValueError("a session's window records seq 0 at opening (SPEC 6.2 step 14)")
+        key = sid_key(s.session_id)
+        w = ReplayValue()
+        w.top = s.window.top
+        w.words[:] = list(s.window.words)
+        try:
+            libbpf.map_update(self.fd["warrant_replay"], key, w, libbpf.BPF_NOEXIST)
+        except libbpf.BpfError as exc:
+            if exc.errno != 17:  # EEXIST: keep the live window
+                raise
+        libbpf.map_update(self.fd["warrant_sessions"], key, self.session_value(s))
+
+    def remove_session(self, session_id: bytes) -> None:
+        key = sid_key(session_id)
+        libbpf.map_delete(self.fd["warrant_sessions"], key)
+        libbpf.map_delete(self.fd["warrant_replay"], key)
+
+    def session_ids(self) -> list[bytes]:
+        return [
+            k.value.to_bytes(8, "little")
+            for k in libbpf.map_keys(self.fd["warrant_sessions"], ctypes.c_uint64)
+        ]
+
+    def session(self, session_id: bytes) -> SessionValue | None:
+        v = SessionValue()
+        return v if libbpf.map_lookup(self.fd["warrant_sessions"], sid_key(session_id), v) else None
+
+    def window(self, session_id: bytes) -> tuple[int, list[int]] | None:
+        """(top, words) of a session's replay window, or None."""
+        w = ReplayValue()
+        if not libbpf.map_lookup(self.fd["warrant_replay"], sid_key(session_id), w):
+            return None
+        return int(w.top), list(w.words)
+
+    # ---- observability -----------------------------------------------------------------
+    def counters(self) -> dict[tuple[Verdict, Reason], tuple[int, int]]:
+        """Non-zero (verdict, reason) -> (packets, bytes), summed over CPUs."""
+        out: dict[tuple[Verdict, Reason], tuple[int, int]] = {}
+        per_cpu = (CounterValue * self.ncpus)()
+        nreasons = len(Reason)
+        for verdict in Verdict:
+            for reason in Reason:
+                slot = ctypes.c_uint32(int(verdict) * nreasons + int(reason))
+                libbpf.map_lookup(self.fd["warrant_counters"], slot, per_cpu)
+                packets = sum(c.packets for c in per_cpu)
+                if packets:
+                    out[(verdict, reason)] = (packets, sum(c.bytes for c in per_cpu))
+        return out
+
+    def events_lost(self) -> int:
+        per_cpu = (CounterValue * self.ncpus)()
+        slot = ctypes.c_uint32(len(Verdict) * len(Reason))
+        libbpf.map_lookup(self.fd["warrant_counters"], slot, per_cpu)
+        return sum(c.packets for c in per_cpu)
+
+    def events(self, timeout_ms: int = 0) -> list[Event]:
+        """Drain the ring buffer (waiting up to timeout_ms for the first record)."""
+        if self._ring is None:
+            self._ring = libbpf.RingBuffer(self.fd["warrant_events"])
+        raw = self._ring.poll(timeout_ms) if timeout_ms else self._ring.consume()
+        return [Event.decode(r) for r in raw]
+
+
+def _mono_coarse_ns() -> int:
+    return time.clock_gettime_ns(_CLOCK_MONOTONIC_COARSE)
