@@ -1,0 +1,331 @@
+"""Asyncio relay shell: a UDP forwarder around the sans-I/O `hop.Relay`.
+
+The shell owns two sockets.  The *listen* socket faces senders (or the
+previous relay): every Warrant INIT or DATA packet that arrives there goes
+through `hop.Relay.forward`, which appends this relay's hop statement or hop
+record, and leaves on the *forward* socket, connected to the next hop.  The
+forward socket only ever expects replies (REJECT, COOKIE): the shell routes
+each back to whoever sent packets of that session, from a small bounded map
+session id -> sender address (least recently used entries go first).
+
+Everything `hop.Relay.forward` refuses, and everything that is not a
+Warrant packet travelling in the right direction, is dropped and counted by
+reason.  The relay holds no session state beyond that map and the hop-key
+cache inside `hop.Relay`; losing either costs nothing but a recomputation
+(or one unanswered REJECT, which the sender's next INIT repairs).
+
+Note on addresses: the receiver sees every session arriving through this
+relay from the forward socket's address, so per-source limits at the
+receiver (session openings, REJECTs) apply to the relay as a whole.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import socket
+from collections import OrderedDict
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import nacl.signing
+
+from .constants import (
+    COMMON_HEADER_LEN,
+    COOKIE_PACKET_LEN,
+    OFF_SESSION_ID,
+    REJECT_LEN,
+    SESSION_ID_LEN,
+    VERSION,
+    Kind,
+    Reason,
+)
+from .errors import WarrantError
+from .hop import Relay
+
+log = logging.getLogger("warrant.relay")
+
+Address = tuple[Any, ...]  # (host, port) for IPv4, (host, port, flow, scope) for IPv6
+
+DEFAULT_MAX_SESSIONS = 65536
+_REPLY_LEN = {Kind.REJECT: REJECT_LEN, Kind.COOKIE: COOKIE_PACKET_LEN}
+
+
+@dataclass
+class RelayStats:
+    """Counters a running relay keeps; `as_dict` is what the CLI prints on exit."""
+
+    forwarded: dict[str, int] = field(default_factory=lambda: {"INIT": 0, "DATA": 0})
+    replies: dict[str, int] = field(default_factory=lambda: {"REJECT": 0, "COOKIE": 0})
+    dropped: dict[str, int] = field(default_factory=dict)
+
+    def drop(self, what: str) -> None:
+        self.dropped[what] = self.dropped.get(what, 0) + 1
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "forwarded": dict(self.forwarded),
+            "replies": dict(self.replies),
+            "dropped": dict(sorted(self.dropped.items())),
+        }
+
+
+# Drop labels that are not protocol reason codes (the rest are `Reason` names).
+NO_ROUTE = "NO_REPLY_ROUTE"  # a reply for a session this relay has not carried (or forgot)
+WRONG_DIRECTION = "WRONG_DIRECTION"  # a reply arriving from a sender, or a request from upstream
+SEND_ERROR = "SEND_ERROR"  # the OS refused to send (ICMP unreachable and similar)
+
+
+class RelayCore:
+    """The relay's decisions, without sockets: what to forward, which replies go where."""
+
+    def __init__(self, relay: Relay, max_sessions: int = DEFAULT_MAX_SESSIONS) -> None:
+        if max_sessions < 1:
+            raise ValueError("max_sessions must be at least 1")
+        self.relay = relay
+        self.max_sessions = max_sessions
+        self.stats = RelayStats()
+        self._senders: OrderedDict[bytes, Address] = OrderedDict()
+
+    def from_sender(self, packet: bytes, source: Address) -> bytes | None:
+        """A datagram from the listen side: the packet to forward, or None (dropped)."""
+        kind = self._kind(packet, source)
+        if kind is None:
+            return None
+        if kind not in (Kind.INIT, Kind.DATA):
+            self._drop(WRONG_DIRECTION, source, f"{kind.name} from the sender side")
+            return None
+        try:
+            out = self.relay.forward(packet)
+        except WarrantError as exc:
+            self._drop(exc.reason.name, source, exc.detail)
+            return None
+        sid = packet[OFF_SESSION_ID : OFF_SESSION_ID + SESSION_ID_LEN]
+        senders = self._senders
+        if senders.get(sid) != source:
+            senders[sid] = source
+            if len(senders) > self.max_sessions:
+                senders.popitem(last=False)
+        senders.move_to_end(sid)
+        self.stats.forwarded[kind.name] += 1
+        return out
+
+    def from_forward(self, packet: bytes) -> tuple[bytes, Address] | None:
+        """A datagram from the forward side: (reply, sender address), or None (dropped)."""
+        kind = self._kind(packet, None)
+        if kind is None:
+            return None
+        if kind not in _REPLY_LEN:
+            self._drop(WRONG_DIRECTION, None, f"{kind.name} from the forward side")
+            return None
+        if len(packet) != _REPLY_LEN[kind]:
+            reason = Reason.TRUNCATED if len(packet) < _REPLY_LEN[kind] else Reason.MALFORMED
+            self._drop(reason.name, None, f"{kind.name} of {len(packet)} bytes")
+            return None
+        sid = packet[OFF_SESSION_ID : OFF_SESSION_ID + SESSION_ID_LEN]
+        dest = self._senders.get(sid)
+        if dest is None:
+            self._drop(NO_ROUTE, None, f"{kind.name} for unknown session {sid.hex()}")
+            return None
+        self.stats.replies[kind.name] += 1
+        return packet, dest
+
+    def route(self, session_id: bytes) -> Address | None:
+        return self._senders.get(session_id)
+
+    def __len__(self) -> int:
+        return len(self._senders)
+
+    def _kind(self, packet: bytes, source: Address | None) -> Kind | None:
+        if len(packet) < COMMON_HEADER_LEN:
+            self._drop(Reason.TRUNCATED.name, source, f"{len(packet)} bytes")
+            return None
+        if packet[0] != VERSION:
+            self._drop(Reason.UNKNOWN_VERSION.name, source, f"version {packet[0]}")
+            return None
+        try:
+            return Kind(packet[1])
+        except ValueError:
+            self._drop(Reason.UNKNOWN_KIND.name, source, f"kind {packet[1]}")
+            return None
+
+    def _drop(self, what: str, source: Address | None, detail: str) -> None:
+        self.stats.drop(what)
+        if log.isEnabledFor(logging.DEBUG):
+            where = f" from {_fmt(source[0], source[1])}" if source else " from the forward side"
+            log.debug("dropped %s%s: %s", what, where, detail)
+
+
+class _Listen(asyncio.DatagramProtocol):
+    def __init__(self, server: RelayServer) -> None:
+        self.server = server
+
+    def datagram_received(self, data: bytes, addr: Address) -> None:
+        out = self.server.core.from_sender(data, addr)
+        if out is not None:
+            self.server.send_forward(out)
+
+    def error_received(self, exc: Exception) -> None:
+        self.server.core.stats.drop(SEND_ERROR)
+        log.debug("listen socket: %s", exc)
+
+
+class _Forward(asyncio.DatagramProtocol):
+    def __init__(self, server: RelayServer) -> None:
+        self.server = server
+
+    def datagram_received(self, data: bytes, addr: Address) -> None:
+        routed = self.server.core.from_forward(data)
+        if routed is not None:
+            self.server.send_back(*routed)
+
+    def error_received(self, exc: Exception) -> None:
+        # On a connected UDP socket this is typically ICMP port unreachable from the next hop.
+        self.server.core.stats.drop(SEND_ERROR)
+        log.debug("forward socket: %s", exc)
+
+
+class RelayServer:
+    """A running relay: `await RelayServer.start(...)`, then `close()`."""
+
+    def __init__(self, core: RelayCore) -> None:
+        self.core = core
+        self._listen: asyncio.DatagramTransport | None = None
+        self._forward: asyncio.DatagramTransport | None = None
+
+    @classmethod
+    async def start(
+        cls,
+        relay: Relay,
+        listen: tuple[str, int],
+        forward: tuple[str, int],
+        *,
+        max_sessions: int = DEFAULT_MAX_SESSIONS,
+        listen_sock: socket.socket | None = None,
+        forward_sock: socket.socket | None = None,
+    ) -> RelayServer:
+        """Bind the listen socket and connect the forward socket (or adopt given sockets)."""
+        loop = asyncio.get_running_loop()
+        server = cls(RelayCore(relay, max_sessions))
+        fwd_kwargs: dict[str, Any] = (
+            {"sock": forward_sock} if forward_sock is not None else {"remote_addr": forward}
+        )
+        transport, _ = await loop.create_datagram_endpoint(lambda: _Forward(server), **fwd_kwargs)
+        server._forward = transport
+        lst_kwargs: dict[str, Any] = (
+            {"sock": listen_sock} if listen_sock is not None else {"local_addr": listen}
+        )
+        try:
+            transport, _ = await loop.create_datagram_endpoint(
+                lambda: _Listen(server), **lst_kwargs
+            )
+        except OSError:
+            server.close()
+            raise
+        server._listen = transport
+        return server
+
+    @property
+    def listen_address(self) -> Address:
+        assert self._listen is not None
+        return tuple(self._listen.get_extra_info("sockname"))
+
+    @property
+    def forward_address(self) -> Address:
+        assert self._forward is not None
+        return tuple(self._forward.get_extra_info("peername"))
+
+    @property
+    def stats(self) -> RelayStats:
+        return self.core.stats
+
+    def send_forward(self, packet: bytes) -> None:
+        assert self._forward is not None
+        self._forward.sendto(packet)
+
+    def send_back(self, packet: bytes, dest: Address) -> None:
+        assert self._listen is not None
+        self._listen.sendto(packet, dest)
+
+    def close(self) -> None:
+        for t in (self._listen, self._forward):
+            if t is not None:
+                t.close()
+        self._listen = self._forward = None
+
+
+def make_relay(
+    key: nacl.signing.SigningKey,
+    domain: str,
+    receiver_public: bytes,
+    next_hop_public: bytes | None = None,
+) -> Relay:
+    """The sans-I/O relay; the next hop defaults to the receiver itself."""
+    return Relay(key, domain, next_hop_public or receiver_public, receiver_public)
+
+
+def describe(server: RelayServer) -> str:
+    relay = server.core.relay
+    host, port = server.listen_address[:2]
+    fhost, fport = server.forward_address[:2]
+    return (
+        f"relay {relay.tag.hex()} ({relay.domain}) listening on {_fmt(host, port)}, "
+        f"forwarding to {_fmt(fhost, fport)} (next hop {relay.next_hop.hex()}, "
+        f"receiver {relay.receiver_id.hex()})"
+    )
+
+
+def _fmt(host: str, port: int) -> str:
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
+def parse_hostport(text: str, option: str = "address") -> tuple[str, int]:
+    """`HOST:PORT` or `[V6]:PORT` -> (host, port)."""
+    value = text.strip()
+    if value.startswith("["):
+        host, sep, rest = value[1:].partition("]")
+        if not sep or not rest.startswith(":"):
+            raise ValueError(f"{option}: expected [HOST]:PORT, got {text!r}")
+        port_text = rest[1:]
+    else:
+        host, sep, port_text = value.rpartition(":")
+        if not sep or ":" in host:
+            raise ValueError(f"{option}: expected HOST:PORT, got {text!r}")
+    if not host or not port_text.isdecimal() or not 0 <= int(port_text) <= 65535:
+        raise ValueError(f"{option}: expected HOST:PORT with a port 0..65535, got {text!r}")
+    return host, int(port_text)
+
+
+async def run(
+    relay: Relay,
+    listen: tuple[str, int],
+    forward: tuple[str, int],
+    *,
+    max_sessions: int = DEFAULT_MAX_SESSIONS,
+    ready: Callable[[RelayServer], None] | None = None,
+    stop: asyncio.Event | None = None,
+) -> RelayStats:
+    """Serve until `stop` is set (or the task is cancelled); return the counters."""
+    server = await RelayServer.start(relay, listen, forward, max_sessions=max_sessions)
+    try:
+        if ready is not None:
+            ready(server)
+        await (stop or asyncio.Event()).wait()
+    finally:
+        server.close()
+    return server.stats
+
+
+__all__ = [
+    "NO_ROUTE",
+    "SEND_ERROR",
+    "WRONG_DIRECTION",
+    "RelayCore",
+    "RelayServer",
+    "RelayStats",
+    "describe",
+    "make_relay",
+    "parse_hostport",
+    "run",
+]
