@@ -122,7 +122,9 @@ class ReasonInfo:
     name: str
     summary: str
     properties: tuple[str, ...] = ()
-    hubble: str = ""  # Hubble DropReason name when one fits
+    # Hubble's DropReason enum name (cilium api/v1/flow/flow.proto) when one fits; empty when
+    # the reason is Warrant-specific and flow records carry the Warrant name instead.
+    hubble: str = ""
 
 
 class Reason(IntEnum):
@@ -176,16 +178,16 @@ REASONS: dict[Reason, ReasonInfo] = {
         (Reason.UNKNOWN_KIND, "unknown packet kind", ("P10",), "INVALID_PACKET_DROPPED"),
         (Reason.BAD_SIGNATURE, "a delegation signature does not verify", ("P1",), "INVALID_IDENTITY"),
         (Reason.UNKNOWN_ANCHOR, "chain not rooted in an anchor of its scope", ("P1",), "INVALID_IDENTITY"),
-        (Reason.ESCALATION, "a delegation widens a right of its parent", ("P2",), "POLICY_DENIED"),
-        (Reason.EXPIRED, "credential or anchor expired", ("P5",), "POLICY_DENIED"),
-        (Reason.NOT_YET_VALID, "credential or anchor not yet valid", ("P5",), "POLICY_DENIED"),
+        (Reason.ESCALATION, "a delegation widens a right of its parent", ("P2",), "INVALID_IDENTITY"),
+        (Reason.EXPIRED, "credential or anchor expired", ("P5",), ""),
+        (Reason.NOT_YET_VALID, "credential or anchor not yet valid", ("P5",), ""),
         (Reason.WRONG_SCOPE, "trust scope not admitted here", ("P7",), "POLICY_DENIED"),
-        (Reason.REVOKED, "credential or key revoked", ("P8",), "POLICY_DENIED"),
-        (Reason.BAD_MAC, "per-packet MAC does not verify", ("P3",), "AUTH_REQUIRED"),
-        (Reason.REPLAY, "sequence number already seen", ("P4",), "POLICY_DENIED"),
-        (Reason.TOO_OLD, "behind the replay window or stale session opening", ("P4",), "POLICY_DENIED"),
+        (Reason.REVOKED, "credential or key revoked", ("P8",), ""),
+        (Reason.BAD_MAC, "per-packet MAC does not verify", ("P3",), ""),
+        (Reason.REPLAY, "sequence number already seen", ("P4",), ""),
+        (Reason.TOO_OLD, "behind the replay window or stale session opening", ("P4",), ""),
         (Reason.UNKNOWN_SESSION, "no session for this reference; resend the credential", ("P11",), "AUTH_REQUIRED"),
-        (Reason.HOP_CHAIN_BROKEN, "hop records removed, reordered, inserted or spliced", ("P6",), "POLICY_DENIED"),
+        (Reason.HOP_CHAIN_BROKEN, "hop records removed, reordered, inserted or spliced", ("P6",), ""),
         (Reason.TOO_MANY_HOPS, "more hops than allowed", ("P6",), "POLICY_DENIED"),
         (Reason.FORBIDDEN_DOMAIN, "crossed a forbidden domain", ("P6",), "POLICY_DENIED"),
         (Reason.REQUIRED_DOMAIN_MISSING, "did not cross a required domain", ("P6",), "POLICY_DENIED"),
@@ -195,15 +197,15 @@ REASONS: dict[Reason, ReasonInfo] = {
         (Reason.RATE_LIMITED, "rate limit exceeded", ("P9",), ""),
         (Reason.COOKIE_REQUIRED, "receiver under load: cookie required", ("P9",), ""),
         (Reason.BAD_HOLDER_PROOF, "sender does not hold the credential's key", ("P1",), "INVALID_IDENTITY"),
-        (Reason.WRONG_RECEIVER, "session opening addressed to another receiver key", (), "POLICY_DENIED"),
-        (Reason.BAD_PAYLOAD_AUTH, "payload authentication failed", ("P3",), "AUTH_REQUIRED"),
+        (Reason.WRONG_RECEIVER, "session opening addressed to another receiver key", (), ""),
+        (Reason.BAD_PAYLOAD_AUTH, "payload authentication failed", ("P3",), ""),
         (Reason.SESSION_EXPIRED, "session lifetime over; open a new one", ("P5",), "AUTH_REQUIRED"),
         (Reason.NOT_WARRANT, "not Warrant traffic", (), ""),
-        (Reason.UNTRUSTED_RELAY, "relay not trusted for its domain", ("P6", "P7"), "POLICY_DENIED"),
+        (Reason.UNTRUSTED_RELAY, "relay not trusted for its domain", ("P6", "P7"), ""),
         (Reason.BAD_COOKIE, "cookie MAC does not verify", ("P9",), ""),
         (Reason.BAD_SESSION_ID, "session id does not match the opening packet", ("P10",), "INVALID_PACKET_DROPPED"),
         (Reason.DOMAIN_NOT_ALLOWED, "crossed a domain outside the allowed set", ("P6",), "POLICY_DENIED"),
         (Reason.PORT_MISMATCH, "session used against another destination port", ("P11",), "POLICY_DENIED"),
-        (Reason.SESSION_TABLE_FULL, "no room for another session", ("P9",), ""),
+        (Reason.SESSION_TABLE_FULL, "no room for another session", ("P9",), "CT_MAP_INSERTION_FAILED"),
     ]
 }
