@@ -11,7 +11,7 @@ import sys
 import typer
 from rich.console import Console
 
-from . import cli_authority, cli_demo, cli_net, cli_relay
+from . import cli_authority, cli_demo, cli_lab, cli_net, cli_relay
 from .errors import WarrantError
 from .keys import KeyFormatError
 
@@ -28,6 +28,7 @@ cli_authority.register(app)
 cli_net.register(app)
 cli_relay.register(app)
 cli_demo.register(app)
+cli_lab.register(app)
 
 
 def main() -> None:
