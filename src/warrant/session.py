@@ -9,6 +9,7 @@ tombstone for INIT_MAX_AGE so their INIT cannot be replayed to reopen them.
 from __future__ import annotations
 
 from collections import OrderedDict
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -48,7 +49,7 @@ class SessionTable:
     def __len__(self) -> int:
         return len(self._live)
 
-    def __iter__(self):  # type: ignore[no-untyped-def]
+    def __iter__(self) -> Iterator[Session]:
         return iter(list(self._live.values()))
 
     def get(self, sid: bytes) -> Session | None:
