@@ -30,7 +30,8 @@ from warrant.anchors import TrustStore
 from warrant.cli import app
 from warrant.cli_authority import decode_blob, fmt_time, parse_time
 from warrant.constants import CLOCK_SKEW
-from warrant.credential import Credential
+from warrant.credential import Credential, Link, encode_body, signed_message
+from warrant.rights import Grant
 
 NOW = int(time.time())
 ALICE_EXPIRES = NOW + 3600
@@ -526,6 +527,27 @@ def test_expired_anchor(world: World) -> None:
     line = failure("verify", world.bob_cred, "--anchors", world.anchors, code=1)
     assert line == "INVALID EXPIRED (8): trust anchor expired"
     assert "(expired)" in ok("anchors", "show", world.anchors).stdout
+
+
+def test_a_chain_that_widens_is_refused_by_verify_and_flagged_by_inspect(world: World) -> None:
+    # Built by hand: the CLI's delegate refuses to produce such a chain.
+    parent = Credential.decode(world.alice_cred.read_bytes())
+    carol = keys.load_public(world.pub(world.carol))
+    body = encode_body(None, None, carol, Grant(operations=("billing.read",)))
+    sig = keys.load_secret(world.alice).sign(signed_message(parent.chain_digest, body)).signature
+    forged = world.dir / "forged.cred"
+    forged.write_bytes(Credential((*parent.links, Link.decode(body, sig, root=False))).encode())
+
+    line = failure("verify", forged, "--anchors", world.anchors, code=1)
+    assert line.startswith("INVALID ESCALATION (7): delegation widens operations")
+    result = cli("inspect", forged)
+    assert result.exit_code == 1
+    assert "billing.read" in result.stdout  # still shows what the link claims
+    assert one_line(result.stderr).startswith("error ESCALATION (7)")
+    result = cli("inspect", forged, "--json")
+    obj = json.loads(result.stdout)
+    assert result.exit_code == 1
+    assert obj["effective_rights"] is None and obj["error"]["reason"] == "ESCALATION"
 
 
 # ---- tampering and truncation --------------------------------------------------------------------

@@ -376,7 +376,8 @@ NotBeforeOpt = Annotated[
     str | None, typer.Option("--not-before", metavar="TIME", help="Start of validity.")
 ]
 MaxHopsOpt = Annotated[
-    int | None, typer.Option("--max-hops", min=0, help="Most relay hops a packet may cross.")
+    int | None,
+    typer.Option("--max-hops", metavar="N", min=0, help="Most relay hops a packet may cross."),
 ]
 AllowOpt = Annotated[
     list[str] | None,
@@ -393,7 +394,17 @@ ForbidOpt = Annotated[
 RateOpt = Annotated[
     int | None, typer.Option("--rate", metavar="PPS", min=0, help="Packets per second.")
 ]
-OutOpt = Annotated[Path, typer.Option("-o", "--out", help="Output file.")]
+OutOpt = Annotated[Path, typer.Option("-o", "--out", metavar="FILE", help="Output file.")]
+RootOpsOpt = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--op", metavar="PATTERN", help="Operation or pattern (orders.*); repeat; required."
+    ),
+]
+RootDstsOpt = Annotated[
+    list[str] | None,
+    typer.Option("--dst", metavar="SVC:PORT", help="svc:port, svc:lo-hi or svc; repeat; required."),
+]
 Base64Opt = Annotated[bool, typer.Option("--base64", help="Write base64 text instead of raw CBOR.")]
 TIME_HELP = "30m, 1h, 7d (from now), unix seconds or ISO 8601"
 
@@ -458,7 +469,9 @@ def _save(store: TrustStore, path: Path) -> None:
 @_guarded
 def anchors_add_cmd(
     file: Annotated[Path, typer.Argument(help="Anchor file (YAML); created if missing.")],
-    scope: Annotated[str, typer.Option("--scope", help="Trust scope, e.g. acme.prod.")],
+    scope: Annotated[
+        str, typer.Option("--scope", metavar="SCOPE", help="Trust scope, e.g. acme.prod.")
+    ],
     key: Annotated[str, typer.Option("--key", metavar="PUB", help="Anchor public key file.")],
     not_before: Annotated[
         str | None, typer.Option("--not-before", metavar="TIME", help=TIME_HELP)
@@ -495,7 +508,9 @@ def anchors_add_cmd(
 @_guarded
 def anchors_add_relay_cmd(
     file: Annotated[Path, typer.Argument(help="Anchor file (YAML); created if missing.")],
-    domain: Annotated[str, typer.Option("--domain", help="Transit domain the relay speaks for.")],
+    domain: Annotated[
+        str, typer.Option("--domain", metavar="DOMAIN", help="Transit domain the relay speaks for.")
+    ],
     key: Annotated[str, typer.Option("--key", metavar="PUB", help="Relay public key file.")],
 ) -> None:
     """Trust KEY as a relay of transit DOMAIN."""
@@ -560,12 +575,12 @@ def anchors_show_cmd(
 
 
 # ---- issue and delegate -------------------------------------------------------------
-def _written(verb: str, path: Path, cred: Credential, data: bytes) -> None:
+def _written(verb: str, path: Path, cred: Credential, data: bytes, as_base64: bool) -> None:
     rights = effective_rights(cred.links)
     links = len(cred.links)
     out.print(
         f"{verb} {escape(str(path))}: scope {cred.scope}, {links} link{'s' * (links > 1)}, "
-        f"holder {key_id_hex(cred.holder)}, {len(data)} bytes",
+        f"holder {key_id_hex(cred.holder)}, {len(data)} bytes{', written as base64' * as_base64}",
         soft_wrap=True,
     )
     out.print(f"  rights   {escape(rights_summary(rights))}", soft_wrap=True)
@@ -587,14 +602,16 @@ def issue_cmd(
     anchor_key: Annotated[
         Path, typer.Option("--anchor-key", metavar="SEC", help="Anchor secret key file.")
     ],
-    scope: Annotated[str, typer.Option("--scope", help="Trust scope of the credential.")],
+    scope: Annotated[
+        str, typer.Option("--scope", metavar="SCOPE", help="Trust scope of the credential.")
+    ],
     holder: Annotated[
         str, typer.Option("--holder", metavar="PUB", help="Holder public key file (or string).")
     ],
     expires: Annotated[str, typer.Option("--expires", metavar="TIME", help=TIME_HELP)],
     out_path: OutOpt,
-    ops: OpsOpt = None,
-    dsts: DstsOpt = None,
+    ops: RootOpsOpt = None,
+    dsts: RootDstsOpt = None,
     not_before: NotBeforeOpt = None,
     max_hops: MaxHopsOpt = None,
     allow: AllowOpt = None,
@@ -626,7 +643,7 @@ def issue_cmd(
     cred = issue(key, scope, holder_public, grant)
     data = _encode_checked(cred)
     write_blob(out_path, data, as_base64)
-    _written("issued", out_path, cred, data)
+    _written("issued", out_path, cred, data, as_base64)
 
 
 def read_credential(path: Path) -> Credential:
@@ -688,7 +705,7 @@ def delegate_cmd(
     cred = delegate(parent, holder_key, new_holder, grant)
     data = _encode_checked(cred)
     write_blob(out_path, data, as_base64)
-    _written("delegated", out_path, cred, data)
+    _written("delegated", out_path, cred, data, as_base64)
 
 
 def _merged(parent: Iterable[str], extra: Sequence[str] | None) -> list[str] | None:
@@ -869,7 +886,9 @@ def verify_cmd(
     ] = None,
     scopes: Annotated[
         list[str] | None,
-        typer.Option("--scope", help="Admit only this scope (repeat); default every scope."),
+        typer.Option(
+            "--scope", metavar="SCOPE", help="Admit only this scope (repeat); default every scope."
+        ),
     ] = None,
     op: Annotated[
         str | None, typer.Option("--op", metavar="OP", help="Also require this operation.")
@@ -879,7 +898,8 @@ def verify_cmd(
         typer.Option("--dst", metavar="SVC:PORT", help="Also require this destination."),
     ] = None,
     skew: Annotated[
-        int, typer.Option("--skew", min=0, help="Clock-skew tolerance in seconds.")
+        int,
+        typer.Option("--skew", metavar="SECONDS", min=0, help="Clock-skew tolerance in seconds."),
     ] = CLOCK_SKEW,
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
 ) -> None:
@@ -978,9 +998,11 @@ def revoke_cmd(
     anchor_key: Annotated[
         Path, typer.Option("--anchor-key", metavar="SEC", help="Anchor secret key file.")
     ],
-    scope: Annotated[str, typer.Option("--scope", help="Scope the list applies to.")],
+    scope: Annotated[
+        str, typer.Option("--scope", metavar="SCOPE", help="Scope the list applies to.")
+    ],
     serial: Annotated[
-        int, typer.Option("--serial", min=0, help="Higher serials replace lower ones.")
+        int, typer.Option("--serial", metavar="N", min=0, help="Higher serials replace lower ones.")
     ],
     out_path: OutOpt,
     link_ids: Annotated[
