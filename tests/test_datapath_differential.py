@@ -255,7 +255,7 @@ def _make(cat: str, w: World, rng: random.Random) -> list[bytes]:
     if cat == "hop_splice":  # records from another session or position
         hopped = [f for f in w.flows if len(f.relays) >= 2]
         f, p = _valid(w, rng, hopped)
-        g, q = _valid(w, rng, hopped)
+        _, q = _valid(w, rng, hopped)
         b = bytearray(p)
         k = rng.randrange(4)
         if k == 0:  # swap two records
