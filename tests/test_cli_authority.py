@@ -31,6 +31,7 @@ from warrant.cli import app
 from warrant.cli_authority import decode_blob, fmt_time, parse_time
 from warrant.constants import CLOCK_SKEW
 from warrant.credential import Credential, Link, encode_body, signed_message
+from warrant.revocation import RevocationList
 from warrant.rights import Grant
 
 NOW = int(time.time())
@@ -495,6 +496,19 @@ def test_revoke_key_then_verify_and_serials(world: World) -> None:
     for order in ((by_key, empty_newer), (empty_newer, by_key)):
         rls = [a for path in order for a in ("--revocations", path)]
         assert ok("verify", world.bob_cred, *anchors, *rls).stdout.startswith("VALID")
+
+
+def test_a_large_revocation_list_is_read(world: World) -> None:
+    big = world.dir / "big.rl"
+    link_ids = [i.to_bytes(16, "big") for i in range(6000)]  # about 100 KiB
+    link_ids.append(Credential.decode(world.bob_cred.read_bytes()).link_ids()[-1])
+    big.write_bytes(
+        RevocationList.sign(keys.load_secret(world.anchor), "acme.prod", 4, link_ids).encode()
+    )
+    assert big.stat().st_size > 64 * 1024
+    line = failure("verify", world.bob_cred, "--anchors", world.anchors, "--revocations", big)
+    assert line.startswith("INVALID REVOKED (11)")
+    assert ok("verify", world.alice_cred, "--anchors", world.anchors, "--revocations", big)
 
 
 def test_revocation_list_from_another_key_is_refused(world: World) -> None:

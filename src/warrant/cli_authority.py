@@ -48,7 +48,8 @@ R = TypeVar("R")
 
 EXIT_INVALID = 1
 EXIT_INPUT = 2
-MAX_INPUT_FILE = 64 * 1024  # far above any credential or revocation list, text or raw
+MAX_INPUT_FILE = 64 * 1024  # far above any credential (4 KiB raw), text or raw
+MAX_REVOCATION_FILE = 16 * 1024 * 1024  # lists grow with every revoked link or key
 MAX_KEY_FILE = 4096
 MAX_ANCHOR_FILE = 8 * 1024 * 1024
 _MAX_TIME = 2**63 - 1
@@ -157,9 +158,9 @@ def read_limited(path: Path, what: str, limit: int = MAX_INPUT_FILE) -> bytes:
     return data
 
 
-def read_blob(path: Path, what: str) -> bytes:
+def read_blob(path: Path, what: str, limit: int = MAX_INPUT_FILE) -> bytes:
     """The bytes of a credential or revocation-list file, raw CBOR or base64 text."""
-    data = read_limited(path, what)
+    data = read_limited(path, what, limit)
     if not data.strip():
         raise ValueError(f"{what} file is empty: {path}")
     return decode_blob(data, what)
@@ -789,7 +790,7 @@ def inspect_cmd(
     Signatures are not checked here; use `warrant verify`.  A revocation list
     file is recognised and listed too.
     """
-    data = read_blob(cred_path, "credential")
+    data = read_blob(cred_path, "credential", MAX_REVOCATION_FILE)
     try:
         if _looks_like_revocation_list(data):
             _inspect_revocation_list(cred_path, data, as_json)
@@ -920,7 +921,7 @@ def verify_cmd(
     store = RevocationStore()
     for rl_path in revocations or ():
         try:
-            store.load(read_blob(rl_path, "revocation list"), trust)
+            store.load(read_blob(rl_path, "revocation list", MAX_REVOCATION_FILE), trust)
         except WarrantError as exc:
             raise ValueError(f"revocation list {rl_path}: {_reason_line(exc)}") from None
     data = read_blob(cred_path, "credential")
