@@ -47,7 +47,7 @@ class PolicyError(ValueError):
 
 
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
 
 
 class Rule(_Strict):
@@ -166,7 +166,7 @@ class Policy:
             try:
                 trust = TrustStore.from_mapping(model.anchors, f"{source} anchors")
             except ValueError as exc:
-                raise PolicyError(str(exc)) from None
+                raise PolicyError(f"{source}:{_line_of(root, ('anchors',))}: {exc}") from None
         for s in model.scopes or []:
             if s not in trust.anchors:
                 raise PolicyError(
