@@ -116,8 +116,12 @@ class TrustStore:
                     raise ValueError(f"{where}: {exc}") from None
                 nbf, naf = entry.get("not_before"), entry.get("not_after")
                 for name, value in (("not_before", nbf), ("not_after", naf)):
-                    if value is not None and not isinstance(value, int):
+                    if value is not None and type(value) is not int:
                         raise ValueError(f"{where}: {name} must be unix seconds")
+                if nbf is not None and naf is not None and nbf > naf:
+                    raise ValueError(f"{where}: not_before is after not_after")
+                if any(a.public == public for a in store.anchors.get(str(scope), [])):
+                    raise ValueError(f"{where}: key listed twice in scope {scope!r}")
                 store.add(Anchor(str(scope), public, nbf, naf))
         relays = data.get("relays") or {}
         if not isinstance(relays, Mapping):
@@ -157,7 +161,10 @@ class TrustStore:
         try:
             data = yaml.safe_load(text)
         except yaml.YAMLError as exc:
-            raise ValueError(f"{path}: not valid YAML: {exc}") from None
+            mark = getattr(exc, "problem_mark", None)
+            at = f":{mark.line + 1}:{mark.column + 1}" if mark is not None else ""
+            problem = getattr(exc, "problem", None) or "syntax error"
+            raise ValueError(f"{path}{at}: not valid YAML ({problem})") from None
         return cls.from_mapping(data, str(path))
 
     def dump(self, path: Path) -> None:

@@ -10,8 +10,9 @@ import sys
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
-from . import cli_authority, cli_demo, cli_lab, cli_net, cli_relay
+from . import cli_authority, cli_demo, cli_lab, cli_net, cli_observe, cli_relay
 from .errors import WarrantError
 from .keys import KeyFormatError
 
@@ -29,17 +30,22 @@ cli_net.register(app)
 cli_relay.register(app)
 cli_demo.register(app)
 cli_lab.register(app)
+cli_observe.register(app)
+
+
+def _fail(message: str) -> None:
+    """One line on stderr, whatever the message holds, then exit 2."""
+    err.print(f"[red]error[/red] {escape(' '.join(message.split()))}", soft_wrap=True)
+    sys.exit(2)
 
 
 def main() -> None:
     try:
         app()
     except WarrantError as exc:
-        err.print(f"[red]error[/red] {exc.reason.name} ({int(exc.reason)}): {exc.detail}")
-        sys.exit(2)
+        _fail(f"{exc.reason.name} ({int(exc.reason)}): {exc.detail}")
     except (KeyFormatError, ValueError, OSError) as exc:
-        err.print(f"[red]error[/red] {exc}")
-        sys.exit(2)
+        _fail(str(exc) or type(exc).__name__)
     except KeyboardInterrupt:
         err.print("interrupted")
         sys.exit(130)

@@ -95,9 +95,16 @@ def decode_secret(text: str) -> nacl.signing.SigningKey:
     return nacl.signing.SigningKey(_decode(text, SECRET_PREFIX, "secret"))
 
 
+MAX_FILE_LEN = 1 << 20  # key, anchor and policy files are small; refuse anything huge
+
+
 def read_text(path: Path, what: str) -> str:
     try:
-        return path.read_text()
+        with path.open("rb") as f:
+            data = f.read(MAX_FILE_LEN + 1)
+        if len(data) > MAX_FILE_LEN:
+            raise KeyFormatError(f"{what} file {path} is larger than {MAX_FILE_LEN} bytes")
+        return data.decode()
     except FileNotFoundError:
         raise KeyFormatError(f"{what} file not found: {path}") from None
     except (OSError, UnicodeDecodeError) as exc:

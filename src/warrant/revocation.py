@@ -20,7 +20,7 @@ import nacl.exceptions
 import nacl.signing
 
 from . import keys
-from .anchors import TrustStore
+from .anchors import TrustStore, check_scope
 from .constants import ANCHOR_ID_LEN, LINK_ID_LEN, PUBKEY_LEN, SIG_CONTEXT_REVOCATION, Reason
 from .errors import WarrantError
 
@@ -58,6 +58,7 @@ class RevocationList:
         link_ids: Iterable[bytes] = (),
         revoked_keys: Iterable[bytes] = (),
     ) -> RevocationList:
+        check_scope(scope)
         ids, ks = frozenset(link_ids), frozenset(revoked_keys)
         aid = keys.anchor_id(bytes(anchor_key.verify_key))
         body = cls.body_bytes(scope, aid, serial, ids, ks)
@@ -88,7 +89,7 @@ class RevocationList:
             isinstance(scope, str)
             and isinstance(aid, bytes)
             and len(aid) == ANCHOR_ID_LEN
-            and isinstance(serial, int)
+            and type(serial) is int
             and serial >= 0
             and isinstance(ids, list)
             and all(isinstance(i, bytes) and len(i) == LINK_ID_LEN for i in ids)
@@ -96,6 +97,10 @@ class RevocationList:
             and all(isinstance(k, bytes) and len(k) == PUBKEY_LEN for k in ks)
         ):
             raise bad("field types")
+        try:
+            check_scope(scope)
+        except WarrantError:
+            raise bad(f"bad scope name {scope!r}") from None
         if cls.body_bytes(scope, aid, serial, ids, ks) != body:
             raise bad("not in deterministic encoding")
         return cls(scope, aid, serial, frozenset(ids), frozenset(ks), body, sig)
