@@ -46,6 +46,7 @@ class World:
     sender: Sender
     relays: list[Relay]
     forged_sender: Sender
+    direct_sender: Sender  # no relays on its path
 
     def through(self, packet: bytes) -> bytes:
         for r in self.relays:
@@ -53,7 +54,7 @@ class World:
         return packet
 
 
-def make_world() -> World:
+def make_world(now: float = NOW, port: int = 8443) -> World:
     anchor, holder, recv, mallory = key("anchor"), key("holder"), key("receiver"), key("mallory")
     relay_a, relay_b = key("relay-a"), key("relay-b")
     trust = TrustStore()
@@ -63,17 +64,17 @@ def make_world() -> World:
     policy = Policy(
         PolicyModel(anchors={}, rules=[Rule(name="orders", operations=["orders.*"])]), trust
     )
-    receiver = Receiver(recv, policy, started_at=NOW - 10)
+    receiver = Receiver(recv, policy, started_at=now - 10)
     rpub = bytes(recv.verify_key)
     grant = Grant(
         operations=("orders.read",),
-        destinations=(Destination("orders", 8443, 8443),),
-        not_before=int(NOW) - 60,
-        expires=int(NOW) + 3600,
+        destinations=(Destination("orders", port, port),),
+        not_before=int(now) - 60,
+        expires=int(now) + 3600,
         max_hops=3,
     )
     cred = issue(anchor, "acme.prod", bytes(holder.verify_key), grant).encode()
-    claim = Claim("orders.read", "orders", 8443)
+    claim = Claim("orders.read", "orders", port)
     sender = Sender(holder, cred, rpub, claim, next_hop_public=bytes(relay_a.verify_key))
     relays = [
         Relay(relay_a, "a.net", bytes(relay_b.verify_key), rpub),
@@ -81,7 +82,8 @@ def make_world() -> World:
     ]
     forged = issue(mallory, "acme.prod", bytes(holder.verify_key), grant).encode()
     forged_sender = Sender(holder, forged, rpub, claim)
-    return World(receiver, sender, relays, forged_sender)
+    direct = Sender(holder, cred, rpub, claim)
+    return World(receiver, sender, relays, forged_sender, direct)
 
 
 def receiver_outcomes() -> dict[str, Outcome]:
