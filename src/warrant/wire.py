@@ -280,9 +280,13 @@ class RejectPacket:
     def decode(cls, packet: bytes) -> RejectPacket:
         if peek_kind(packet) != Kind.REJECT:
             raise WarrantError(Reason.UNKNOWN_KIND, "not a REJECT packet")
-        if len(packet) != REJECT_LEN:
+        if len(packet) < REJECT_LEN:
             raise _truncated(f"REJECT is {REJECT_LEN} bytes, got {len(packet)}")
-        _, _, reason, _, sid, retry = _REJECT.unpack(packet)
+        if len(packet) > REJECT_LEN:
+            raise _malformed(f"{len(packet) - REJECT_LEN} trailing bytes after REJECT")
+        _, _, reason, flags, sid, retry = _REJECT.unpack(packet)
+        if flags:
+            raise _malformed(f"unknown REJECT flags {flags:#04x}")
         try:
             return cls(Reason(reason), sid, retry)
         except ValueError:
@@ -302,8 +306,10 @@ class CookiePacket:
     def decode(cls, packet: bytes) -> CookiePacket:
         if peek_kind(packet) != Kind.COOKIE:
             raise WarrantError(Reason.UNKNOWN_KIND, "not a COOKIE packet")
-        if len(packet) != COOKIE_PACKET_LEN:
+        if len(packet) < COOKIE_PACKET_LEN:
             raise _truncated(f"COOKIE is {COOKIE_PACKET_LEN} bytes, got {len(packet)}")
+        if len(packet) > COOKIE_PACKET_LEN or packet[2] or packet[3]:
+            raise _malformed("COOKIE with trailing bytes or non-zero reserved bytes")
         sid = packet[4 : 4 + SESSION_ID_LEN]
         nonce = packet[12 : 12 + COOKIE_NONCE_LEN]
         return cls(sid, nonce, packet[12 + COOKIE_NONCE_LEN :])
