@@ -89,7 +89,7 @@ def record(
     dropped, and was let through).  `local` describes the receiving endpoint.
     """
     info = REASONS[outcome.reason]
-    verdict = _VERDICT_NAMES[outcome.verdict]
+    verdict = verdict_name(outcome.verdict)
     if audit and verdict == "DROPPED":
         verdict = "AUDIT"
     rec: dict[str, Any] = {
@@ -135,6 +135,11 @@ def record(
     if outcome.authority is not None:
         rec["authority"] = authority_object(outcome.authority, outcome.reason)
     return rec
+
+
+def verdict_name(verdict: Verdict) -> str:
+    """Hubble's verdict name for a receiver verdict."""
+    return _VERDICT_NAMES[verdict]
 
 
 def error_record(
