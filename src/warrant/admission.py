@@ -15,14 +15,24 @@ A YAML file, validated with pydantic; every error names its line.
         max_hops: 2              # path constraints, on top of the credential's own
         via: [partner.net]
         not_via: [evil.net]
+    deny:                        # optional: deny rules, checked before every allow rule
+      - name: no-partner-writes
+        scopes: [partner.prod]
+        operations: ["orders.write"]
+        via: [partner.net]       # in a deny rule, path fields select: crossed partner.net
     limits:
       init_rate_per_source: 20   # session openings per second per source address
       init_burst: 40
       load_threshold: 200        # openings per second beyond which cookies are required
       max_sessions: 65536
 
-Evaluation: the first rule whose filters all match decides; its path
-constraints then apply.  With no matching rule, `default` decides.
+Evaluation: a deny rule that selects the packet drops it (POLICY_DENIED),
+whatever the allow rules say; deny rules select with the same filters as allow
+rules, and their path fields select too: the path crossed every `via` domain,
+none of the `not_via` domains, and has at most `max_hops` hops.  Otherwise the
+first allow rule whose filters all match decides; its path constraints then
+apply (with their own reasons: TOO_MANY_HOPS, FORBIDDEN_DOMAIN, ...).  With no
+matching rule, `default` decides.  A policy without `deny` behaves as before.
 """
 
 from __future__ import annotations
@@ -109,6 +119,15 @@ class Rule(_Strict):
             and (self.ports is None or port in self.ports)
         )
 
+    def selects_path(self, domains: Sequence[str]) -> bool:
+        """A deny rule's path selector: at most max_hops hops, every `via`, no `not_via`."""
+        crossed = set(domains)
+        return (
+            (self.max_hops is None or len(domains) <= self.max_hops)
+            and all(d in crossed for d in self.via)
+            and not any(d in crossed for d in self.not_via)
+        )
+
 
 class Limits(_Strict):
     init_rate_per_source: float = Field(default=20.0, gt=0)
@@ -122,6 +141,7 @@ class PolicyModel(_Strict):
     scopes: list[str] | None = None
     default: Literal["deny", "allow"] = "deny"
     rules: list[Rule] = Field(default_factory=list)
+    deny: list[Rule] = Field(default_factory=list)
     limits: Limits = Field(default_factory=Limits)
 
 
@@ -193,6 +213,9 @@ class Policy:
         rights: Any,
     ) -> Decision:
         """POLICY_DENIED, a path reason, or OK with the deciding rule's name."""
+        for rule in self.model.deny:
+            if rule.matches(scope, issuer, operation, service, port) and rule.selects_path(domains):
+                return Decision(Reason.POLICY_DENIED, rule.name, f"denied by rule {rule.name!r}")
         for rule in self.model.rules:
             if rule.matches(scope, issuer, operation, service, port):
                 try:
