@@ -20,13 +20,15 @@ credential and no signature malleability through the encoding.
 
 from __future__ import annotations
 
+import functools
 import struct
 from collections import OrderedDict
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 import cbor2
+import nacl.bindings
 import nacl.exceptions
 import nacl.hashlib
 import nacl.signing
@@ -56,6 +58,16 @@ CREDENTIAL_VERSION = 1
 K_SCOPE, K_ANCHOR, K_HOLDER, K_OPS, K_DSTS = 0, 1, 2, 3, 4
 K_NBF, K_EXP, K_HOPS, K_ALLOWED, K_REQUIRED, K_FORBIDDEN, K_RATE = 5, 6, 7, 8, 9, 10, 11
 _ZERO_DIGEST = bytes(CHAIN_DIGEST_LEN)
+_LINK_KEYS = frozenset(range(K_SCOPE, K_RATE + 1))
+_U16 = struct.Struct(">H").pack
+
+# Decoding is a pure function of the bytes, so decoded links and credentials are
+# memoised on their exact bytes (bounded LRU; failures are never cached).  A
+# credential arrives once per session and a delegation extends a known prefix,
+# so repeat decodes are the common case.  Worst case memory: about
+# _CREDENTIAL_CACHE_SIZE * 2 * MAX_CREDENTIAL_LEN + _LINK_CACHE_SIZE * MAX_CREDENTIAL_LEN.
+_CREDENTIAL_CACHE_SIZE = 1024
+_LINK_CACHE_SIZE = 2048
 
 
 def _malformed(detail: str) -> WarrantError:
@@ -66,48 +78,135 @@ def _dumps(obj: Any) -> bytes:
     return cbor2.dumps(obj, canonical=True)
 
 
+def _make_chain_hash() -> Callable[[bytes], bytes]:
+    """BLAKE2b-256 personalised with PERSON_CHAIN: libsodium's
+    crypto_generichash_blake2b_salt_personal.
+
+    PyNaCl's public wrapper spends a few microseconds per call re-checking
+    arguments that are constant here (32-byte digest, no key, zero salt, fixed
+    person), so the function is called through PyNaCl's own cffi handle, with
+    the public wrapper as the fallback when that handle is not where PyNaCl
+    keeps it.  Either way the hash is libsodium's.
+    """
+
+    def public(data: bytes) -> bytes:
+        out: bytes = nacl.bindings.crypto_generichash_blake2b_salt_personal(
+            data, digest_size=CHAIN_DIGEST_LEN, person=PERSON_CHAIN
+        )
+        return out
+
+    try:
+        from nacl._sodium import ffi, lib
+    except ImportError:  # pragma: no cover - another PyNaCl layout
+        return public
+    new, buffer, null = ffi.new, ffi.buffer, ffi.NULL
+    blake2b = lib.crypto_generichash_blake2b_salt_personal
+    salt, person = bytes(16), PERSON_CHAIN.ljust(16, b"\0")
+    ctype = f"unsigned char[{CHAIN_DIGEST_LEN}]"
+
+    def direct(data: bytes) -> bytes:
+        if type(data) is not bytes:
+            return public(data)
+        out = new(ctype)
+        if blake2b(out, CHAIN_DIGEST_LEN, data, len(data), null, 0, salt, person) != 0:
+            raise RuntimeError("crypto_generichash_blake2b_salt_personal failed")
+        digest: bytes = buffer(out)[:]
+        return digest
+
+    return direct
+
+
+_chain_hash = _make_chain_hash()
+
+
+def _sig_ok(public: bytes, message: bytes, signature: bytes) -> bool:
+    """Ed25519 verify through libsodium (crypto_sign_open, as VerifyKey.verify does)."""
+    if (
+        type(public) is bytes
+        and len(public) == PUBKEY_LEN
+        and type(signature) is bytes
+        and len(signature) == SIGNATURE_LEN
+    ):
+        try:
+            nacl.bindings.crypto_sign_open(signature + message, public)
+        except nacl.exceptions.BadSignatureError:
+            return False
+        return True
+    # Odd inputs (only from hand-built Link objects): PyNaCl's own checks decide.
+    try:
+        nacl.signing.VerifyKey(public).verify(message, signature)
+    except (nacl.exceptions.BadSignatureError, ValueError):
+        return False
+    return True
+
+
 # ---- link bodies ------------------------------------------------------------------
 def encode_body(scope: str | None, anchor: bytes | None, holder: bytes, grant: Grant) -> bytes:
-    m: dict[int, Any] = {K_HOLDER: holder}
+    # Keys go in ascending order, which for integer keys below 24 is the
+    # canonical (length-first, bytewise) order.  With every number a plain int
+    # no other canonicalisation applies, so cbor2's default encoder yields the
+    # canonical bytes without its costly per-key sort; anything else (floats,
+    # say) takes the canonical encoder.  Written out field by field: every
+    # decoded link is re-encoded to prove its encoding is the deterministic one.
+    m: dict[int, Any] = {}
     if scope is not None:
         m[K_SCOPE] = scope
     if anchor is not None:
         m[K_ANCHOR] = anchor
-    if grant.operations is not None:
-        m[K_OPS] = sorted(set(grant.operations))
-    if grant.destinations is not None:
-        m[K_DSTS] = [
-            [d.service, d.port_lo] if d.port_lo == d.port_hi else [d.service, d.port_lo, d.port_hi]
-            for d in sorted(set(grant.destinations))
-        ]
-    for key, value in (
-        (K_NBF, grant.not_before),
-        (K_EXP, grant.expires),
-        (K_HOPS, grant.max_hops),
-        (K_RATE, grant.rate),
-    ):
-        if value is not None:
-            m[key] = value
-    for key, group in (
-        (K_ALLOWED, grant.allowed_domains),
-        (K_REQUIRED, grant.required_domains),
-        (K_FORBIDDEN, grant.forbidden_domains),
-    ):
-        if group is not None:
-            m[key] = sorted(set(group))
-    return _dumps(m)
+    m[K_HOLDER] = holder
+    plain = True
+    g = grant
+    if g.operations is not None:
+        m[K_OPS] = sorted(set(g.operations))
+    if g.destinations is not None:
+        dsts: list[list[Any]] = []
+        for d in sorted(set(g.destinations)):
+            lo, hi = d.port_lo, d.port_hi
+            if type(lo) is not int or type(hi) is not int:
+                plain = False
+            dsts.append([d.service, lo] if lo == hi else [d.service, lo, hi])
+        m[K_DSTS] = dsts
+    if g.not_before is not None:
+        plain = plain and type(g.not_before) is int
+        m[K_NBF] = g.not_before
+    if g.expires is not None:
+        plain = plain and type(g.expires) is int
+        m[K_EXP] = g.expires
+    if g.max_hops is not None:
+        plain = plain and type(g.max_hops) is int
+        m[K_HOPS] = g.max_hops
+    if g.allowed_domains is not None:
+        m[K_ALLOWED] = sorted(set(g.allowed_domains))
+    if g.required_domains is not None:
+        m[K_REQUIRED] = sorted(set(g.required_domains))
+    if g.forbidden_domains is not None:
+        m[K_FORBIDDEN] = sorted(set(g.forbidden_domains))
+    if g.rate is not None:
+        plain = plain and type(g.rate) is int
+        m[K_RATE] = g.rate
+    return cbor2.dumps(m) if plain else _dumps(m)
 
 
 def _str_list(value: Any, what: str) -> tuple[str, ...]:
-    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
-        raise _malformed(f"{what} must be a list of strings")
-    return tuple(value)
+    if isinstance(value, list):
+        for v in value:
+            if not isinstance(v, str):
+                break
+        else:
+            return tuple(value)
+    raise _malformed(f"{what} must be a list of strings")
 
 
 def _uint(value: Any, what: str) -> int:
+    if type(value) is int and value >= 0:
+        return value
     if not isinstance(value, int) or isinstance(value, bool) or value < 0:
         raise _malformed(f"{what} must be an unsigned integer")
     return value
+
+
+def _port(p: Any) -> bool:
+    return isinstance(p, int) and not isinstance(p, bool)
 
 
 def _destinations(value: Any) -> tuple[Destination, ...]:
@@ -117,15 +216,65 @@ def _destinations(value: Any) -> tuple[Destination, ...]:
     for item in value:
         if (
             not isinstance(item, list)
-            or len(item) not in (2, 3)
+            or not 2 <= len(item) <= 3
             or not isinstance(item[0], str)
-            or not all(isinstance(p, int) and not isinstance(p, bool) for p in item[1:])
+            or not _port(item[1])
+            or (len(item) == 3 and not _port(item[2]))
         ):
             raise _malformed("destination must be [service, port] or [service, lo, hi]")
         lo = item[1]
         hi = item[2] if len(item) == 3 else lo
         out.append(Destination(item[0], lo, hi))
     return tuple(out)
+
+
+def _increasing(values: list[Any]) -> bool:
+    """values == sorted(set(values))."""
+    for i in range(1, len(values)):  # noqa: SIM110 - cheaper than all() over a generator
+        if not values[i - 1] < values[i]:
+            return False
+    return True
+
+
+def _deterministic(m: dict[Any, Any], body: bytes) -> bool:
+    """encode_body(<what m decodes to>) == body, without building that encoding.
+
+    Only for an `m = cbor2.loads(body)` that passed every other check of
+    Link.decode.  encode_body emits the keys in ascending order, every string
+    list as sorted(set(list)), the destinations sorted and deduplicated with
+    [service, port] for a single port, and everything else as decoded, through
+    cbor2's default encoder.  Since a CBOR round trip of ints, strings, bytes,
+    lists and maps is the identity, its bytes equal `body` exactly when m is
+    already in that normal form (exact int keys, ascending; lists strictly
+    increasing; destinations normalised) and cbor2 re-encodes m to `body`.
+    """
+    prev = -1
+    for k in m:
+        if type(k) is not int or k <= prev:
+            return False
+        prev = k
+    for k in (K_OPS, K_ALLOWED, K_REQUIRED, K_FORBIDDEN):
+        values = m.get(k)
+        if values is not None and not _increasing(values):
+            return False
+    dsts = m.get(K_DSTS)
+    if dsts is not None:
+        last: tuple[Any, ...] = ()
+        for item in dsts:
+            if len(item) == 3 and item[1] == item[2]:
+                return False
+            this = (item[0], item[1], item[-1])
+            if last and not last < this:
+                return False
+            last = this
+    return bool(cbor2.dumps(m) == body)
+
+
+def _int_keys(m: dict[Any, Any]) -> bool:
+    for k in m:  # noqa: SIM110 - a plain loop is cheaper than all() over a generator
+        if not isinstance(k, int):
+            return False
+    return True
 
 
 @dataclass(frozen=True)
@@ -139,15 +288,20 @@ class Link:
 
     @classmethod
     def decode(cls, body: bytes, signature: bytes, root: bool) -> Link:
+        if cls is Link and type(body) is bytes and type(signature) is bytes:
+            return _decode_link_cached(body, signature, root)
+        return cls._decode(body, signature, root)
+
+    @classmethod
+    def _decode(cls, body: bytes, signature: bytes, root: bool) -> Link:
         try:
             m = cbor2.loads(body)
         except Exception as exc:  # cbor2 raises several types on garbage
             raise _malformed(f"link body is not CBOR ({type(exc).__name__})") from None
-        if not isinstance(m, dict) or not all(isinstance(k, int) for k in m):
+        if not isinstance(m, dict) or not _int_keys(m):
             raise _malformed("link body must be a map with integer keys")
-        unknown = set(m) - set(range(K_SCOPE, K_RATE + 1))
-        if unknown:
-            raise _malformed(f"unknown link field(s) {sorted(unknown)}")
+        if not m.keys() <= _LINK_KEYS:
+            raise _malformed(f"unknown link field(s) {sorted(set(m) - _LINK_KEYS)}")
         if root != (K_SCOPE in m) or root != (K_ANCHOR in m):
             raise _malformed("scope and anchor appear in the root link and only there")
         holder = m.get(K_HOLDER)
@@ -172,12 +326,31 @@ class Link:
             forbidden_domains=_str_list(m[K_FORBIDDEN], "forbidden") if K_FORBIDDEN in m else None,
             rate=_uint(m[K_RATE], "rate") if K_RATE in m else None,
         )
-        if encode_body(scope, anchor, holder, grant) != body:
+        if not _deterministic(m, body):
             raise _malformed("link body is not in deterministic encoding")
         return cls(body, signature, holder, grant, scope, anchor)
 
+    def _digest_after(self, prev: bytes) -> bytes:
+        """next_digest(prev, body, signature), remembered for the last `prev`.
+
+        A link shared by many chains (a cached prefix link) hashes once.
+        """
+        memo: tuple[bytes, bytes] | None = self.__dict__.get("_digest_memo")
+        if memo is not None and memo[0] == prev:
+            return memo[1]
+        d = next_digest(prev, self.body, self.signature)
+        self.__dict__["_digest_memo"] = (prev, d)
+        return d
+
+
+@functools.lru_cache(maxsize=_LINK_CACHE_SIZE)
+def _decode_link_cached(body: bytes, signature: bytes, root: bool) -> Link:
+    return Link._decode(body, signature, root)
+
 
 def next_digest(prev: bytes, body: bytes, signature: bytes) -> bytes:
+    if type(prev) is bytes and type(body) is bytes and type(signature) is bytes:
+        return _chain_hash(b"".join((prev, _U16(len(body)), body, signature)))
     h = nacl.hashlib.blake2b(digest_size=CHAIN_DIGEST_LEN, person=PERSON_CHAIN)
     h.update(prev)
     h.update(struct.pack(">H", len(body)))
@@ -208,31 +381,57 @@ class Credential:
     def holder(self) -> bytes:
         return self.links[-1].holder
 
+    # d_1 .. d_n and the link ids are pure functions of the (immutable) links,
+    # so they are computed once per object and kept in the instance dict
+    # (functools.cached_property would do, but takes a lock on every access).
+    @property
+    def _digests(self) -> tuple[bytes, ...]:
+        memo: tuple[bytes, ...] | None = self.__dict__.get("_digest_memo")
+        if memo is None:
+            out, d = [], _ZERO_DIGEST
+            for link in self.links:
+                d = link._digest_after(d)
+                out.append(d)
+            memo = self.__dict__["_digest_memo"] = tuple(out)
+        return memo
+
+    @property
+    def _link_ids(self) -> tuple[bytes, ...]:
+        memo: tuple[bytes, ...] | None = self.__dict__.get("_link_id_memo")
+        if memo is None:
+            memo = self.__dict__["_link_id_memo"] = tuple(d[:LINK_ID_LEN] for d in self._digests)
+        return memo
+
     def digests(self) -> list[bytes]:
         """d_1 .. d_n (see module docstring)."""
-        out, d = [], _ZERO_DIGEST
-        for link in self.links:
-            d = next_digest(d, link.body, link.signature)
-            out.append(d)
-        return out
+        return list(self._digests)
 
     @property
     def chain_digest(self) -> bytes:
-        return self.digests()[-1]
+        return self._digests[-1]
 
     def link_ids(self) -> list[bytes]:
-        return [d[:LINK_ID_LEN] for d in self.digests()]
+        return list(self._link_ids)
 
     def encode(self) -> bytes:
         items: list[Any] = [CREDENTIAL_VERSION]
+        plain = True
         for link in self.links:
             items += [link.body, link.signature]
-        return _dumps(items)
+            plain = plain and type(link.body) is bytes and type(link.signature) is bytes
+        # An array of an int and byte strings has one encoding: canonical or not.
+        return cbor2.dumps(items) if plain else _dumps(items)
 
     @classmethod
     def decode(cls, data: bytes) -> Credential:
         if len(data) > MAX_CREDENTIAL_LEN:
             raise _malformed(f"credential longer than {MAX_CREDENTIAL_LEN} bytes")
+        if cls is Credential and type(data) is bytes:
+            return _decode_credential_cached(data)
+        return cls._decode(data)
+
+    @classmethod
+    def _decode(cls, data: bytes) -> Credential:
         try:
             items = cbor2.loads(data)
         except Exception as exc:
@@ -254,10 +453,23 @@ class Credential:
             if len(sig) != SIGNATURE_LEN:
                 raise _malformed("signature must be 64 bytes")
             links.append(Link.decode(body, sig, root=(i == 0)))
-        cred = cls(tuple(links))
-        if cred.encode() != data:
+        # cls(links).encode() == data, without building it: that encoding is
+        # cbor2's of [1, body_1, sig_1, ...], so the decoded array re-encodes to
+        # it exactly when its first item is the int 1 (not 1.0, a decimal...).
+        if type(items[0]) is not int or cbor2.dumps(items) != data:
             raise _malformed("credential is not in deterministic encoding")
-        return cred
+        return cls(tuple(links))
+
+
+@functools.lru_cache(maxsize=_CREDENTIAL_CACHE_SIZE)
+def _decode_credential_cached(data: bytes) -> Credential:
+    return Credential._decode(data)
+
+
+def clear_decode_cache() -> None:
+    """Forget memoised decodes (benchmarks measuring cold decoding use this)."""
+    _decode_credential_cached.cache_clear()
+    _decode_link_cached.cache_clear()
 
 
 # ---- issuing -----------------------------------------------------------------------
@@ -314,8 +526,7 @@ class VerifiedChain:
         return [self.anchor.public, *(link.holder for link in self.credential.links)]
 
 
-@dataclass(frozen=True)
-class _Prefix:
+class _Prefix(NamedTuple):
     anchor_public: bytes
     rights: Rights
 
@@ -351,38 +562,34 @@ class Verifier:
 
     def verify(self, credential: Credential | bytes, now: float) -> VerifiedChain:
         cred = credential if isinstance(credential, Credential) else Credential.decode(credential)
-        anchor = self.trust.find(cred.scope, cred.anchor_id)
-        digests = cred.digests()
+        anchor = _find_anchor(self.trust, cred.scope, cred.anchor_id)
+        digests = cred._digests
+        links = cred.links
+        cache = self._cache
 
         start, rights = 0, None
         for i in range(len(digests) - 1, -1, -1):
-            hit = self._cache.get(digests[i])
+            hit = cache.get(digests[i])
             if hit is not None and hit.anchor_public == anchor.public:
-                self._cache.move_to_end(digests[i])
+                cache.move_to_end(digests[i])
                 start, rights = i + 1, hit.rights
                 self.cache_hits += 1
                 break
         else:
             self.cache_misses += 1
 
-        signer = anchor.public if start == 0 else cred.links[start - 1].holder
+        signer = anchor.public if start == 0 else links[start - 1].holder
         prev = _ZERO_DIGEST if start == 0 else digests[start - 1]
-        for i in range(start, len(cred.links)):
-            link = cred.links[i]
-            try:
-                nacl.signing.VerifyKey(signer).verify(
-                    signed_message(prev, link.body), link.signature
-                )
-            except (nacl.exceptions.BadSignatureError, ValueError):
-                raise WarrantError(
-                    Reason.BAD_SIGNATURE, f"link {i + 1} signature does not verify"
-                ) from None
+        for i in range(start, len(links)):
+            link = links[i]
+            if not _sig_ok(signer, signed_message(prev, link.body), link.signature):
+                raise WarrantError(Reason.BAD_SIGNATURE, f"link {i + 1} signature does not verify")
             rights = root_rights(link.grant) if rights is None else narrow(rights, link.grant)
             self._remember(digests[i], _Prefix(anchor.public, rights))
             signer, prev = link.holder, digests[i]
         assert rights is not None
 
-        link_ids = tuple(d[:LINK_ID_LEN] for d in digests)
+        link_ids = cred._link_ids
         chain = VerifiedChain(cred, anchor, rights, digests[-1], link_ids)
         self.revocations.check(cred.scope, link_ids, chain.keys())
         self._check_time(anchor, rights, now)
@@ -403,6 +610,33 @@ class Verifier:
         self._cache.move_to_end(digest)
         while len(self._cache) > self.cache_size:
             self._cache.popitem(last=False)
+
+
+# Anchor ids are a hash of the anchor key; TrustStore.find recomputes them on
+# every call.  _find_anchor applies find's rule (first anchor of the scope whose
+# id matches) with the ids memoised, and defers to find for every miss, so the
+# answer and every refusal (WRONG_SCOPE, UNKNOWN_ANCHOR) are find's own.
+_ANCHOR_IDS: dict[bytes, bytes] = {}
+
+
+def _anchor_id(public: bytes) -> bytes:
+    aid = _ANCHOR_IDS.get(public)
+    if aid is None:
+        aid = keys.anchor_id(public)
+        if len(_ANCHOR_IDS) >= 4096:
+            _ANCHOR_IDS.clear()
+        _ANCHOR_IDS[public] = aid
+    return aid
+
+
+def _find_anchor(trust: TrustStore, scope: str, anchor_id: bytes) -> Anchor:
+    anchors = trust.anchors.get(scope) if type(trust.anchors) is dict else None
+    for anchor in anchors or ():
+        if type(anchor.public) is not bytes:
+            break
+        if _anchor_id(anchor.public) == anchor_id:
+            return anchor
+    return trust.find(scope, anchor_id)
 
 
 def effective_rights(links: Sequence[Link]) -> Rights:

@@ -10,7 +10,7 @@ widening outright rather than silently intersecting it away.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 
 from .constants import MAX_HOPS, Reason
 from .errors import WarrantError
@@ -20,6 +20,7 @@ _NAME = re.compile(rf"^{_LABEL}(\.{_LABEL})*$")
 _PATTERN = re.compile(rf"^(\*|{_LABEL}(\.{_LABEL})*(\.\*)?)$")
 _SERVICE = re.compile(r"^(\*|[a-z0-9][a-z0-9.-]{0,62})$")
 _DOMAIN = re.compile(r"^[a-z0-9][a-z0-9.-]{0,62}$")
+_INT63 = 2**63
 
 
 def check_operation_name(op: str) -> str:
@@ -115,15 +116,22 @@ class Grant:
     rate: int | None = None  # packets per second
 
     def __post_init__(self) -> None:
+        # Same checks, order and messages as ever, written out field by field
+        # because every decoded link builds a Grant.
         for op in self.operations or ():
             check_operation_pattern(op)
-        for group in (self.allowed_domains, self.required_domains, self.forbidden_domains):
-            for d in group or ():
-                check_domain(d)
-        for name in ("not_before", "expires", "rate"):
-            value = getattr(self, name)
-            if value is not None and not (0 <= value < 2**63):
-                raise WarrantError(Reason.MALFORMED, f"{name} out of range")
+        for d in self.allowed_domains or ():
+            check_domain(d)
+        for d in self.required_domains or ():
+            check_domain(d)
+        for d in self.forbidden_domains or ():
+            check_domain(d)
+        if self.not_before is not None and not (0 <= self.not_before < _INT63):
+            raise WarrantError(Reason.MALFORMED, "not_before out of range")
+        if self.expires is not None and not (0 <= self.expires < _INT63):
+            raise WarrantError(Reason.MALFORMED, "expires out of range")
+        if self.rate is not None and not (0 <= self.rate < _INT63):
+            raise WarrantError(Reason.MALFORMED, "rate out of range")
         if self.max_hops is not None and not (0 <= self.max_hops <= MAX_HOPS):
             raise WarrantError(Reason.MALFORMED, f"max_hops must be 0..{MAX_HOPS}")
         if self.operations is not None and not self.operations:
@@ -147,7 +155,7 @@ class Rights:
     rate: int | None = None  # None: unlimited
 
     def grants_operation(self, op: str) -> bool:
-        return operation_granted(self.operations, op)
+        return any(pattern_covers(p, op) for p in self.operations)
 
     def grants_destination(self, service: str, port: int) -> bool:
         return any(d.admits(service, port) for d in self.destinations)
@@ -157,63 +165,97 @@ def _escalation(what: str) -> WarrantError:
     return WarrantError(Reason.ESCALATION, f"delegation widens {what}")
 
 
+# The rights a root link narrows: everything, for all time.
+_UNIVERSE = Rights(
+    operations=("*",),
+    destinations=(Destination("*", 0, 65535),),
+    not_before=0,
+    expires=_INT63 - 1,
+)
+
+
 def root_rights(grant: Grant) -> Rights:
     if grant.operations is None or grant.destinations is None or grant.expires is None:
-        raise WarrantError(Reason.MALFORMED, "root link must state operations, destinations, expiry")
-    return narrow(
-        Rights(
-            operations=("*",),
-            destinations=(Destination("*", 0, 65535),),
-            not_before=0,
-            expires=2**63 - 1,
-        ),
-        grant,
-    )
+        raise WarrantError(
+            Reason.MALFORMED, "root link must state operations, destinations, expiry"
+        )
+    return narrow(_UNIVERSE, grant)
 
 
 def narrow(parent: Rights, grant: Grant) -> Rights:
-    """Apply a child's grant to its parent's rights; raise ESCALATION on any widening."""
-    out = parent
+    """Apply a child's grant to its parent's rights; raise ESCALATION on any widening.
+
+    Checks run in field order and the first widened right is the one named.
+    The result is built once (not field by field): this runs on every link a
+    verifier has not seen before.  A grant that states nothing returns `parent`.
+    """
+    operations = parent.operations
+    destinations = parent.destinations
+    not_before = parent.not_before
+    expires = parent.expires
+    max_hops = parent.max_hops
+    allowed = parent.allowed_domains
+    required = parent.required_domains
+    forbidden = parent.forbidden_domains
+    rate = parent.rate
+    changed = False
     if grant.operations is not None:
-        for op in grant.operations:
-            if not any(pattern_covers(p, op) for p in parent.operations):
-                raise _escalation(f"operations ({op!r} not under {list(parent.operations)})")
-        out = replace(out, operations=grant.operations)
+        if "*" not in parent.operations:  # "*" covers every operation
+            for op in grant.operations:
+                if not any(pattern_covers(p, op) for p in parent.operations):
+                    raise _escalation(f"operations ({op!r} not under {list(parent.operations)})")
+        operations, changed = grant.operations, True
     if grant.destinations is not None:
         for d in grant.destinations:
             if not any(p.covers(d) for p in parent.destinations):
                 raise _escalation(f"destinations ({d} not within parent)")
-        out = replace(out, destinations=grant.destinations)
+        destinations, changed = grant.destinations, True
     if grant.not_before is not None:
         if grant.not_before < parent.not_before:
             raise _escalation("time window (not-before earlier than parent)")
-        out = replace(out, not_before=grant.not_before)
+        not_before, changed = grant.not_before, True
     if grant.expires is not None:
         if grant.expires > parent.expires:
             raise _escalation("time window (expiry later than parent)")
-        out = replace(out, expires=grant.expires)
+        expires, changed = grant.expires, True
     if grant.max_hops is not None:
         if grant.max_hops > parent.max_hops:
             raise _escalation("max hops")
-        out = replace(out, max_hops=grant.max_hops)
+        max_hops, changed = grant.max_hops, True
     if grant.allowed_domains is not None:
         if parent.allowed_domains is not None and not set(grant.allowed_domains) <= set(
             parent.allowed_domains
         ):
             raise _escalation("allowed domains")
-        out = replace(out, allowed_domains=grant.allowed_domains)
+        allowed, changed = grant.allowed_domains, True
     if grant.required_domains is not None:
-        if not set(parent.required_domains) <= set(grant.required_domains):
+        if parent.required_domains and not set(parent.required_domains) <= set(
+            grant.required_domains
+        ):
             raise _escalation("required domains (drops a requirement)")
-        out = replace(out, required_domains=grant.required_domains)
+        required, changed = grant.required_domains, True
     if grant.forbidden_domains is not None:
-        if not set(parent.forbidden_domains) <= set(grant.forbidden_domains):
+        if parent.forbidden_domains and not set(parent.forbidden_domains) <= set(
+            grant.forbidden_domains
+        ):
             raise _escalation("forbidden domains (drops a prohibition)")
-        out = replace(out, forbidden_domains=grant.forbidden_domains)
+        forbidden, changed = grant.forbidden_domains, True
     if grant.rate is not None:
         if parent.rate is not None and grant.rate > parent.rate:
             raise _escalation("rate")
-        out = replace(out, rate=grant.rate)
-    if out.not_before > out.expires:
+        rate, changed = grant.rate, True
+    if not_before > expires:
         raise WarrantError(Reason.MALFORMED, "not-before is after expiry")
-    return out
+    if not changed:
+        return parent
+    return Rights(
+        operations,
+        destinations,
+        not_before,
+        expires,
+        max_hops,
+        allowed,
+        required,
+        forbidden,
+        rate,
+    )
