@@ -1,0 +1,509 @@
+"""Asyncio shell: the sans-I/O `Receiver` and `Sender` on UDP sockets.
+
+    listener = await listen("127.0.0.1", 8443, receiver, on_flow=records.append)
+    async for msg in listener:          # only admitted payloads ever arrive here
+        use(msg.payload, msg.authority, msg.source)
+
+    conn = await connect("127.0.0.1", 8443, sender)
+    await conn.send(b"hello")           # INIT first, DATA after; REJECT/COOKIE handled
+
+The core decides everything (`Receiver.handle`, `Sender.handle`).  This module
+moves bytes, reads the clock (`time.time()`, handed to the core as `now`),
+sends replies (REJECT, COOKIE) back to their source, turns every outcome into
+exactly one flow record (`warrant.flow.record`) when a flow sink is given, and
+expires sessions once a second.
+
+Batching.  Python has no `recvmmsg`, and asyncio's datagram transport reads one
+datagram per event-loop iteration.  On selector loops the listener therefore
+registers its own reader that drains up to `BATCH` datagrams per wakeup with
+one clock read per batch (`bench/endpoint.py` measures both ways; `batch=False`
+selects the portable `asyncio.DatagramProtocol` path).
+
+Session openings never delay DATA.  INITs cost an Ed25519 verification or
+more; they are queued (at most `init_backlog`) and handed to the core in
+slices of `INIT_SLICE` between reads, so DATA of admitted sessions keeps being
+drained while a flood of openings is verified.  An INIT that finds the backlog
+full is dropped by the shell with `RATE_LIMITED` ("session-opening backlog
+full"), and gets a flow record like every other verdict.
+
+Backpressure.  Admitted payloads wait for the application in a queue of at
+most `max_pending`; when it is full the listener stops reading (the kernel
+socket buffer absorbs, then drops) until the application has taken half.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import socket
+import time
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import IO, Any, NamedTuple
+
+from . import flow
+from .constants import MAX_DATAGRAM, VERSION, Kind, Reason, Verdict
+from .errors import WarrantError
+from .receiver import Authority, Outcome, Receiver
+from .sender import Sender
+
+Address = tuple[str, int]
+FlowSink = Callable[[dict[str, Any]], None]
+OutcomeHook = Callable[[Outcome, Address], None]
+
+BATCH = 256  # datagrams read per wakeup on the batched path
+INIT_SLICE = 8  # INITs handed to the core per event-loop iteration
+INIT_BACKLOG = 1024  # INITs waiting for verification
+HOLD_MAX = 16  # DATA packets held behind their own queued INIT
+MAX_PENDING = 8192  # admitted payloads waiting for the application
+EXPIRE_INTERVAL = 1.0  # seconds between session-table sweeps
+RCVBUF = 4 << 20  # requested socket receive buffer (the kernel caps it at rmem_max)
+
+_INIT = int(Kind.INIT)
+_ADMIT = Verdict.ADMIT
+
+
+class Message(NamedTuple):
+    """An admitted payload and the authority it arrived under."""
+
+    payload: bytes
+    authority: Authority
+    source: Address
+    seq: int
+
+
+@dataclass
+class ListenerStats:
+    datagrams: int = 0  # handed to the core or shed
+    delivered: int = 0  # admitted payloads queued for the application
+    replies: int = 0  # REJECT and COOKIE datagrams sent
+    reply_errors: int = 0  # replies the socket refused (full buffer, unreachable)
+    shed: int = 0  # INITs dropped because the backlog was full
+    paused: int = 0  # times reading stopped because the application fell behind
+
+
+class FlowFile:
+    """A flow sink writing JSON lines to a file (flushed per batch of records)."""
+
+    def __init__(self, target: str | Path | IO[str]) -> None:
+        if isinstance(target, (str, Path)):
+            self._file: IO[str] = open(target, "a", encoding="utf-8")  # noqa: SIM115
+            self._owned = True
+        else:
+            self._file, self._owned = target, False
+
+    def __call__(self, record: dict[str, Any]) -> None:
+        self._file.write(flow.to_json(record) + "\n")
+
+    def flush(self) -> None:
+        self._file.flush()
+
+    def close(self) -> None:
+        if self._owned:
+            self._file.close()
+        else:
+            self._file.flush()
+
+
+class Listener:
+    """Receives datagrams, lets the core judge them, hands admitted payloads to the app.
+
+    Iterate (`async for msg in listener`) or `await listener.receive()`; use
+    `close()` (or `async with`) to stop.  Made by `listen()`.
+    """
+
+    def __init__(
+        self,
+        receiver: Receiver,
+        sock: socket.socket,
+        *,
+        on_flow: FlowSink | None,
+        on_outcome: OutcomeHook | None,
+        node: str,
+        max_pending: int,
+        init_backlog: int,
+    ) -> None:
+        self.receiver = receiver
+        self.stats = ListenerStats()
+        self.node = node
+        self.max_pending = max_pending
+        self.init_backlog = init_backlog
+        self._sock = sock
+        name = sock.getsockname()
+        self.address: Address = (name[0], name[1])
+        self._port = name[1]
+        self._v6 = sock.family == socket.AF_INET6
+        self._on_flow = on_flow
+        self._on_outcome = on_outcome
+        self._loop = asyncio.get_running_loop()
+        self._messages: deque[Message] = deque()
+        self._waiters: list[asyncio.Future[None]] = []
+        self._inits: deque[tuple[bytes, Address]] = deque()
+        self._queued: dict[bytes, int] = {}  # session id -> INITs in the backlog
+        self._held: dict[bytes, list[tuple[bytes, Address]]] = {}  # DATA waiting for its INIT
+        self._init_scheduled = False
+        self._transport: asyncio.DatagramTransport | None = None
+        self._batched = False
+        self._reading = False
+        self._closed = False
+        self._expiry: asyncio.Task[None] | None = None
+
+    # ---- the application side --------------------------------------------------------
+    def __aiter__(self) -> Listener:
+        return self
+
+    async def __anext__(self) -> Message:
+        while not self._messages:
+            if self._closed:
+                raise StopAsyncIteration
+            fut = self._loop.create_future()
+            self._waiters.append(fut)
+            try:
+                await fut
+            finally:
+                with contextlib.suppress(ValueError):
+                    self._waiters.remove(fut)
+        msg = self._messages.popleft()
+        if not self._reading and not self._closed and len(self._messages) <= self.max_pending // 2:
+            self._resume()
+        return msg
+
+    async def receive(self) -> Message:
+        """The next admitted payload; raises EOFError once the listener is closed."""
+        try:
+            return await self.__anext__()
+        except StopAsyncIteration:
+            raise EOFError("listener closed") from None
+
+    def pending(self) -> int:
+        return len(self._messages)
+
+    def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        self._pause()
+        if self._expiry is not None:
+            self._expiry.cancel()
+        if self._transport is not None:
+            self._transport.close()  # closes the socket
+        else:
+            self._sock.close()
+        self._inits.clear()
+        self._queued.clear()
+        self._held.clear()
+        self._wake()
+
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
+    async def __aenter__(self) -> Listener:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        self.close()
+
+    # ---- reading ---------------------------------------------------------------------
+    def _start(self, transport: asyncio.DatagramTransport | None) -> None:
+        self._transport = transport
+        self._batched = transport is None
+        self._resume()
+        self._expiry = self._loop.create_task(self._expire_loop())
+
+    def _pause(self) -> None:
+        if not self._reading:
+            return
+        self._reading = False
+        if self._batched:
+            self._loop.remove_reader(self._sock.fileno())
+        elif self._transport is not None:
+            self._transport.pause_reading()  # type: ignore[attr-defined]
+
+    def _resume(self) -> None:
+        if self._reading or self._closed:
+            return
+        self._reading = True
+        if self._batched:
+            self._loop.add_reader(self._sock.fileno(), self._drain)
+        elif self._transport is not None:
+            self._transport.resume_reading()  # type: ignore[attr-defined]
+
+    def _drain(self) -> None:
+        """Batched path: read until the socket is empty or BATCH datagrams were taken."""
+        recvfrom = self._sock.recvfrom
+        route = self._route
+        now = time.time()
+        n = 0
+        try:
+            while n < BATCH:
+                data, addr = recvfrom(MAX_DATAGRAM)
+                n += 1
+                route(data, addr[:2] if self._v6 else addr, now)
+        except (BlockingIOError, InterruptedError):
+            pass
+        except OSError:
+            pass  # e.g. an ICMP error queued on the socket; the next read goes on
+        self._after_batch()
+
+    def datagram_received(self, data: bytes, addr: Any) -> None:
+        """Unbatched path (`asyncio.DatagramProtocol`): one datagram per loop iteration."""
+        self._route(data, (addr[0], addr[1]), time.time())
+        self._after_batch()
+
+    def _route(self, data: bytes, addr: Address, now: float) -> None:
+        self.stats.datagrams += 1
+        if len(data) > 1 and data[1] == _INIT and data[0] == VERSION:
+            if len(self._inits) >= self.init_backlog:
+                self.stats.shed += 1
+                out = Outcome(
+                    Verdict.DROP, Reason.RATE_LIMITED, "INIT", len(data),
+                    "session-opening backlog full",
+                )  # fmt: skip
+                self._outcome(out, addr, now)
+                return
+            self._inits.append((data, addr))
+            sid = data[4:12]
+            self._queued[sid] = self._queued.get(sid, 0) + 1
+            return
+        if self._queued:
+            # DATA sent right behind its INIT waits for it: no reordering, no lost first packets.
+            sid = data[4:12]
+            if sid in self._queued and self.receiver.sessions.get(sid) is None:
+                held = self._held.setdefault(sid, [])
+                if len(held) < HOLD_MAX:
+                    held.append((data, addr))
+                    return
+        self._outcome(self.receiver.handle(data, addr, self._port, now), addr, now)
+
+    def _outcome(self, out: Outcome, addr: Address, now: float) -> None:
+        if out.reply is not None:
+            self._reply(out.reply, addr)
+        if out.payload is not None and out.verdict is _ADMIT:
+            assert out.authority is not None and out.seq is not None
+            self._messages.append(Message(out.payload, out.authority, addr, out.seq))
+            self.stats.delivered += 1
+        if self._on_flow is not None:
+            self._on_flow(flow.record(out, addr, self.address, now, self.node))
+        if self._on_outcome is not None:
+            self._on_outcome(out, addr)
+
+    def _reply(self, packet: bytes, addr: Address) -> None:
+        if self._transport is not None:
+            self._transport.sendto(packet, addr)
+            self.stats.replies += 1
+            return
+        try:
+            self._sock.sendto(packet, addr)
+            self.stats.replies += 1
+        except OSError:  # full send buffer or unreachable: replies are best effort
+            self.stats.reply_errors += 1
+
+    def _after_batch(self) -> None:
+        if self._inits and not self._init_scheduled:
+            self._init_scheduled = True
+            self._loop.call_soon(self._verify_inits)
+        if self._messages:
+            self._wake()
+            if len(self._messages) >= self.max_pending and self._reading:
+                self.stats.paused += 1
+                self._pause()
+        flush = getattr(self._on_flow, "flush", None)
+        if flush is not None:
+            flush()
+
+    def _verify_inits(self) -> None:
+        """A slice of queued INITs; reads (and DATA) get their turn between slices."""
+        self._init_scheduled = False
+        if self._closed or len(self._messages) >= self.max_pending:
+            return  # resumed by the application taking messages
+        now = time.time()
+        for _ in range(min(INIT_SLICE, len(self._inits))):
+            data, addr = self._inits.popleft()
+            self._outcome(self.receiver.handle(data, addr, self._port, now), addr, now)
+            sid = data[4:12]
+            left = self._queued[sid] - 1
+            if left:
+                self._queued[sid] = left
+                continue
+            del self._queued[sid]
+            for held, source in self._held.pop(sid, ()):
+                self._outcome(self.receiver.handle(held, source, self._port, now), source, now)
+        self._after_batch()
+
+    def _wake(self) -> None:
+        for fut in self._waiters:
+            if not fut.done():
+                fut.set_result(None)
+        self._waiters.clear()
+
+    async def _expire_loop(self) -> None:
+        while True:
+            await asyncio.sleep(EXPIRE_INTERVAL)
+            self.receiver.sessions.expire(time.time())
+            if self._inits and not self._init_scheduled:  # after a pause
+                self._after_batch()
+
+
+class _ListenerProtocol(asyncio.DatagramProtocol):
+    def __init__(self, listener: Listener) -> None:
+        self.listener = listener
+
+    def datagram_received(self, data: bytes, addr: Any) -> None:
+        self.listener.datagram_received(data, addr)
+
+    def error_received(self, exc: Exception) -> None:
+        self.listener.stats.reply_errors += 1
+
+
+async def _resolve(host: str, port: int) -> tuple[socket.AddressFamily, Any]:
+    loop = asyncio.get_running_loop()
+    infos = await loop.getaddrinfo(host, port, type=socket.SOCK_DGRAM)
+    if not infos:
+        raise OSError(f"cannot resolve {host!r}")
+    family, _, _, _, sockaddr = infos[0]
+    return family, sockaddr
+
+
+async def listen(
+    host: str,
+    port: int,
+    receiver: Receiver,
+    *,
+    on_flow: FlowSink | None = None,
+    on_outcome: OutcomeHook | None = None,
+    node: str = "",
+    batch: bool = True,
+    max_pending: int = MAX_PENDING,
+    init_backlog: int = INIT_BACKLOG,
+) -> Listener:
+    """Bind a UDP socket and serve `receiver` on it.  Port 0 picks a free port.
+
+    `on_flow` receives one flow record (`warrant.flow.record`) per verdict, admitted or
+    dropped; `FlowFile(path)` writes them as JSON lines.  `on_outcome` receives the
+    core's `Outcome` itself (e.g. to print drops).  Records are built only when a
+    sink is given.
+    """
+    family, sockaddr = await _resolve(host, port)
+    sock = socket.socket(family, socket.SOCK_DGRAM)
+    try:
+        with contextlib.suppress(OSError):
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, RCVBUF)
+        sock.bind(sockaddr)
+        sock.setblocking(False)
+        listener = Listener(
+            receiver, sock, on_flow=on_flow, on_outcome=on_outcome, node=node,
+            max_pending=max_pending, init_backlog=init_backlog,
+        )  # fmt: skip
+        loop = asyncio.get_running_loop()
+        transport: asyncio.DatagramTransport | None = None
+        if batch:
+            try:
+                loop.add_reader(sock.fileno(), lambda: None)
+                loop.remove_reader(sock.fileno())
+            except NotImplementedError:  # e.g. the proactor loop: no readiness callbacks
+                batch = False
+        if not batch:
+            transport, _ = await loop.create_datagram_endpoint(
+                lambda: _ListenerProtocol(listener), sock=sock
+            )
+        listener._start(transport)
+        return listener
+    except BaseException:
+        sock.close()
+        raise
+
+
+# ---- the sending side ------------------------------------------------------------------
+@dataclass
+class ConnectionStats:
+    sent: int = 0  # datagrams sent for payloads (INIT or DATA)
+    inits: int = 0  # session openings sent (including cookie resends and re-opens)
+    cookies: int = 0  # COOKIE replies received
+    rejects: int = 0  # REJECT replies received
+    answered: int = 0  # datagrams sent in answer to a reply
+    bad_replies: int = 0  # replies the sender refused (malformed, wrong session)
+    errors: int = 0  # socket errors reported (e.g. nobody listening)
+
+
+class Connection:
+    """A sender's side of a session: `await send(payload)`; replies are handled as they come."""
+
+    def __init__(self, sender: Sender) -> None:
+        self.sender = sender
+        self.stats = ConnectionStats()
+        self._transport: asyncio.DatagramTransport | None = None
+        self._writable = asyncio.Event()
+        self._writable.set()
+
+    async def send(self, payload: bytes) -> None:
+        packet = self.sender.send(payload, time.time())
+        if len(packet) > MAX_DATAGRAM:
+            raise ValueError(f"payload too large: the packet would be {len(packet)} bytes")
+        await self._writable.wait()
+        self._write(packet)
+        self.stats.sent += 1
+        await asyncio.sleep(0)  # let replies (REJECT, COOKIE) in between sends
+
+    def _write(self, packet: bytes) -> None:
+        if self._transport is None or self._transport.is_closing():
+            raise OSError("connection is closed")
+        if packet[1] == _INIT:
+            self.stats.inits += 1
+        self._transport.sendto(packet)
+
+    def _reply(self, data: bytes) -> None:
+        if len(data) > 1 and data[1] == Kind.COOKIE:
+            self.stats.cookies += 1
+        elif len(data) > 1 and data[1] == Kind.REJECT:
+            self.stats.rejects += 1
+        try:
+            answer = self.sender.handle(data, time.time())
+        except WarrantError:
+            self.stats.bad_replies += 1
+            return
+        if answer is not None and self._transport is not None and not self._transport.is_closing():
+            self._write(answer)
+            self.stats.answered += 1
+
+    def close(self) -> None:
+        if self._transport is not None:
+            self._transport.close()
+
+    async def __aenter__(self) -> Connection:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        self.close()
+
+
+class _ConnectionProtocol(asyncio.DatagramProtocol):
+    def __init__(self, conn: Connection) -> None:
+        self.conn = conn
+
+    def datagram_received(self, data: bytes, addr: Any) -> None:
+        self.conn._reply(data)
+
+    def error_received(self, exc: Exception) -> None:
+        self.conn.stats.errors += 1
+
+    def pause_writing(self) -> None:
+        self.conn._writable.clear()
+
+    def resume_writing(self) -> None:
+        self.conn._writable.set()
+
+
+async def connect(
+    host: str, port: int, sender: Sender, *, local_addr: Address | None = None
+) -> Connection:
+    """A UDP socket connected to the receiver (or first relay) at host:port."""
+    loop = asyncio.get_running_loop()
+    conn = Connection(sender)
+    transport, _ = await loop.create_datagram_endpoint(
+        lambda: _ConnectionProtocol(conn), remote_addr=(host, port), local_addr=local_addr
+    )
+    conn._transport = transport
+    return conn
