@@ -66,8 +66,34 @@ static __always_inline __u64 warrant_now(void)
 	return bpf_ktime_get_coarse_ns();
 }
 
+/* Presence filter in front of the session hash: bit (sid & 0xffff) is set while a
+ * session whose id has those low 16 bits may be installed.  Only user space writes
+ * it (the loader keeps a count per bit and sets exactly the bits with live
+ * sessions), so it has no false negatives; an unknown id, a flood of random ids
+ * above all, is refused with one inlined array read instead of a jhash and a
+ * bucket walk.  Session ids are BLAKE2b outputs, so their low bits are uniform. */
+#define WARRANT_FILTER_WORDS (65536 / 64)
+
+struct warrant_session_filter {
+	__u64 bits[WARRANT_FILTER_WORDS];
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct warrant_session_filter);
+} warrant_session_filter SEC(".maps");
+
 static __always_inline struct warrant_session *warrant_session_lookup(__u64 *sid)
 {
+	__u32 zero = 0;
+	struct warrant_session_filter *f = bpf_map_lookup_elem(&warrant_session_filter, &zero);
+	if (!f)
+		return 0;
+	__u32 low = (__u32)(*sid & 0xFFFF);
+	if (!((f->bits[(low >> 6) & (WARRANT_FILTER_WORDS - 1)] >> (low & 63)) & 1))
+		return 0;
 	return bpf_map_lookup_elem(&warrant_sessions, sid);
 }
 

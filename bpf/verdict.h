@@ -2,11 +2,11 @@
  *
  *   warrant_counters  per-CPU array indexed by verdict * REASON_COUNT + reason
  *                     (verdicts ADMIT 0, DROP 1, PASS 2 as in constants.Verdict),
- *                     {packets, bytes}; one extra slot counts events the ring
- *                     buffer could not take.
- *   warrant_events    ring buffer of struct warrant_event: every drop except
- *                     NOT_WARRANT passes, one admit in config.admit_sample
- *                     (per CPU), and PASS verdicts only when config asks.
+ *                     {packets, bytes}; two extra slots count events the ring
+ *                     buffer could not take and events the budget suppressed.
+ *   warrant_events    ring buffer of struct warrant_event: every drop, one admit
+ *                     in DP_ADMIT_SAMPLE (per CPU), PASS verdicts only when the
+ *                     config asks; at most DP_EVENT_BUDGET per tick per CPU.
  *   warrant_config    single-entry array written by the loader.
  *
  * Also the bad-MAC token bucket: a flood of forged packets for a known session id
@@ -23,10 +23,12 @@
 
 #define WARRANT_VERDICTS 3
 #define WARRANT_COUNTER_EVENTS_LOST (WARRANT_VERDICTS * WARRANT_REASON_COUNT)
-#define WARRANT_COUNTER_SLOTS (WARRANT_COUNTER_EVENTS_LOST + 1)
+#define WARRANT_COUNTER_EVENTS_SUPPRESSED (WARRANT_COUNTER_EVENTS_LOST + 1)
+#define WARRANT_COUNTER_SLOTS (WARRANT_COUNTER_EVENTS_SUPPRESSED + 1)
 
 #define WARRANT_CONFIG_PASS_EVENTS 0x1    /* events for PASS verdicts too (tests) */
 #define WARRANT_CONFIG_NO_DROP_EVENTS 0x2 /* counters only for drops */
+#define WARRANT_CONFIG_NO_BUDGET 0x4      /* no per-CPU event budget (tests) */
 
 struct warrant_counter {
 	__u64 packets;
@@ -41,7 +43,8 @@ struct {
 } warrant_counters SEC(".maps");
 
 struct warrant_config {
-	__u32 admit_sample; /* 0: no admit events; N: one admitted packet in N (per CPU) */
+	__u32 admit_mask;   /* admitted packets: an event when (count & mask) == 0; a power
+			       of two minus one (DP_ADMIT_SAMPLE - 1); 0xffffffff: none */
 	__u32 flags;
 };
 
@@ -51,6 +54,21 @@ struct {
 	__type(key, __u32);
 	__type(value, struct warrant_config);
 } warrant_config SEC(".maps");
+
+/* Per-CPU event budget: at most DP_EVENT_BUDGET events per clock tick per CPU.  A
+ * flood is then dropped at the cost of its counters (every packet is counted),
+ * and user space sees how many events it missed (EVENTS_SUPPRESSED). */
+struct warrant_budget {
+	__u64 tick;
+	__u64 left;
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct warrant_budget);
+} warrant_budget SEC(".maps");
 
 struct warrant_event {
 	__u64 session_id; /* raw wire bytes */
@@ -73,6 +91,31 @@ struct {
 	__uint(max_entries, 1 << 20);
 } warrant_events SEC(".maps");
 
+static __always_inline void warrant_count_slot(__u32 slot)
+{
+	struct warrant_counter *c = bpf_map_lookup_elem(&warrant_counters, &slot);
+	if (c)
+		c->packets += 1;
+}
+
+static __always_inline int warrant_budget_take(struct warrant_event *ev)
+{
+	__u32 zero = 0;
+	struct warrant_budget *b = bpf_map_lookup_elem(&warrant_budget, &zero);
+	if (!b)
+		return 0;
+	__u64 now = ev->time_ns ? ev->time_ns : warrant_now();
+	__u64 tick = now >> WARRANT_DP_CLOCK_TICK_SHIFT;
+	if (tick != b->tick) {
+		b->tick = tick;
+		b->left = WARRANT_DP_EVENT_BUDGET;
+	}
+	if (!b->left)
+		return 0;
+	b->left -= 1;
+	return 1;
+}
+
 static __always_inline void warrant_account(struct warrant_event *ev, __u32 frame_len)
 {
 	__u32 slot = (__u32)ev->verdict * WARRANT_REASON_COUNT + ev->reason;
@@ -84,29 +127,27 @@ static __always_inline void warrant_account(struct warrant_event *ev, __u32 fram
 	c->packets += 1;
 	c->bytes += frame_len;
 
-	int emit;
-	if (ev->verdict == WARRANT_VERDICT_DROP || ev->verdict == WARRANT_VERDICT_ADMIT) {
-		__u32 zero = 0;
-		struct warrant_config *cfg = bpf_map_lookup_elem(&warrant_config, &zero);
-		if (!cfg)
-			return;
-		if (ev->verdict == WARRANT_VERDICT_DROP)
-			emit = !(cfg->flags & WARRANT_CONFIG_NO_DROP_EVENTS);
-		else
-			emit = cfg->admit_sample && (c->packets % cfg->admit_sample) == 0;
-	} else {
-		__u32 zero = 0;
-		struct warrant_config *cfg = bpf_map_lookup_elem(&warrant_config, &zero);
-		emit = cfg && (cfg->flags & WARRANT_CONFIG_PASS_EVENTS);
-	}
-	if (!emit)
+	__u32 zero = 0;
+	struct warrant_config *cfg = bpf_map_lookup_elem(&warrant_config, &zero);
+	if (!cfg)
 		return;
-	if (bpf_ringbuf_output(&warrant_events, ev, sizeof(*ev), 0)) {
-		__u32 lost = WARRANT_COUNTER_EVENTS_LOST;
-		struct warrant_counter *l = bpf_map_lookup_elem(&warrant_counters, &lost);
-		if (l)
-			l->packets += 1;
+	if (ev->verdict == WARRANT_VERDICT_DROP) {
+		if (cfg->flags & WARRANT_CONFIG_NO_DROP_EVENTS)
+			return;
+	} else if (ev->verdict == WARRANT_VERDICT_ADMIT) {
+		if (c->packets & cfg->admit_mask)
+			return;
+	} else if (!(cfg->flags & WARRANT_CONFIG_PASS_EVENTS)) {
+		return;
 	}
+	if (!(cfg->flags & WARRANT_CONFIG_NO_BUDGET) && !warrant_budget_take(ev)) {
+		warrant_count_slot(WARRANT_COUNTER_EVENTS_SUPPRESSED);
+		return;
+	}
+	/* No wakeup: user space drains the ring on a timer, so a flood of drops never
+	 * costs an interrupt per event (P9: invalid DATA does not wake user space). */
+	if (bpf_ringbuf_output(&warrant_events, ev, sizeof(*ev), BPF_RB_NO_WAKEUP))
+		warrant_count_slot(WARRANT_COUNTER_EVENTS_LOST);
 }
 
 /* Bad-MAC bucket: refill by ticks of the kernel clock; 0 tokens -> RATE_LIMITED. */

@@ -33,13 +33,31 @@
 #define WARRANT_UDP_HLEN 8
 #define WARRANT_IPV4_HLEN 20
 
-/* Which UDP destination ports are Warrant ports: filled by the loader. */
+/* Which UDP ports are Warrant ports: a bitmap over the 65536 port numbers, in a
+ * single-entry array filled by the loader.  An array lookup is inlined by the
+ * verifier, a hash lookup is a call and a jhash: this check runs for every UDP
+ * frame on the interface, so it must cost next to nothing. */
+#define WARRANT_PORT_WORDS (65536 / 64)
+
+struct warrant_port_set {
+	__u64 bits[WARRANT_PORT_WORDS]; /* bit p set: UDP destination port p is Warrant's */
+};
+
 struct {
-	__uint(type, BPF_MAP_TYPE_HASH);
-	__uint(max_entries, 64);
-	__type(key, __u16); /* host byte order */
-	__type(value, __u8);
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct warrant_port_set);
 } warrant_ports SEC(".maps");
+
+static __always_inline int warrant_is_port(__u16 port)
+{
+	__u32 zero = 0;
+	struct warrant_port_set *set = bpf_map_lookup_elem(&warrant_ports, &zero);
+	if (!set)
+		return 0;
+	return (set->bits[(port >> 6) & (WARRANT_PORT_WORDS - 1)] >> (port & 63)) & 1;
+}
 
 /* Where a frame's Warrant packet is, and the addressing around it. */
 struct warrant_frame {
@@ -97,7 +115,7 @@ static __always_inline int warrant_parse_frame(__u8 *data, __u8 *data_end, __u32
 	if ((__u8 *)udp + WARRANT_UDP_HLEN > data_end)
 		return WARRANT_REASON_NOT_WARRANT;
 	f->dport = bpf_ntohs(udp->dest);
-	if (!bpf_map_lookup_elem(&warrant_ports, &f->dport))
+	if (!warrant_is_port(f->dport))
 		return WARRANT_REASON_NOT_WARRANT;
 
 	/* Warrant traffic from here on: anything odd is a drop. */

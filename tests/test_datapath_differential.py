@@ -59,7 +59,8 @@ def _datapath_or_skip():  # type: ignore[no-untyped-def]
 def dp():  # type: ignore[no-untyped-def]
     d = _datapath_or_skip()
     d.set_ports([PORT, OTHER_WARRANT_PORT])
-    d.set_config(admit_sample=1, pass_events=True)  # one event per frame: reasons are visible
+    # one event per frame, so that every reason is visible
+    d.set_config(admit_sample=1, pass_events=True, budget=False)
     yield d
     d.close()
 

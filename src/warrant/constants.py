@@ -97,7 +97,8 @@ COOKIE_SECRET_LIFETIME = 120
 DP_CLOCK_TICK_SHIFT = 30  # bad-MAC bucket refills per tick of 2**30 ns (about 1.07 s)
 DP_BAD_MAC_BURST = 64  # per session: header MACs that may fail before failures are limited
 DP_BAD_MAC_REFILL = 64  # tokens added back per tick
-DP_ADMIT_SAMPLE = 64  # default: one admitted DATA packet in this many becomes an event
+DP_ADMIT_SAMPLE = 64  # default: one admitted DATA packet in this many becomes an event (2**k)
+DP_EVENT_BUDGET = 4096  # ring-buffer events per CPU per tick; beyond, floods are only counted
 
 # ---- key derivation personalisations (BLAKE2b "person", 16 bytes max) -----------
 PERSON_SESSION_ID = b"warrant1-sid"

@@ -48,9 +48,12 @@ MAPS = (
     "warrant_counters",
     "warrant_config",
     "warrant_events",
+    "warrant_budget",
+    "warrant_session_filter",
 )
 CONFIG_PASS_EVENTS = 0x1
 CONFIG_NO_DROP_EVENTS = 0x2
+CONFIG_NO_BUDGET = 0x4
 _WORDS = REPLAY_RING_BITS // REPLAY_WORD_BITS
 _U8 = ctypes.c_uint8
 _CLOCK_MONOTONIC_COARSE = 6  # linux/time.h; bpf_ktime_get_coarse_ns reads this clock
@@ -86,12 +89,24 @@ class ReplayValue(ctypes.Structure):
     ]
 
 
+class PortSet(ctypes.Structure):
+    """struct warrant_port_set (bpf/wire.h): bit p set when UDP port p is a Warrant port."""
+
+    _fields_ = [("bits", ctypes.c_uint64 * (65536 // 64))]
+
+
+class FilterValue(ctypes.Structure):
+    """struct warrant_session_filter (bpf/session.h): bit (sid & 0xffff) per live session."""
+
+    _fields_ = [("bits", ctypes.c_uint64 * (65536 // 64))]
+
+
 class ClockValue(ctypes.Structure):
     _fields_ = [("now", ctypes.c_uint64), ("frozen", ctypes.c_uint32), ("_pad", ctypes.c_uint32)]
 
 
 class ConfigValue(ctypes.Structure):
-    _fields_ = [("admit_sample", ctypes.c_uint32), ("flags", ctypes.c_uint32)]
+    _fields_ = [("admit_mask", ctypes.c_uint32), ("flags", ctypes.c_uint32)]
 
 
 class CounterValue(ctypes.Structure):
@@ -169,6 +184,8 @@ class Datapath:
             ("warrant_clock", ClockValue),
             ("warrant_config", ConfigValue),
             ("warrant_counters", CounterValue),
+            ("warrant_ports", PortSet),
+            ("warrant_session_filter", FilterValue),
         ):
             _, vsize = obj.map_sizes(name)
             if vsize != ctypes.sizeof(struct_type):
@@ -176,6 +193,8 @@ class Datapath:
                     22, f"{name}: value is {vsize} bytes in C, {ctypes.sizeof(struct_type)} here"
                 )
         self._ring: libbpf.RingBuffer | None = None
+        self._filter_counts: dict[int, int] = {}
+        self._installed: set[bytes] = set()
 
     # ---- lifecycle ---------------------------------------------------------------------
     @classmethod
@@ -200,6 +219,7 @@ class Datapath:
             obj.close()
             raise
         dp = cls(obj, pin_root)
+        dp._rebuild_filter()
         if fresh:
             dp.set_config()
             dp.set_time(None)
@@ -252,24 +272,33 @@ class Datapath:
 
     # ---- configuration -----------------------------------------------------------------
     def set_ports(self, ports: Iterable[int]) -> None:
-        want = {int(p) for p in ports}
-        fd = self.fd["warrant_ports"]
-        for key in libbpf.map_keys(fd, ctypes.c_uint16):
-            if key.value not in want:
-                libbpf.map_delete(fd, key)
-        for p in want:
-            libbpf.map_update(fd, ctypes.c_uint16(p), ctypes.c_uint8(1))
+        """Which UDP destination ports are Warrant ports (replaces the whole set at once)."""
+        value = PortSet()
+        for p in ports:
+            if not 0 <= int(p) <= 0xFFFF:
+                raise ValueError(f"port {p} out of range")
+            value.bits[int(p) >> 6] |= 1 << (int(p) & 63)
+        libbpf.map_update(self.fd["warrant_ports"], ctypes.c_uint32(0), value)
 
     def ports(self) -> set[int]:
-        return {k.value for k in libbpf.map_keys(self.fd["warrant_ports"], ctypes.c_uint16)}
+        value = PortSet()
+        libbpf.map_lookup(self.fd["warrant_ports"], ctypes.c_uint32(0), value)
+        return {w * 64 + b for w, word in enumerate(value.bits) for b in range(64) if word >> b & 1}
 
     def set_config(self, admit_sample: int = DP_ADMIT_SAMPLE, pass_events: bool = False,
-                   drop_events: bool = True) -> None:  # fmt: skip
-        flags = (CONFIG_PASS_EVENTS if pass_events else 0) | (
-            0 if drop_events else CONFIG_NO_DROP_EVENTS
+                   drop_events: bool = True, budget: bool = True) -> None:  # fmt: skip
+        """Events: one admit in `admit_sample` (a power of two; 0 for none), every drop
+        unless drop_events=False, PASS verdicts when pass_events; budget=False lifts
+        the per-CPU event budget (tests that need one event per frame)."""
+        if admit_sample and admit_sample & (admit_sample - 1):
+            raise ValueError("admit_sample must be a power of two")
+        mask = admit_sample - 1 if admit_sample else 0xFFFFFFFF
+        flags = (
+            (CONFIG_PASS_EVENTS if pass_events else 0)
+            | (0 if drop_events else CONFIG_NO_DROP_EVENTS)
+            | (0 if budget else CONFIG_NO_BUDGET)
         )
-        libbpf.map_update(self.fd["warrant_config"], ctypes.c_uint32(0),
-                          ConfigValue(admit_sample, flags))  # fmt: skip
+        libbpf.map_update(self.fd["warrant_config"], ctypes.c_uint32(0), ConfigValue(mask, flags))
 
     def set_time(self, now: float | None) -> None:
         """Freeze the kernel clock at wall time `now` (seconds), or None for the live clock.
@@ -322,12 +351,48 @@ class Datapath:
         except libbpf.BpfError as exc:
             if exc.errno != 17:  # EEXIST: keep the live window
                 raise
+        if s.session_id not in self._installed:  # filter first: no false negatives
+            self._installed.add(s.session_id)
+            self._filter_add(s.session_id, +1)
         libbpf.map_update(self.fd["warrant_sessions"], key, self.session_value(s))
 
     def remove_session(self, session_id: bytes) -> None:
         key = sid_key(session_id)
         libbpf.map_delete(self.fd["warrant_sessions"], key)
         libbpf.map_delete(self.fd["warrant_replay"], key)
+        if session_id in self._installed:  # the kernel may have removed it already
+            self._installed.discard(session_id)
+            self._filter_add(session_id, -1)
+
+    # ---- presence filter (bpf/session.h) -------------------------------------------------
+    @staticmethod
+    def _filter_bit(session_id: bytes) -> int:
+        return int.from_bytes(session_id[:2], "little")
+
+    def _filter_add(self, session_id: bytes, delta: int) -> None:
+        bit = self._filter_bit(session_id)
+        n = self._filter_counts.get(bit, 0) + delta
+        if n > 0:
+            self._filter_counts[bit] = n
+        else:
+            self._filter_counts.pop(bit, None)
+        if (n > 0) != (n - delta > 0):
+            self._write_filter()
+
+    def _write_filter(self) -> None:
+        value = FilterValue()
+        for bit in self._filter_counts:
+            value.bits[bit >> 6] |= 1 << (bit & 63)
+        libbpf.map_update(self.fd["warrant_session_filter"], ctypes.c_uint32(0), value)
+
+    def _rebuild_filter(self) -> None:
+        """Recount from the session map (after reopening pinned maps)."""
+        self._installed = set(self.session_ids())
+        self._filter_counts = {}
+        for sid in self._installed:
+            bit = self._filter_bit(sid)
+            self._filter_counts[bit] = self._filter_counts.get(bit, 0) + 1
+        self._write_filter()
 
     def session_ids(self) -> list[bytes]:
         return [
@@ -362,9 +427,16 @@ class Datapath:
         return out
 
     def events_lost(self) -> int:
+        """Events the ring buffer had no room for (user space drained too slowly)."""
+        return self._slot(len(Verdict) * len(Reason))
+
+    def events_suppressed(self) -> int:
+        """Events not emitted because a CPU spent its budget for the tick (a flood)."""
+        return self._slot(len(Verdict) * len(Reason) + 1)
+
+    def _slot(self, slot: int) -> int:
         per_cpu = (CounterValue * self.ncpus)()
-        slot = ctypes.c_uint32(len(Verdict) * len(Reason))
-        libbpf.map_lookup(self.fd["warrant_counters"], slot, per_cpu)
+        libbpf.map_lookup(self.fd["warrant_counters"], ctypes.c_uint32(slot), per_cpu)
         return sum(c.packets for c in per_cpu)
 
     def events(self, timeout_ms: int = 0) -> list[Event]:
