@@ -495,3 +495,22 @@ def test_reject_and_cookie_layouts() -> None:
     with pytest.raises(WarrantError) as info:
         RejectPacket.decode(reject[:2] + b"\xfe" + reject[3:])  # no such reason code
     assert info.value.reason == Reason.MALFORMED
+
+
+# ---- the atheris harness (fuzz/fuzz_wire.py) in replay mode: it must not rot ------------------------
+def test_atheris_harness_replays_its_seed_corpus() -> None:
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parent.parent / "fuzz" / "fuzz_wire.py"
+    spec = importlib.util.spec_from_file_location("fuzz_wire_harness", path)
+    assert spec is not None and spec.loader is not None
+    harness = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(harness)
+    seeds = list(harness.seed_inputs())
+    assert len(seeds) > 100
+    for blob in seeds[::3]:
+        harness.test_one_input(blob)
+        harness.test_one_input(blob[:1] + blob[1:][::-1])
+    harness.test_one_input(b"")
+    harness.test_one_input(b"\x00")
