@@ -282,7 +282,8 @@ def run(coro: Callable[[], Awaitable[None]]) -> None:
     asyncio.run(asyncio.wait_for(coro(), 20))
 
 
-def test_relay_shell_end_to_end_over_loopback() -> None:
+@pytest.mark.parametrize("batch", [True, False], ids=["batched", "protocol"])
+def test_relay_shell_end_to_end_over_loopback(batch: bool) -> None:
     """sender -> relay A -> relay B -> receiver; replies come back the same way."""
 
     async def body() -> None:
@@ -292,12 +293,16 @@ def test_relay_shell_end_to_end_over_loopback() -> None:
         rt, _ = await loop.create_datagram_endpoint(lambda: rx, local_addr=("127.0.0.1", 0))
         w.port = rx.port
         rb = await RelayServer.start(
-            make_relay(RELAY_B, "b.net", pub(RECEIVER)), ("127.0.0.1", 0), ("127.0.0.1", w.port)
+            make_relay(RELAY_B, "b.net", pub(RECEIVER)),
+            ("127.0.0.1", 0),
+            ("127.0.0.1", w.port),
+            batch=batch,
         )
         ra = await RelayServer.start(
             make_relay(RELAY_A, "a.net", pub(RECEIVER), pub(RELAY_B)),
             ("127.0.0.1", 0),
             rb.listen_address[:2],
+            batch=batch,
         )
         tx = UdpSender()
         st, _ = await loop.create_datagram_endpoint(lambda: tx, remote_addr=ra.listen_address[:2])

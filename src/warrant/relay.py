@@ -22,6 +22,7 @@ receiver (session openings, REJECTs) apply to the relay as a whole.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import socket
 from collections import OrderedDict
@@ -34,6 +35,7 @@ import nacl.signing
 from .constants import (
     COMMON_HEADER_LEN,
     COOKIE_PACKET_LEN,
+    MAX_DATAGRAM,
     OFF_SESSION_ID,
     REJECT_LEN,
     SESSION_ID_LEN,
@@ -49,7 +51,10 @@ log = logging.getLogger("warrant.relay")
 Address = tuple[Any, ...]  # (host, port) for IPv4, (host, port, flow, scope) for IPv6
 
 DEFAULT_MAX_SESSIONS = 65536
+BATCH = 256  # datagrams read per wakeup on the batched path
+RCVBUF = 4 << 20  # requested listen-socket receive buffer (the kernel caps it at rmem_max)
 _REPLY_LEN = {Kind.REJECT: REJECT_LEN, Kind.COOKIE: COOKIE_PACKET_LEN}
+_REQUESTS = {int(Kind.INIT): "INIT", int(Kind.DATA): "DATA"}  # kinds relayed towards the receiver
 
 
 @dataclass
@@ -90,11 +95,8 @@ class RelayCore:
 
     def from_sender(self, packet: bytes, source: Address) -> bytes | None:
         """A datagram from the listen side: the packet to forward, or None (dropped)."""
-        kind = self._kind(packet, source)
-        if kind is None:
-            return None
-        if kind not in (Kind.INIT, Kind.DATA):
-            self._drop(WRONG_DIRECTION, source, f"{kind.name} from the sender side")
+        if len(packet) < COMMON_HEADER_LEN or packet[0] != VERSION or packet[1] not in _REQUESTS:
+            self._refuse(packet, source)
             return None
         try:
             out = self.relay.forward(packet)
@@ -103,13 +105,20 @@ class RelayCore:
             return None
         sid = packet[OFF_SESSION_ID : OFF_SESSION_ID + SESSION_ID_LEN]
         senders = self._senders
-        if senders.get(sid) != source:
+        if senders.get(sid) == source:
+            senders.move_to_end(sid)
+        else:
             senders[sid] = source
+            senders.move_to_end(sid)
             if len(senders) > self.max_sessions:
                 senders.popitem(last=False)
-        senders.move_to_end(sid)
-        self.stats.forwarded[kind.name] += 1
+        self.stats.forwarded[_REQUESTS[packet[1]]] += 1
         return out
+
+    def _refuse(self, packet: bytes, source: Address) -> None:
+        kind = self._kind(packet, source)
+        if kind is not None:
+            self._drop(WRONG_DIRECTION, source, f"{kind.name} from the sender side")
 
     def from_forward(self, packet: bytes) -> tuple[bytes, Address] | None:
         """A datagram from the forward side: (reply, sender address), or None (dropped)."""
@@ -158,6 +167,8 @@ class RelayCore:
 
 
 class _Listen(asyncio.DatagramProtocol):
+    """Portable path (loops without readiness callbacks): one datagram per callback."""
+
     def __init__(self, server: RelayServer) -> None:
         self.server = server
 
@@ -187,12 +198,25 @@ class _Forward(asyncio.DatagramProtocol):
 
 
 class RelayServer:
-    """A running relay: `await RelayServer.start(...)`, then `close()`."""
+    """A running relay: `await RelayServer.start(...)`, then `close()`.
 
-    def __init__(self, core: RelayCore) -> None:
+    On selector event loops the relay registers its own readers and drains up
+    to `BATCH` datagrams per wakeup (asyncio's datagram transport reads one
+    per loop iteration, which costs more than the relay's own work); sends are
+    non-blocking and a datagram the socket refuses is dropped and counted
+    (`SEND_ERROR`), as a router drops on a full queue.  Elsewhere it falls
+    back to `asyncio.DatagramProtocol` transports.
+    """
+
+    def __init__(self, core: RelayCore, lsock: socket.socket, fsock: socket.socket) -> None:
         self.core = core
+        self._lsock = lsock
+        self._fsock = fsock
+        self._loop = asyncio.get_running_loop()
+        self._readers = False
         self._listen: asyncio.DatagramTransport | None = None
         self._forward: asyncio.DatagramTransport | None = None
+        self._closed = False
 
     @classmethod
     async def start(
@@ -204,55 +228,150 @@ class RelayServer:
         max_sessions: int = DEFAULT_MAX_SESSIONS,
         listen_sock: socket.socket | None = None,
         forward_sock: socket.socket | None = None,
+        batch: bool = True,
     ) -> RelayServer:
         """Bind the listen socket and connect the forward socket (or adopt given sockets)."""
         loop = asyncio.get_running_loop()
-        server = cls(RelayCore(relay, max_sessions))
-        fwd_kwargs: dict[str, Any] = (
-            {"sock": forward_sock} if forward_sock is not None else {"remote_addr": forward}
-        )
-        transport, _ = await loop.create_datagram_endpoint(lambda: _Forward(server), **fwd_kwargs)
-        server._forward = transport
-        lst_kwargs: dict[str, Any] = (
-            {"sock": listen_sock} if listen_sock is not None else {"local_addr": listen}
-        )
+        core = RelayCore(relay, max_sessions)
+        owned: list[socket.socket] = []
         try:
-            transport, _ = await loop.create_datagram_endpoint(
-                lambda: _Listen(server), **lst_kwargs
-            )
-        except OSError:
-            server.close()
+            if forward_sock is None:
+                family, addr = await _resolve(*forward)
+                forward_sock = socket.socket(family, socket.SOCK_DGRAM)
+                owned.append(forward_sock)
+                forward_sock.connect(addr)
+            if listen_sock is None:
+                family, addr = await _resolve(*listen)
+                listen_sock = socket.socket(family, socket.SOCK_DGRAM)
+                owned.append(listen_sock)
+                with contextlib.suppress(OSError):
+                    listen_sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, RCVBUF)
+                listen_sock.bind(addr)
+            for sock in (listen_sock, forward_sock):
+                sock.setblocking(False)
+            server = cls(core, listen_sock, forward_sock)
+            if batch and _has_readers(loop, listen_sock):
+                loop.add_reader(listen_sock.fileno(), server._drain_listen)
+                loop.add_reader(forward_sock.fileno(), server._drain_forward)
+                server._readers = True
+            else:
+                server._forward, _ = await loop.create_datagram_endpoint(
+                    lambda: _Forward(server), sock=forward_sock
+                )
+                server._listen, _ = await loop.create_datagram_endpoint(
+                    lambda: _Listen(server), sock=listen_sock
+                )
+            return server
+        except BaseException:
+            for sock in owned:
+                sock.close()
             raise
-        server._listen = transport
-        return server
 
+    # ---- batched path -------------------------------------------------------------------
+    def _drain_listen(self) -> None:
+        recvfrom, send = self._lsock.recvfrom, self._fsock.send
+        from_sender, stats = self.core.from_sender, self.core.stats
+        for _ in range(BATCH):
+            try:
+                data, addr = recvfrom(MAX_DATAGRAM)
+            except (BlockingIOError, InterruptedError):
+                return
+            except OSError as exc:
+                stats.drop(SEND_ERROR)
+                log.debug("listen socket: %s", exc)
+                return
+            out = from_sender(data, addr)
+            if out is not None:
+                try:
+                    send(out)
+                except OSError as exc:
+                    stats.drop(SEND_ERROR)
+                    log.debug("forward socket: %s", exc)
+
+    def _drain_forward(self) -> None:
+        recv, sendto = self._fsock.recv, self._lsock.sendto
+        from_forward, stats = self.core.from_forward, self.core.stats
+        for _ in range(BATCH):
+            try:
+                data = recv(MAX_DATAGRAM)
+            except (BlockingIOError, InterruptedError):
+                return
+            except OSError as exc:  # e.g. ICMP port unreachable from the next hop
+                stats.drop(SEND_ERROR)
+                log.debug("forward socket: %s", exc)
+                continue
+            routed = from_forward(data)
+            if routed is not None:
+                try:
+                    sendto(*routed)
+                except OSError as exc:
+                    stats.drop(SEND_ERROR)
+                    log.debug("listen socket: %s", exc)
+
+    # ---- either path ----------------------------------------------------------------------
     @property
     def listen_address(self) -> Address:
-        assert self._listen is not None
-        return tuple(self._listen.get_extra_info("sockname"))
+        return tuple(self._lsock.getsockname())
 
     @property
     def forward_address(self) -> Address:
-        assert self._forward is not None
-        return tuple(self._forward.get_extra_info("peername"))
+        return tuple(self._fsock.getpeername())
 
     @property
     def stats(self) -> RelayStats:
         return self.core.stats
 
     def send_forward(self, packet: bytes) -> None:
-        assert self._forward is not None
-        self._forward.sendto(packet)
+        if self._forward is not None:
+            self._forward.sendto(packet)
+            return
+        try:
+            self._fsock.send(packet)
+        except OSError:
+            self.core.stats.drop(SEND_ERROR)
 
     def send_back(self, packet: bytes, dest: Address) -> None:
-        assert self._listen is not None
-        self._listen.sendto(packet, dest)
+        if self._listen is not None:
+            self._listen.sendto(packet, dest)
+            return
+        try:
+            self._lsock.sendto(packet, dest)
+        except OSError:
+            self.core.stats.drop(SEND_ERROR)
 
     def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        if self._readers:
+            for sock in (self._lsock, self._fsock):
+                with contextlib.suppress(ValueError, OSError):
+                    self._loop.remove_reader(sock.fileno())
         for t in (self._listen, self._forward):
             if t is not None:
-                t.close()
-        self._listen = self._forward = None
+                t.close()  # closes its socket
+        if self._listen is None:
+            self._lsock.close()
+        if self._forward is None:
+            self._fsock.close()
+
+
+async def _resolve(host: str, port: int) -> tuple[socket.AddressFamily, Any]:
+    loop = asyncio.get_running_loop()
+    infos = await loop.getaddrinfo(host, port, type=socket.SOCK_DGRAM)
+    if not infos:
+        raise OSError(f"cannot resolve {host!r}")
+    family, _, _, _, sockaddr = infos[0]
+    return family, sockaddr
+
+
+def _has_readers(loop: asyncio.AbstractEventLoop, sock: socket.socket) -> bool:
+    try:
+        loop.add_reader(sock.fileno(), lambda: None)
+    except NotImplementedError:  # e.g. the proactor loop
+        return False
+    loop.remove_reader(sock.fileno())
+    return True
 
 
 def make_relay(
