@@ -58,6 +58,7 @@ from warrant.constants import (
 )
 from warrant.cookie import cookie_mac
 from warrant.credential import Credential, Link, delegate, encode_body, issue, signed_message
+from warrant.errors import WarrantError
 from warrant.hop import Relay, statement_message
 from warrant.kdf import SessionKeys, session_keys, transcript, x25519
 from warrant.kdf import session_id as derive_session_id
@@ -1313,6 +1314,7 @@ def test_p9_session_table_full() -> None:
 
 @pytest.mark.xfail(
     strict=True,
+    raises=AssertionError,
     reason="SessionTable keeps tombstones until the table fills (expire() is the only purge), so "
     "a credential holder cycling sessions grows them without bound; fix: purge expired "
     "tombstones in SessionTable.remove (amortised) or bound the dict",
@@ -1337,6 +1339,41 @@ def test_p9_rejects_are_rate_limited_per_source() -> None:
     assert sum(r is not None for r in replies) == 10
     assert all(len(r) == REJECT_LEN for r in replies if r is not None)
     assert judge(rx, stray, source=("10.0.0.3", 1)).reply is not None
+
+
+def test_p9_sender_answers_spoofed_rejects_at_most_once_per_second() -> None:
+    """REJECT is unauthenticated (SPEC 3.3): its only effect is one new INIT per second."""
+    s = sender()
+    s.open(b"x", NOW)
+    sid = s.session_id
+    assert sid is not None
+    assert s.handle(RejectPacket(Reason.UNKNOWN_SESSION, b"\x00" * 8).encode(), NOW) is None
+    assert s.handle(RejectPacket(Reason.BAD_MAC, sid).encode(), NOW) is None  # not a resend reason
+    answers = [s.handle(RejectPacket(Reason.UNKNOWN_SESSION, s.session_id or b"").encode(), NOW + i / 100) for i in range(100)]
+    assert sum(a is not None for a in answers) == 1
+    assert s.opens == 2 and s.session_id != sid
+    # A REJECT naming the session it replaced is stale and ignored.
+    assert s.handle(RejectPacket(Reason.UNKNOWN_SESSION, sid).encode(), NOW + 5) is None
+
+
+def test_p9_forged_cookie_reply_changes_nothing_at_the_sender() -> None:
+    s = sender()
+    init = s.open(b"x", NOW)
+    assert s.session_id is not None
+    forged = CookiePacket(s.session_id, b"\x01" * 24, b"\x02" * 32).encode()
+    with pytest.raises(WarrantError) as info:
+        s.handle(forged, NOW)
+    assert info.value.reason == Reason.BAD_COOKIE
+    # A genuine COOKIE for another INIT (another ephemeral key) does not open either.
+    rx = receiver(policy(load_threshold=1))
+    other = sender(seed="other")
+    out = dropped(judge(rx, other.open(b"y", NOW)), Reason.COOKIE_REQUIRED)
+    assert out.reply is not None
+    assert s.handle(out.reply, NOW) is None  # names another session id
+    relabelled = CookiePacket.decode(out.reply)
+    with pytest.raises(WarrantError):
+        s.handle(dataclasses.replace(relabelled, session_id=s.session_id).encode(), NOW)
+    assert s.open(b"x", NOW)[3] == 0 and init[3] == 0  # no cookie MAC was ever adopted
 
 
 # =========================================================================================
@@ -1452,6 +1489,31 @@ def test_p10_zero_filled_and_junk(length: int) -> None:
     for fill in (b"\x00", b"\xff", b"\x01", b"\x01\x02"):
         out = judge(rx, (fill * length)[:length])
         assert out.verdict == Verdict.DROP
+
+
+@pytest.mark.xfail(
+    strict=True,
+    raises=AssertionError,
+    reason="Receiver.handle rebuilds the Outcome for WarrantErrors raised below _init (verifier, "
+    "hop statements, claim, AEAD, X25519), dropping session_id/seq that inline drops keep; fix: "
+    "catch WarrantError inside _init and return drop(exc.reason, exc.detail)",
+)
+def test_p10_every_parsed_init_drop_names_its_session() -> None:
+    """Flow records name the session of every INIT that parsed, whatever step refused it."""
+    rx = receiver()
+    path = relays(1)
+    drops = [
+        build_init(holder=MALLORY),  # BAD_HOLDER_PROOF (decided inline)
+        build_init(cred=cred_of(SCOPE_B, ANCHOR_B)),  # WRONG_SCOPE (raised by the verifier)
+        build_init(claim=b"\x80"),  # MALFORMED claim
+    ]
+    packets = [o.packet for o in drops]
+    packets.append(through(build_init(next_hop=path[0].tag, eph_secret=b"\x04" * 32).packet, path)[:-1] + b"\x00")
+    packets.append(flip(build_init(eph_secret=b"\x05" * 32).packet, -1, 0))  # BAD_PAYLOAD_AUTH
+    for packet in packets:
+        out = judge(rx, packet)
+        assert out.verdict == Verdict.DROP
+        assert (out.session_id, out.seq) == (packet[OFF_SESSION_ID:OFF_SEQ], 0), out.reason.name
 
 
 # =========================================================================================

@@ -59,8 +59,8 @@ from warrant.wire import (
     peek_kind,
 )
 
-FUZZ = settings(deadline=None, max_examples=300, suppress_health_check=[HealthCheck.too_slow])
-CHEAP = settings(deadline=None, max_examples=500)
+FUZZ = settings(deadline=None, max_examples=200, suppress_health_check=[HealthCheck.too_slow])
+CHEAP = settings(deadline=None, max_examples=200)
 
 NOW = 1_800_000_000.0
 PORT = 8443
