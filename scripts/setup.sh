@@ -14,5 +14,5 @@ if [ ${#missing[@]} -gt 0 ]; then
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
 fi
 
-python3 -m pip install -q --disable-pip-version-check --root-user-action=ignore -e '.[dev,bench,net]'
+python3 -m pip install -q --disable-pip-version-check --root-user-action=ignore -e '.[dev,bench,net,k8s]'
 echo "setup: done ($(python3 -c 'import warrant; print("warrant", warrant.__version__)'))"

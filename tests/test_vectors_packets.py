@@ -25,7 +25,7 @@ import pytest
 from warrant import keys
 from warrant.admission import Policy
 from warrant.constants import Kind, Reason, Verdict
-from warrant.cookie import CookieJar, cookie_mac, sealing_key
+from warrant.cookie import CookieJar, cookie_mac, open_cookie, sealing_key
 from warrant.errors import WarrantError
 from warrant.kdf import hop_key, session_id, session_keys, transcript, x25519
 from warrant.mac import header_mac, hop_mac, open_sealed, seal
@@ -246,6 +246,33 @@ def test_admitted_data_decodes_to_its_layout() -> None:
             masked = packet[:2] + b"\x00" + packet[3:20]
             assert DataPacket.mac_input(data.session_id, data.seq) == masked
             assert len(packet) == 36 + 12 * len(data.hops) + len(h(p["expect"]["payload_hex"])) + 16
+
+
+def test_cookie_replies_open_to_the_cookie_of_their_source() -> None:
+    """SPEC 3.4 and 8: the COOKIE opens under BLAKE2b-256(receiver key || eph_pub) with the session
+    id as associated data, to BLAKE2b-128(key = secret, source IP || port); the secret is the first
+    draw of the case's random stream (the receiver's first cookie epoch)."""
+    checked = 0
+    for case in DOC["cases"]:
+        secret = Stream(case["receiver"]["random"])(32)
+        receiver_public = bytes(KEYS[case["receiver"]["key"]].verify_key)
+        inits = {}
+        for p in case["packets"]:
+            packet = h(p["hex"])
+            if is_init(packet) and p["expect"]["reason"] in ("OK", "COOKIE_REQUIRED"):
+                init = InitPacket.decode(packet)
+                inits[init.session_id] = init
+            reply = p["expect"]["reply_hex"]
+            if reply is None or h(reply)[1] != Kind.COOKIE:
+                continue
+            cookie_packet = CookiePacket.decode(h(reply))
+            init = inits[cookie_packet.session_id]
+            opened = open_cookie(cookie_packet, receiver_public, init.eph_public)
+            address = p["source"][0].encode() + p["source"][1].to_bytes(2, "big")
+            expected = hashlib.blake2b(address, digest_size=16, key=secret, person=b"warrant1-cookie").digest()
+            assert opened == expected, p["note"]
+            checked += 1
+    assert checked >= 3
 
 
 def test_generator_reproduces_the_committed_file() -> None:
