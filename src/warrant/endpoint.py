@@ -9,33 +9,45 @@
 
 The core decides everything (`Receiver.handle`, `Sender.handle`).  This module
 moves bytes, reads the clock (`time.time()`, handed to the core as `now`),
-sends replies (REJECT, COOKIE) back to their source, turns every outcome into
+sends replies (REJECT, COOKIE) back to their source, turns every verdict into
 exactly one flow record (`warrant.flow.record`) when a flow sink is given, and
 expires sessions once a second.
 
 Batching.  Python has no `recvmmsg`, and asyncio's datagram transport reads one
-datagram per event-loop iteration.  On selector loops the listener therefore
-registers its own reader that drains up to `BATCH` datagrams per wakeup with
-one clock read per batch (`bench/endpoint.py` measures both ways; `batch=False`
+datagram per event-loop iteration.  On selector loops the listener registers
+its own reader instead, which drains up to `BATCH` datagrams per wakeup with
+one clock read per batch (`bench/endpoint.py` measures both; `batch=False`
 selects the portable `asyncio.DatagramProtocol` path).
 
-Session openings never delay DATA.  INITs cost an Ed25519 verification or
-more; they are queued (at most `init_backlog`) and handed to the core in
-slices of `INIT_SLICE` between reads, so DATA of admitted sessions keeps being
-drained while a flood of openings is verified.  An INIT that finds the backlog
-full is dropped by the shell with `RATE_LIMITED` ("session-opening backlog
-full"), and gets a flow record like every other verdict.
+Session openings never starve DATA (P9).  On Linux the listener binds two
+sockets to its port with SO_REUSEPORT and a four-instruction classic BPF
+program (SO_ATTACH_REUSEPORT_CBPF) that steers version-1 INITs to the second
+one: a flood of openings fills that socket's buffer, never the one DATA waits
+in.  INITs are read only as fast as they are verified (a bounded backlog,
+handed to the core in slices of `INIT_SLICE` between reads), so the excess of a
+flood is dropped by the kernel at no user-space cost.  Where the steering
+program cannot be attached, one socket carries everything and INITs beyond the
+backlog are dropped by the shell with `RATE_LIMITED` ("session-opening backlog
+full"), with a flow record like every other verdict.
+
+Order.  A sender may put DATA right behind its INIT.  A DATA packet for a
+session the receiver does not know yet first pulls the INITs already waiting
+into the backlog; if its own INIT is among them, it waits for it (at most
+`HOLD_MAX` per session) instead of being refused with UNKNOWN_SESSION.
 
 Backpressure.  Admitted payloads wait for the application in a queue of at
 most `max_pending`; when it is full the listener stops reading (the kernel
-socket buffer absorbs, then drops) until the application has taken half.
+socket buffers absorb, then drop) until the application has taken half.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import ctypes
 import socket
+import struct
+import sys
 import time
 from collections import deque
 from collections.abc import Callable
@@ -55,7 +67,7 @@ OutcomeHook = Callable[[Outcome, Address], None]
 
 BATCH = 256  # datagrams read per wakeup on the batched path
 INIT_SLICE = 8  # INITs handed to the core per event-loop iteration
-INIT_BACKLOG = 1024  # INITs waiting for verification
+INIT_BACKLOG = 256  # INITs read and waiting for verification
 HOLD_MAX = 16  # DATA packets held behind their own queued INIT
 MAX_PENDING = 8192  # admitted payloads waiting for the application
 EXPIRE_INTERVAL = 1.0  # seconds between session-table sweeps
@@ -118,6 +130,7 @@ class Listener:
         self,
         receiver: Receiver,
         sock: socket.socket,
+        init_sock: socket.socket | None,
         *,
         on_flow: FlowSink | None,
         on_outcome: OutcomeHook | None,
@@ -131,6 +144,7 @@ class Listener:
         self.max_pending = max_pending
         self.init_backlog = init_backlog
         self._sock = sock
+        self._init_sock = init_sock
         name = sock.getsockname()
         self.address: Address = (name[0], name[1])
         self._port = name[1]
@@ -144,11 +158,18 @@ class Listener:
         self._queued: dict[bytes, int] = {}  # session id -> INITs in the backlog
         self._held: dict[bytes, list[tuple[bytes, Address]]] = {}  # DATA waiting for its INIT
         self._init_scheduled = False
+        self._pulled = 0.0
         self._transport: asyncio.DatagramTransport | None = None
         self._batched = False
         self._reading = False
+        self._reading_inits = False
         self._closed = False
         self._expiry: asyncio.Task[None] | None = None
+
+    @property
+    def steered(self) -> bool:
+        """True when INITs arrive on their own socket (Linux SO_REUSEPORT steering)."""
+        return self._init_sock is not None
 
     # ---- the application side --------------------------------------------------------
     def __aiter__(self) -> Listener:
@@ -183,14 +204,16 @@ class Listener:
     def close(self) -> None:
         if self._closed:
             return
-        self._closed = True
         self._pause()
+        self._closed = True
         if self._expiry is not None:
             self._expiry.cancel()
         if self._transport is not None:
             self._transport.close()  # closes the socket
         else:
             self._sock.close()
+        if self._init_sock is not None:
+            self._init_sock.close()
         self._inits.clear()
         self._queued.clear()
         self._held.clear()
@@ -214,6 +237,7 @@ class Listener:
         self._expiry = self._loop.create_task(self._expire_loop())
 
     def _pause(self) -> None:
+        self._pause_inits()
         if not self._reading:
             return
         self._reading = False
@@ -230,23 +254,57 @@ class Listener:
             self._loop.add_reader(self._sock.fileno(), self._drain)
         elif self._transport is not None:
             self._transport.resume_reading()  # type: ignore[attr-defined]
+        self._resume_inits()
+
+    def _pause_inits(self) -> None:
+        if self._reading_inits and self._init_sock is not None:
+            self._reading_inits = False
+            self._loop.remove_reader(self._init_sock.fileno())
+
+    def _resume_inits(self) -> None:
+        if self._init_sock is None or self._reading_inits or not self._reading:
+            return
+        if len(self._inits) < self.init_backlog:
+            self._reading_inits = True
+            self._loop.add_reader(self._init_sock.fileno(), self._drain_inits)
 
     def _drain(self) -> None:
         """Batched path: read until the socket is empty or BATCH datagrams were taken."""
         recvfrom = self._sock.recvfrom
         route = self._route
+        v6 = self._v6
         now = time.time()
         n = 0
         try:
             while n < BATCH:
                 data, addr = recvfrom(MAX_DATAGRAM)
                 n += 1
-                route(data, addr[:2] if self._v6 else addr, now)
+                route(data, addr[:2] if v6 else addr, now)
         except (BlockingIOError, InterruptedError):
             pass
         except OSError:
             pass  # e.g. an ICMP error queued on the socket; the next read goes on
         self._after_batch()
+
+    def _drain_inits(self) -> None:
+        """The INIT socket: fill the backlog, no further (the kernel drops the excess)."""
+        self._pull_inits(time.time())
+        self._after_batch()
+
+    def _pull_inits(self, now: float) -> None:
+        sock = self._init_sock
+        assert sock is not None
+        room = self.init_backlog - len(self._inits)
+        try:
+            for _ in range(room):
+                data, addr = sock.recvfrom(MAX_DATAGRAM)
+                self._route(data, addr[:2] if self._v6 else addr, now)
+        except (BlockingIOError, InterruptedError):
+            pass
+        except OSError:
+            pass
+        if len(self._inits) >= self.init_backlog:
+            self._pause_inits()
 
     def datagram_received(self, data: bytes, addr: Any) -> None:
         """Unbatched path (`asyncio.DatagramProtocol`): one datagram per loop iteration."""
@@ -268,14 +326,18 @@ class Listener:
             sid = data[4:12]
             self._queued[sid] = self._queued.get(sid, 0) + 1
             return
-        if self._queued:
+        if (self._queued or self._init_sock is not None) and len(data) >= 12:
             # DATA sent right behind its INIT waits for it: no reordering, no lost first packets.
             sid = data[4:12]
-            if sid in self._queued and self.receiver.sessions.get(sid) is None:
-                held = self._held.setdefault(sid, [])
-                if len(held) < HOLD_MAX:
-                    held.append((data, addr))
-                    return
+            if self.receiver.sessions.get(sid) is None:
+                if self._init_sock is not None and sid not in self._queued and now != self._pulled:
+                    self._pulled = now  # at most one pull per batch
+                    self._pull_inits(now)
+                if sid in self._queued:
+                    held = self._held.setdefault(sid, [])
+                    if len(held) < HOLD_MAX:
+                        held.append((data, addr))
+                        return
         self._outcome(self.receiver.handle(data, addr, self._port, now), addr, now)
 
     def _outcome(self, out: Outcome, addr: Address, now: float) -> None:
@@ -320,9 +382,10 @@ class Listener:
         if self._closed or len(self._messages) >= self.max_pending:
             return  # resumed by the application taking messages
         now = time.time()
+        handle = self.receiver.handle
         for _ in range(min(INIT_SLICE, len(self._inits))):
             data, addr = self._inits.popleft()
-            self._outcome(self.receiver.handle(data, addr, self._port, now), addr, now)
+            self._outcome(handle(data, addr, self._port, now), addr, now)
             sid = data[4:12]
             left = self._queued[sid] - 1
             if left:
@@ -330,7 +393,8 @@ class Listener:
                 continue
             del self._queued[sid]
             for held, source in self._held.pop(sid, ()):
-                self._outcome(self.receiver.handle(held, source, self._port, now), source, now)
+                self._outcome(handle(held, source, self._port, now), source, now)
+        self._resume_inits()
         self._after_batch()
 
     def _wake(self) -> None:
@@ -367,6 +431,64 @@ async def _resolve(host: str, port: int) -> tuple[socket.AddressFamily, Any]:
     return family, sockaddr
 
 
+# Classic BPF for SO_ATTACH_REUSEPORT_CBPF: the program sees the UDP payload and returns
+# the index of the socket (in the order they joined the group) that gets the datagram.
+_SO_ATTACH_REUSEPORT_CBPF = 51
+_STEER_INITS = [  # (code, jt, jf, k)
+    (0x30, 0, 0, 0),  # ldb [0]          A = version (a short packet ends the program: 0)
+    (0x15, 0, 3, VERSION),  # jeq #1, next, ret 0
+    (0x30, 0, 0, 1),  # ldb [1]          A = kind
+    (0x15, 0, 1, _INIT),  # jeq #INIT, next, ret 0
+    (0x06, 0, 0, 1),  # ret #1           the INIT socket
+    (0x06, 0, 0, 0),  # ret #0           everything else
+]
+
+
+def _steer_inits(sock: socket.socket) -> None:
+    code = b"".join(struct.pack("HBBI", *insn) for insn in _STEER_INITS)
+    buf = ctypes.create_string_buffer(code, len(code))
+    fprog = struct.pack("HxxxxxxP", len(_STEER_INITS), ctypes.addressof(buf))
+    sock.setsockopt(socket.SOL_SOCKET, _SO_ATTACH_REUSEPORT_CBPF, fprog)
+
+
+def _bind(family: socket.AddressFamily, sockaddr: Any, reuseport: bool) -> socket.socket:
+    sock = socket.socket(family, socket.SOCK_DGRAM)
+    try:
+        if reuseport:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+        with contextlib.suppress(OSError):
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, RCVBUF)
+        sock.bind(sockaddr)
+        sock.setblocking(False)
+    except BaseException:
+        sock.close()
+        raise
+    return sock
+
+
+def _sockets(
+    family: socket.AddressFamily, sockaddr: Any, steer: bool
+) -> tuple[socket.socket, socket.socket | None]:
+    """The DATA socket and, where INIT steering works, the INIT socket on the same port."""
+    if steer and hasattr(socket, "SO_REUSEPORT") and sys.platform.startswith("linux"):
+        if sockaddr[1] != 0:
+            _bind(family, sockaddr, reuseport=False).close()  # in use? fail as a plain bind would
+        main = _bind(family, sockaddr, reuseport=True)
+        try:
+            bound = main.getsockname()
+            second = _bind(family, (sockaddr[0], bound[1], *sockaddr[2:]), reuseport=True)
+        except OSError:
+            main.close()
+            return _bind(family, sockaddr, reuseport=False), None
+        try:
+            _steer_inits(main)
+        except OSError:
+            second.close()
+            return main, None
+        return main, second
+    return _bind(family, sockaddr, reuseport=False), None
+
+
 async def listen(
     host: str,
     port: int,
@@ -376,35 +498,37 @@ async def listen(
     on_outcome: OutcomeHook | None = None,
     node: str = "",
     batch: bool = True,
+    steer: bool = True,
     max_pending: int = MAX_PENDING,
     init_backlog: int = INIT_BACKLOG,
 ) -> Listener:
-    """Bind a UDP socket and serve `receiver` on it.  Port 0 picks a free port.
+    """Bind a UDP port and serve `receiver` on it.  Port 0 picks a free port.
 
     `on_flow` receives one flow record (`warrant.flow.record`) per verdict, admitted or
     dropped; `FlowFile(path)` writes them as JSON lines.  `on_outcome` receives the
     core's `Outcome` itself (e.g. to print drops).  Records are built only when a
-    sink is given.
+    sink is given.  `batch=False` reads through `asyncio.DatagramProtocol`, one
+    datagram per loop iteration; `steer=False` keeps INITs on the DATA socket.
     """
     family, sockaddr = await _resolve(host, port)
-    sock = socket.socket(family, socket.SOCK_DGRAM)
+    loop = asyncio.get_running_loop()
+    if batch:
+        try:
+            probe = socket.socket(family, socket.SOCK_DGRAM)
+            try:
+                loop.add_reader(probe.fileno(), lambda: None)
+                loop.remove_reader(probe.fileno())
+            finally:
+                probe.close()
+        except NotImplementedError:  # e.g. the proactor loop: no readiness callbacks
+            batch = False
+    sock, init_sock = _sockets(family, sockaddr, steer and batch)
     try:
-        with contextlib.suppress(OSError):
-            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, RCVBUF)
-        sock.bind(sockaddr)
-        sock.setblocking(False)
         listener = Listener(
-            receiver, sock, on_flow=on_flow, on_outcome=on_outcome, node=node,
+            receiver, sock, init_sock, on_flow=on_flow, on_outcome=on_outcome, node=node,
             max_pending=max_pending, init_backlog=init_backlog,
         )  # fmt: skip
-        loop = asyncio.get_running_loop()
         transport: asyncio.DatagramTransport | None = None
-        if batch:
-            try:
-                loop.add_reader(sock.fileno(), lambda: None)
-                loop.remove_reader(sock.fileno())
-            except NotImplementedError:  # e.g. the proactor loop: no readiness callbacks
-                batch = False
         if not batch:
             transport, _ = await loop.create_datagram_endpoint(
                 lambda: _ListenerProtocol(listener), sock=sock
@@ -413,6 +537,8 @@ async def listen(
         return listener
     except BaseException:
         sock.close()
+        if init_sock is not None:
+            init_sock.close()
         raise
 
 
