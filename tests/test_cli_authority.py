@@ -318,7 +318,7 @@ def test_delegation_beyond_the_depth_limit_is_not_written(world: World) -> None:
     line = failure(
         "delegate", parent, "--key", holder, "--to", world.pub(world.bob), "-o", too_deep, code=2
     )
-    assert "MALFORMED (1): refusing to write: chain deeper than" in line
+    assert "MALFORMED (1): chain already has the maximum of" in line
     assert not too_deep.exists()
 
 

@@ -480,8 +480,15 @@ def issue(
     check_scope(scope)
     root_rights(grant)  # fail early on an incomplete or inconsistent root grant
     body = encode_body(scope, keys.anchor_id(bytes(anchor_key.verify_key)), holder, grant)
+    _check_size(body, 0)
     sig = anchor_key.sign(signed_message(_ZERO_DIGEST, body)).signature
     return Credential((Link.decode(body, sig, root=True),))
+
+
+def _check_size(body: bytes, parent_len: int) -> None:
+    """Refuse to sign what no verifier would accept (depth is checked by the caller)."""
+    if parent_len + len(body) + SIGNATURE_LEN + 8 > MAX_CREDENTIAL_LEN:
+        raise _malformed(f"credential would exceed {MAX_CREDENTIAL_LEN} bytes")
 
 
 def delegate(
@@ -490,11 +497,11 @@ def delegate(
     """Append a narrower link.  Refuses (ESCALATION) a grant that widens the parent."""
     if bytes(holder_key.verify_key) != parent.holder:
         raise WarrantError(Reason.BAD_SIGNATURE, "this key does not hold the parent credential")
-    rights = root_rights(parent.links[0].grant)
-    for link in parent.links[1:]:
-        rights = narrow(rights, link.grant)
-    narrow(rights, grant)
+    if len(parent.links) >= MAX_CHAIN_LINKS:
+        raise _malformed(f"chain already has the maximum of {MAX_CHAIN_LINKS} links")
+    narrow(effective_rights(parent.links), grant)
     body = encode_body(None, None, new_holder, grant)
+    _check_size(body, len(parent.encode()))
     sig = holder_key.sign(signed_message(parent.digests()[-1], body)).signature
     return Credential((*parent.links, Link.decode(body, sig, root=False)))
 
@@ -562,6 +569,8 @@ class Verifier:
 
     def verify(self, credential: Credential | bytes, now: float) -> VerifiedChain:
         cred = credential if isinstance(credential, Credential) else Credential.decode(credential)
+        if len(cred.links) > MAX_CHAIN_LINKS:
+            raise _malformed(f"chain deeper than {MAX_CHAIN_LINKS} links")
         anchor = _find_anchor(self.trust, cred.scope, cred.anchor_id)
         digests = cred._digests
         links = cred.links

@@ -16,27 +16,29 @@ from .constants import MAX_HOPS, Reason
 from .errors import WarrantError
 
 _LABEL = r"[a-z0-9][a-z0-9_-]{0,62}"
-_NAME = re.compile(rf"^{_LABEL}(\.{_LABEL})*$")
-_PATTERN = re.compile(rf"^(\*|{_LABEL}(\.{_LABEL})*(\.\*)?)$")
-_SERVICE = re.compile(r"^(\*|[a-z0-9][a-z0-9.-]{0,62})$")
-_DOMAIN = re.compile(r"^[a-z0-9][a-z0-9.-]{0,62}$")
+# fullmatch, not match with ^...$: "$" would also accept a trailing newline.
+_NAME = re.compile(rf"{_LABEL}(\.{_LABEL})*")
+_PATTERN = re.compile(rf"\*|{_LABEL}(\.{_LABEL})*(\.\*)?")
+_SERVICE = re.compile(r"\*|[a-z0-9][a-z0-9.-]{0,62}")
+_DOMAIN = re.compile(r"[a-z0-9][a-z0-9.-]{0,62}")
+_PORTS = re.compile(r"(\d{1,5})(?:-(\d{1,5}))?")
 _INT63 = 2**63
 
 
 def check_operation_name(op: str) -> str:
-    if not _NAME.match(op):
+    if not _NAME.fullmatch(op):
         raise WarrantError(Reason.MALFORMED, f"bad operation name {op!r}")
     return op
 
 
 def check_operation_pattern(pattern: str) -> str:
-    if not _PATTERN.match(pattern):
+    if not _PATTERN.fullmatch(pattern):
         raise WarrantError(Reason.MALFORMED, f"bad operation pattern {pattern!r}")
     return pattern
 
 
 def check_domain(domain: str) -> str:
-    if not _DOMAIN.match(domain):
+    if not _DOMAIN.fullmatch(domain):
         raise WarrantError(Reason.MALFORMED, f"bad domain name {domain!r}")
     return domain
 
@@ -68,7 +70,7 @@ class Destination:
     port_hi: int
 
     def __post_init__(self) -> None:
-        if not _SERVICE.match(self.service):
+        if not _SERVICE.fullmatch(self.service):
             raise WarrantError(Reason.MALFORMED, f"bad service name {self.service!r}")
         if not (0 <= self.port_lo <= self.port_hi <= 65535):
             raise WarrantError(Reason.MALFORMED, f"bad port range {self.port_lo}-{self.port_hi}")
@@ -84,14 +86,14 @@ class Destination:
     @classmethod
     def parse(cls, text: str) -> Destination:
         """`service:port`, `service:lo-hi`, `service` (any port) or `*:port`."""
-        service, _, ports = text.partition(":")
-        if not ports:
+        service, colon, ports = text.partition(":")
+        if not colon:
             return cls(service, 0, 65535)
-        lo, _, hi = ports.partition("-")
-        try:
-            return cls(service, int(lo), int(hi or lo))
-        except ValueError:
-            raise WarrantError(Reason.MALFORMED, f"bad destination {text!r}") from None
+        m = _PORTS.fullmatch(ports)  # a typo must not silently widen to "any port"
+        if m is None:
+            raise WarrantError(Reason.MALFORMED, f"bad destination {text!r}: expected service:port or service:lo-hi")
+        lo = int(m.group(1))
+        return cls(service, lo, int(m.group(2) or lo))
 
     def __str__(self) -> str:
         if (self.port_lo, self.port_hi) == (0, 65535):
