@@ -40,10 +40,10 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from .anchors import TrustStore
 from .constants import MAX_HOPS, Reason
@@ -56,6 +56,12 @@ class PolicyError(ValueError):
     """A policy file is invalid; the message names file and line."""
 
 
+def _port(value: int) -> int:
+    if not 0 <= value <= 65535:
+        raise ValueError(f"port {value} out of range")
+    return value
+
+
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
 
@@ -66,7 +72,7 @@ class Rule(_Strict):
     issuers: list[str] | None = None
     operations: list[str] = Field(default_factory=lambda: ["*"])
     services: list[str] | None = None
-    ports: list[int] | None = None
+    ports: list[Annotated[int, AfterValidator(_port)]] | None = None
     max_hops: int | None = Field(default=None, ge=0, le=MAX_HOPS)
     via: list[str] = Field(default_factory=list)
     not_via: list[str] = Field(default_factory=list)
@@ -89,14 +95,6 @@ class Rule(_Strict):
                 check_domain(d)
             except WarrantError as exc:
                 raise ValueError(exc.detail) from None
-        return value
-
-    @field_validator("ports")
-    @classmethod
-    def _ports(cls, value: list[int] | None) -> list[int] | None:
-        for p in value or []:
-            if not 0 <= p <= 65535:
-                raise ValueError(f"port {p} out of range")
         return value
 
     @field_validator("issuers")
