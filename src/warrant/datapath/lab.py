@@ -77,7 +77,7 @@ class Lab:
             max_hops=8,
         )
         self.credential = credential.issue(self.anchor, SCOPE, pub(self.holder), grant).encode()
-        trust = TrustStore()
+        self.trust = trust = TrustStore()
         trust.add(Anchor(SCOPE, pub(self.anchor)))
         for key, domain in zip(self.relay_keys, self.domains, strict=True):
             trust.add_relay(domain, pub(key))
@@ -89,6 +89,24 @@ class Lab:
         self.receiver = Receiver(
             self.receiver_key, Policy(model, trust), started_at=now - 1, random=self.random
         )
+
+    def policy_yaml(self) -> str:
+        """The receiver's policy as a file `warrant agent --policy` reads."""
+        import yaml
+
+        text: str = yaml.safe_dump({
+            "anchors": self.trust.to_mapping(),
+            "default": "allow",
+            "limits": {"init_rate_per_source": 1000, "init_burst": 1000, "load_threshold": 1000},
+        })  # fmt: skip
+        return text
+
+    def sender(self, port: int | None = None) -> Sender:
+        """A sender of the lab's holder, straight to the receiver."""
+        return Sender(
+            self.holder, self.credential, pub(self.receiver_key),
+            Claim("op.x", SERVICE, self.ports[0] if port is None else port), random=self.random,
+        )  # fmt: skip
 
     def open(self, hops: int = 0, port: int | None = None, now: float | None = None) -> Flow:
         """A session through the first `hops` relays, admitted by the Python receiver."""

@@ -166,16 +166,87 @@ def mount_bpffs(root: str = "/sys/fs/bpf") -> None:
     subprocess.run(["mount", "-t", "bpf", "bpf", root], check=True)
 
 
-class Datapath:
+class MapView:
+    """Read access to the datapath's maps by file descriptor: counters, sessions, windows,
+    events.  `MapView.pinned(root)` opens a running datapath's pinned maps without
+    loading anything (tests, `warrant agent` status), and writes nothing."""
+
+    def __init__(self, fds: dict[str, int]) -> None:
+        self.fd = fds
+        self.ncpus = libbpf.num_possible_cpus()
+        self._ring: libbpf.RingBuffer | None = None
+
+    @classmethod
+    def pinned(cls, pin_root: str = PIN_ROOT) -> MapView:
+        return cls({name: libbpf.obj_get(f"{pin_root}/{name}") for name in MAPS})
+
+    def close(self) -> None:
+        if self._ring is not None:
+            self._ring.close()
+            self._ring = None
+
+    def session_ids(self) -> list[bytes]:
+        return [
+            k.value.to_bytes(8, "little")
+            for k in libbpf.map_keys(self.fd["warrant_sessions"], ctypes.c_uint64)
+        ]
+
+    def session(self, session_id: bytes) -> SessionValue | None:
+        v = SessionValue()
+        return v if libbpf.map_lookup(self.fd["warrant_sessions"], sid_key(session_id), v) else None
+
+    def window(self, session_id: bytes) -> tuple[int, list[int]] | None:
+        """(top, words) of a session's replay window, or None."""
+        w = ReplayValue()
+        if not libbpf.map_lookup(self.fd["warrant_replay"], sid_key(session_id), w):
+            return None
+        return int(w.top), list(w.words)
+
+    # ---- observability -----------------------------------------------------------------
+    def counters(self) -> dict[tuple[Verdict, Reason], tuple[int, int]]:
+        """Non-zero (verdict, reason) -> (packets, bytes), summed over CPUs."""
+        out: dict[tuple[Verdict, Reason], tuple[int, int]] = {}
+        per_cpu = (CounterValue * self.ncpus)()
+        nreasons = len(Reason)
+        for verdict in Verdict:
+            for reason in Reason:
+                slot = ctypes.c_uint32(int(verdict) * nreasons + int(reason))
+                libbpf.map_lookup(self.fd["warrant_counters"], slot, per_cpu)
+                packets = sum(c.packets for c in per_cpu)
+                if packets:
+                    out[(verdict, reason)] = (packets, sum(c.bytes for c in per_cpu))
+        return out
+
+    def events_lost(self) -> int:
+        """Events the ring buffer had no room for (user space drained too slowly)."""
+        return self._slot(len(Verdict) * len(Reason))
+
+    def events_suppressed(self) -> int:
+        """Events not emitted because a CPU spent its budget for the tick (a flood)."""
+        return self._slot(len(Verdict) * len(Reason) + 1)
+
+    def _slot(self, slot: int) -> int:
+        per_cpu = (CounterValue * self.ncpus)()
+        libbpf.map_lookup(self.fd["warrant_counters"], ctypes.c_uint32(slot), per_cpu)
+        return sum(c.packets for c in per_cpu)
+
+    def events(self, timeout_ms: int = 0) -> list[Event]:
+        """Drain the ring buffer (waiting up to timeout_ms for the first record)."""
+        if self._ring is None:
+            self._ring = libbpf.RingBuffer(self.fd["warrant_events"])
+        raw = self._ring.poll(timeout_ms) if timeout_ms else self._ring.consume()
+        return [Event.decode(r) for r in raw]
+
+
+class Datapath(MapView):
     """The loaded program pair (XDP and TC) and the maps they share."""
 
     def __init__(self, obj: libbpf.BpfObject, pin_root: str | None) -> None:
+        super().__init__({name: obj.map_fd(name) for name in MAPS})
         self.obj = obj
         self.pin_root = pin_root
-        self.fd = {name: obj.map_fd(name) for name in MAPS}
         self.xdp_fd = obj.program_fd("warrant_xdp")
         self.tc_fd = obj.program_fd("warrant_tc")
-        self.ncpus = libbpf.num_possible_cpus()
         self._offset_ns = 0  # kernel clock minus wall clock, ns
         self._frozen = False
         for name, struct_type in (
@@ -192,7 +263,6 @@ class Datapath:
                 raise libbpf.BpfError(
                     22, f"{name}: value is {vsize} bytes in C, {ctypes.sizeof(struct_type)} here"
                 )
-        self._ring: libbpf.RingBuffer | None = None
         self._filter_counts: dict[int, int] = {}
         self._installed: set[bytes] = set()
 
@@ -232,9 +302,7 @@ class Datapath:
         return dp
 
     def close(self) -> None:
-        if self._ring is not None:
-            self._ring.close()
-            self._ring = None
+        super().close()
         self.obj.close()
 
     def __enter__(self) -> Datapath:
@@ -321,6 +389,22 @@ class Datapath:
     def kernel_ns(self, wall: float) -> int:
         return to_kernel_ns(wall, self._offset_ns)
 
+    def kernel_now(self) -> int:
+        """The kernel clock's current reading (ns), as the program sees it."""
+        clock = self._clock()
+        return int(clock.now) if clock.frozen else _mono_coarse_ns()
+
+    def expire(self) -> list[bytes]:
+        """Remove every installed session whose lifetime is over; their ids."""
+        now = self.kernel_now()
+        ended = []
+        for sid in self.session_ids():
+            v = self.session(sid)
+            if v is not None and now >= v.expires_ns:
+                self.remove_session(sid)
+                ended.append(sid)
+        return ended
+
     # ---- sessions ----------------------------------------------------------------------
     def session_value(self, s: Session) -> SessionValue:
         if len(s.path) > MAX_HOPS:
@@ -393,59 +477,6 @@ class Datapath:
             bit = self._filter_bit(sid)
             self._filter_counts[bit] = self._filter_counts.get(bit, 0) + 1
         self._write_filter()
-
-    def session_ids(self) -> list[bytes]:
-        return [
-            k.value.to_bytes(8, "little")
-            for k in libbpf.map_keys(self.fd["warrant_sessions"], ctypes.c_uint64)
-        ]
-
-    def session(self, session_id: bytes) -> SessionValue | None:
-        v = SessionValue()
-        return v if libbpf.map_lookup(self.fd["warrant_sessions"], sid_key(session_id), v) else None
-
-    def window(self, session_id: bytes) -> tuple[int, list[int]] | None:
-        """(top, words) of a session's replay window, or None."""
-        w = ReplayValue()
-        if not libbpf.map_lookup(self.fd["warrant_replay"], sid_key(session_id), w):
-            return None
-        return int(w.top), list(w.words)
-
-    # ---- observability -----------------------------------------------------------------
-    def counters(self) -> dict[tuple[Verdict, Reason], tuple[int, int]]:
-        """Non-zero (verdict, reason) -> (packets, bytes), summed over CPUs."""
-        out: dict[tuple[Verdict, Reason], tuple[int, int]] = {}
-        per_cpu = (CounterValue * self.ncpus)()
-        nreasons = len(Reason)
-        for verdict in Verdict:
-            for reason in Reason:
-                slot = ctypes.c_uint32(int(verdict) * nreasons + int(reason))
-                libbpf.map_lookup(self.fd["warrant_counters"], slot, per_cpu)
-                packets = sum(c.packets for c in per_cpu)
-                if packets:
-                    out[(verdict, reason)] = (packets, sum(c.bytes for c in per_cpu))
-        return out
-
-    def events_lost(self) -> int:
-        """Events the ring buffer had no room for (user space drained too slowly)."""
-        return self._slot(len(Verdict) * len(Reason))
-
-    def events_suppressed(self) -> int:
-        """Events not emitted because a CPU spent its budget for the tick (a flood)."""
-        return self._slot(len(Verdict) * len(Reason) + 1)
-
-    def _slot(self, slot: int) -> int:
-        per_cpu = (CounterValue * self.ncpus)()
-        libbpf.map_lookup(self.fd["warrant_counters"], ctypes.c_uint32(slot), per_cpu)
-        return sum(c.packets for c in per_cpu)
-
-    def events(self, timeout_ms: int = 0) -> list[Event]:
-        """Drain the ring buffer (waiting up to timeout_ms for the first record)."""
-        if self._ring is None:
-            self._ring = libbpf.RingBuffer(self.fd["warrant_events"])
-        raw = self._ring.poll(timeout_ms) if timeout_ms else self._ring.consume()
-        return [Event.decode(r) for r in raw]
-
 
 def _mono_coarse_ns() -> int:
     return time.clock_gettime_ns(_CLOCK_MONOTONIC_COARSE)

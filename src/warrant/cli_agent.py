@@ -1,0 +1,73 @@
+"""CLI: `warrant agent`, the user-space half of the kernel datapath.
+
+    warrant agent --iface eth0 --policy policy.yaml --key receiver.sec --port 8443
+
+Loads the eBPF program (building it if needed), pins its maps under
+/sys/fs/bpf/warrant, attaches it to the interface (XDP, or TC ingress with
+--tc), then receives session openings on the Warrant port(s) and installs
+admitted sessions into the kernel.  Prints one JSON line per thing it does.
+Killing the agent leaves enforcement in place; `--detach` on exit removes it.
+See docs/datapath.md.
+"""
+
+from __future__ import annotations
+
+import signal
+import socket
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from . import keys
+from .admission import Policy
+
+
+def agent_cmd(
+    iface: Annotated[str, typer.Option("--iface", help="Interface to enforce on.")],
+    policy: Annotated[Path, typer.Option("--policy", metavar="POLICY.yaml", help="Admission policy.")],
+    key: Annotated[Path, typer.Option("--key", metavar="SEC", help="Receiver secret key file.")],
+    port: Annotated[
+        list[int] | None, typer.Option("--port", min=1, max=65535, help="Warrant UDP port (repeat).")
+    ] = None,
+    host: Annotated[str, typer.Option("--host", help="Address the Warrant sockets bind.")] = "0.0.0.0",
+    tc: Annotated[bool, typer.Option("--tc", help="Attach at TC ingress instead of XDP.")] = False,
+    xdp_mode: Annotated[str, typer.Option("--xdp-mode", help="auto, native or generic.")] = "auto",
+    pin_root: Annotated[str, typer.Option("--pin-root", help="bpffs directory for the maps.")] = (
+        "/sys/fs/bpf/warrant"
+    ),
+    events: Annotated[bool, typer.Option("--events", help="Print kernel verdict events.")] = False,
+    duration: Annotated[
+        float | None, typer.Option("--duration", help="Exit after this many seconds.")
+    ] = None,
+    detach: Annotated[bool, typer.Option("--detach", help="Remove the program on exit.")] = False,
+) -> None:
+    """Enforce Warrant in the kernel on IFACE and admit sessions from user space."""
+    from .datapath.agent import Agent
+
+    try:
+        ifindex = socket.if_nametoindex(iface)
+    except OSError:
+        raise ValueError(f"no interface {iface!r}") from None
+    receiver_key = keys.load_secret(key)
+    pol = Policy.load(policy)
+    mode = "tc" if tc else "xdp"
+    agent = Agent(receiver_key, pol, ifindex, port or [8443], host=host, attach=mode,
+                  xdp_mode=xdp_mode, pin_root=pin_root, events=events)  # fmt: skip
+
+    def stop(*_: object) -> None:
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, stop)
+    try:
+        agent.run(duration)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        agent.close(detach=detach, ifindex=ifindex, attach=mode)
+        print(f"agent stopped: {agent.stats}", file=sys.stderr)
+
+
+def register(app: typer.Typer) -> None:
+    app.command("agent")(agent_cmd)

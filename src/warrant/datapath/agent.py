@@ -1,0 +1,182 @@
+"""The datapath agent: user space for the kernel's fast path.
+
+The kernel decides every DATA packet (SPEC 6.1 steps 1-7) and passes INITs up.
+The agent owns the Warrant port's UDP socket.  On it arrive, by plain socket
+delivery, the INITs (the kernel passes them) and the DATA packets the kernel
+admitted.  The agent runs the Python `Receiver` on each datagram: an admitted
+INIT becomes a session installed into the kernel's maps; an admitted DATA
+packet is opened (AEAD) and its payload handed on with its authority.  Why
+plain socket delivery rather than a ring buffer or AF_XDP: INITs are rare
+(one per session), large (a credential chain of up to 4 KiB) and need a reply
+path (REJECT, COOKIE) from the Warrant port; the socket gives all three with no
+copy code in the kernel, and the kernel has already dropped everything that
+is not an INIT or an admitted packet of a live session, so the socket only
+sees work the agent must do anyway.
+
+State: maps are pinned (loader.PIN_ROOT), the program stays attached when the
+agent dies, and a restarted agent reopens the same maps: enforcement never
+stops.  The Python receiver's sessions are soft state: after a restart the
+kernel still admits DATA of live sessions, the agent cannot open their
+payloads (it lost the AEAD keys), answers UNKNOWN_SESSION with a REJECT, and
+the sender opens a new session (SPEC 6.4).
+"""
+
+from __future__ import annotations
+
+import json
+import select
+import socket
+import sys
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from typing import Any, TextIO
+
+import nacl.signing
+
+from ..admission import Policy
+from ..constants import MAX_DATAGRAM, Kind, Verdict
+from ..receiver import Outcome, Receiver
+from .loader import PIN_ROOT, Datapath, Event
+
+MAINTENANCE_S = 0.2  # expire sessions and drain kernel events this often
+
+
+@dataclass
+class AgentStats:
+    datagrams: int = 0
+    installed: int = 0
+    delivered: int = 0
+    expired: int = 0
+    kernel_events: int = 0
+    by_reason: dict[str, int] = field(default_factory=dict)
+
+
+class Agent:
+    def __init__(
+        self,
+        key: nacl.signing.SigningKey,
+        policy: Policy,
+        ifindex: int,
+        ports: Iterable[int],
+        *,
+        host: str = "0.0.0.0",
+        attach: str = "xdp",
+        xdp_mode: str = "auto",
+        pin_root: str = PIN_ROOT,
+        out: TextIO = sys.stdout,
+        events: bool = False,
+        deliver: Callable[[Outcome, tuple[str, int]], None] | None = None,
+    ) -> None:
+        self.ports = sorted(set(ports))
+        if not self.ports:
+            raise ValueError("at least one Warrant port is needed")
+        self.receiver = Receiver(key, policy, started_at=time.time())
+        self.dp = Datapath.open(pin_root=pin_root)
+        self.dp.set_ports(self.ports)
+        self.dp.set_time(None)  # live kernel clock: keeps running when the agent is gone
+        if attach == "tc":
+            self.dp.attach_tc(ifindex)
+        else:
+            self.dp.attach_xdp(ifindex, xdp_mode)
+        self.socks = []
+        for port in self.ports:
+            s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            s.bind((host, port))
+            self.socks.append(s)
+        self.out = out
+        self.events = events
+        self.deliver = deliver
+        self.stats = AgentStats()
+        self._emit("attached", ifindex=ifindex, mode=attach, ports=self.ports, pin_root=pin_root,
+                   reused_sessions=len(self.dp.session_ids()))  # fmt: skip
+
+    def _emit(self, what: str, **fields: Any) -> None:
+        self.out.write(json.dumps({"agent": what, "time": round(time.time(), 3), **fields}) + "\n")
+        self.out.flush()
+
+    # ---- one datagram ----------------------------------------------------------------------
+    def handle(self, sock: socket.socket, data: bytes, source: tuple[str, int]) -> Outcome:
+        port = sock.getsockname()[1]
+        now = time.time()
+        out = self.receiver.handle(data, source, port, now)
+        self.stats.datagrams += 1
+        self.stats.by_reason[out.reason.name] = self.stats.by_reason.get(out.reason.name, 0) + 1
+        self._emit(
+            "socket", kind=out.kind, verdict=out.verdict.name, reason=out.reason.name,
+            session_id=out.session_id.hex() if out.session_id else None, seq=out.seq,
+            source=f"{source[0]}:{source[1]}", port=port,
+        )  # fmt: skip
+        if out.reply is not None:
+            sock.sendto(out.reply, source)
+        if out.verdict != Verdict.ADMIT or out.session_id is None:
+            return out
+        if out.kind == Kind.INIT.name:
+            session = self.receiver.sessions.get(out.session_id)
+            if session is not None:
+                self.dp.install_session(session)
+                self.stats.installed += 1
+                self._emit("installed", session_id=session.session_id.hex(), port=session.port,
+                           hops=len(session.path), expires=session.expires)  # fmt: skip
+        if out.payload is not None:
+            self.stats.delivered += 1
+            if self.deliver is not None:
+                self.deliver(out, source)
+        return out
+
+    # ---- housekeeping ------------------------------------------------------------------------
+    def maintain(self) -> None:
+        now = time.time()
+        for s in self.receiver.sessions.expire(now):
+            self.dp.remove_session(s.session_id)
+            self.stats.expired += 1
+            self._emit("expired", session_id=s.session_id.hex())
+        for sid in self.dp.expire():  # also those installed by an earlier agent
+            self.stats.expired += 1
+            self._emit("expired", session_id=sid.hex())
+        evs = self.dp.events()
+        self.stats.kernel_events += len(evs)
+        if self.events:
+            for ev in evs:
+                self._emit("kernel", **_event_fields(ev))
+
+    def run(self, duration: float | None = None) -> None:
+        end = None if duration is None else time.monotonic() + duration
+        next_maintenance = 0.0
+        while end is None or time.monotonic() < end:
+            ready, _, _ = select.select(self.socks, [], [], MAINTENANCE_S)
+            for sock in ready:
+                try:
+                    data, source = sock.recvfrom(MAX_DATAGRAM)
+                except BlockingIOError:
+                    continue
+                self.handle(sock, data, source)
+            if time.monotonic() >= next_maintenance:
+                self.maintain()
+                next_maintenance = time.monotonic() + MAINTENANCE_S
+
+    def close(self, detach: bool = False, ifindex: int | None = None, attach: str = "xdp") -> None:
+        """Close sockets; enforcement stays unless detach=True."""
+        for s in self.socks:
+            s.close()
+        if detach and ifindex is not None:
+            if attach == "tc":
+                Datapath.detach_tc(ifindex)
+            else:
+                Datapath.detach_xdp(ifindex)
+        self.dp.close()
+
+
+def _event_fields(ev: Event) -> dict[str, Any]:
+    return {
+        "verdict": ev.verdict.name,
+        "reason": ev.reason.name,
+        "kind": ev.kind_name,
+        "session_id": ev.session_id.hex(),
+        "seq": ev.seq,
+        "source": f"{socket.inet_ntoa(ev.saddr)}:{ev.sport}",
+        "destination": f"{socket.inet_ntoa(ev.daddr)}:{ev.dport}",
+        "hops": ev.hop_count,
+        "length": ev.length,
+    }
