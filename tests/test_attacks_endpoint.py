@@ -643,6 +643,42 @@ def test_p3_bit_flip_in_every_byte_of_init(n_hops: int) -> None:
     admitted(judge(rx, genuine), b"first payload")
 
 
+def test_p3_bit_flip_in_every_byte_of_an_init_with_cookie() -> None:
+    """Under load the cookie MAC covers signed region, signature and payload (SPEC 8)."""
+    rx = receiver(policy(load_threshold=1, init_rate_per_source=1e9, init_burst=1e9))
+    s = sender()
+    out = dropped(judge(rx, s.open(b"first payload", NOW)), Reason.COOKIE_REQUIRED)
+    assert out.reply is not None
+    genuine = s.handle(out.reply, NOW)
+    assert genuine is not None
+    init = InitPacket.decode(genuine)
+    cookie_at = len(genuine) - 16
+    for offset, mutated in bit_flips(genuine):
+        out = judge(rx, mutated)
+        assert out.verdict == Verdict.DROP, f"flip at byte {offset} admitted"
+        if offset >= cookie_at:
+            assert out.reason == Reason.BAD_COOKIE
+        else:
+            base = init_flip_reasons(init, offset)
+            if base & {Reason.BAD_HOLDER_PROOF, Reason.BAD_PAYLOAD_AUTH}:
+                base = (base - {Reason.BAD_HOLDER_PROOF, Reason.BAD_PAYLOAD_AUTH}) | {Reason.BAD_COOKIE}
+            assert out.reason in base, (offset, out.reason.name)
+    admitted(judge(rx, genuine), b"first payload")
+
+
+def test_p3_cookie_mac_is_ignored_when_not_under_load() -> None:
+    """SPEC 6.2 step 6: the cookie MAC authenticates nothing; off load it is not even read.
+
+    An on-path attacker may rewrite it, and the receiver admits exactly what the sender sent.
+    """
+    rx = receiver()
+    opened = build_init()
+    garbage = dataclasses.replace(opened.init, cookie_mac=b"\xee" * 16).encode()
+    out = admitted(judge(rx, garbage), b"hello")
+    assert out.session_id == opened.sid
+    dropped(judge(rx, opened.packet), Reason.REPLAY)  # the same session either way
+
+
 def test_p3_data_sealed_with_another_sessions_key() -> None:
     rx = receiver()
     one = build_init(eph_secret=b"\x01" * 32)
