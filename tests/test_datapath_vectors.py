@@ -1,0 +1,101 @@
+"""vectors/packets.json through the loaded eBPF program (BPF_PROG_TEST_RUN).
+
+Each case gets a fresh datapath and a Python receiver built from the case's
+setup.  INITs go to the Python receiver (user space, as `warrant agent` does);
+the kernel must pass them up, and each admitted one is installed into the
+maps.  Every other datagram is wrapped in an Ethernet/IPv4/UDP frame (its
+source address and destination port) and run through the XDP program with the
+kernel clock frozen at the vector's time; the kernel's verdict must be the
+vector's `kernel.reason`.  Needs root and bpf(); skipped otherwise.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import socket
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from warrant import keys
+from warrant.admission import Policy
+from warrant.constants import Kind, Reason, Verdict
+from warrant.datapath.wire import udp_frame
+from warrant.receiver import Receiver
+from warrant.revocation import RevocationStore
+
+pytestmark = pytest.mark.root
+
+VECTORS = Path(__file__).resolve().parent.parent / "vectors" / "packets.json"
+DOC: dict[str, Any] = json.loads(VECTORS.read_text()) if VECTORS.exists() else {"cases": []}
+PREFIX = "warrant/vectors/packets/v1/"
+XDP_PASS, XDP_DROP = 2, 1
+
+
+def _receiver(setup: dict[str, Any]) -> Receiver:
+    labels = {k["label"]: keys.from_seed(bytes.fromhex(k["seed_hex"])) for k in DOC["keys"]}
+    policy = Policy.from_text(json.dumps(setup["policy"]), "<vector policy>")
+    store = RevocationStore()
+    for rl in setup["revocations_hex"]:
+        assert store.load(bytes.fromhex(rl), policy.trust)
+    count = [0]
+
+    def random(n: int) -> bytes:  # the vectors' SHAKE-256 stream
+        out = hashlib.shake_256(f"{PREFIX}{setup['random']}/{count[0]}".encode()).digest(n)
+        count[0] += 1
+        return out
+
+    return Receiver(labels[setup["key"]], policy, started_at=setup["started_at"],
+                    revocations=store, random=random)  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def runner():  # type: ignore[no-untyped-def]
+    if os.geteuid() != 0:
+        pytest.skip("needs root: loads eBPF programs (CI runs as root)")
+    try:
+        from warrant.datapath.loader import Datapath
+
+        Datapath.open(pin_root=None).close()
+    except Exception as exc:
+        pytest.skip(f"eBPF datapath unavailable here: {exc}")
+    return Datapath
+
+
+@pytest.mark.skipif(not DOC["cases"], reason="vectors/packets.json not present")
+@pytest.mark.parametrize("case", DOC["cases"], ids=[c["name"] for c in DOC["cases"]])
+def test_vector_case_in_the_kernel(runner, case: dict[str, Any]) -> None:  # type: ignore[no-untyped-def]
+    from warrant.datapath import libbpf
+
+    user = _receiver(case["receiver"])
+    ports = {p["dst_port"] for p in case["packets"]}
+    with runner.open(pin_root=None) as dp:
+        dp.set_ports(ports)
+        dp.set_config(admit_sample=1, pass_events=True, budget=False)
+        run = libbpf.TestRunner(dp.xdp_fd, 8192)
+        checked = 0
+        for i, p in enumerate(case["packets"]):
+            packet = bytes.fromhex(p["hex"])
+            where = f"{case['name']}#{i} ({p['note']})"
+            dp.set_time(p["now"])
+            frame = udp_frame(packet, p["dst_port"], sport=p["source"][1],
+                              src=socket.inet_aton(p["source"][0]))  # fmt: skip
+            retval, _ = run.run(frame)
+            (ev,) = dp.events()
+            if len(packet) >= 2 and packet[0] == 1 and packet[1] == Kind.INIT:
+                assert (retval, ev.verdict, ev.reason) == (XDP_PASS, Verdict.PASS, Reason.OK), where
+                out = user.handle(packet, (p["source"][0], p["source"][1]), p["dst_port"], p["now"])
+                if out.verdict == Verdict.ADMIT and out.session_id is not None:
+                    session = user.sessions.get(out.session_id)
+                    assert session is not None, where
+                    dp.install_session(session)
+                continue
+            want = Reason[p["kernel"]["reason"]]
+            assert ev.reason == want, f"{where}: kernel {ev.reason.name}, vector {want.name}"
+            verdict = Verdict.ADMIT if want == Reason.OK else Verdict.DROP
+            assert ev.verdict == verdict, where
+            assert retval == (XDP_PASS if verdict == Verdict.ADMIT else XDP_DROP), where
+            checked += 1
