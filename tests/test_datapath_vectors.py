@@ -31,6 +31,8 @@ pytestmark = pytest.mark.root
 
 VECTORS = Path(__file__).resolve().parent.parent / "vectors" / "packets.json"
 DOC: dict[str, Any] = json.loads(VECTORS.read_text()) if VECTORS.exists() else {"cases": []}
+HOPS = Path(__file__).resolve().parent.parent / "vectors" / "hops.json"
+HDOC: dict[str, Any] = json.loads(HOPS.read_text()) if HOPS.exists() else {"data_cases": []}
 PREFIX = "warrant/vectors/packets/v1/"
 XDP_PASS, XDP_DROP = 2, 1
 
@@ -99,3 +101,34 @@ def test_vector_case_in_the_kernel(runner, case: dict[str, Any]) -> None:  # typ
             assert ev.verdict == verdict, where
             assert retval == (XDP_PASS if verdict == Verdict.ADMIT else XDP_DROP), where
             checked += 1
+
+
+@pytest.mark.skipif(not HDOC["data_cases"], reason="vectors/hops.json not present")
+@pytest.mark.parametrize("case", HDOC["data_cases"], ids=[c["name"] for c in HDOC["data_cases"]])
+def test_hop_vector_in_the_kernel(runner, case: dict[str, Any]) -> None:  # type: ignore[no-untyped-def]
+    """vectors/hops.json DATA cases: the session through relay-a and relay-b, installed
+    from the Python receiver, then the case's packet through the XDP program."""
+    from warrant.datapath import libbpf
+
+    setup = HDOC["receiver"]
+    labels = {k["label"]: keys.from_seed(bytes.fromhex(k["seed_hex"])) for k in HDOC["keys"]}
+    policy = Policy.from_text(json.dumps(setup["policy"]), "<vector policy>")
+    user = Receiver(labels[setup["key"]], policy, started_at=float(setup["started_at"]))
+    source = (HDOC["source"][0], HDOC["source"][1])
+    now, port = HDOC["now"], setup["port"]
+    opened = user.handle(bytes.fromhex(HDOC["init"]["after_hex"][-1]), source, port, now)
+    assert opened.verdict == Verdict.ADMIT and opened.session_id is not None
+    session = user.sessions.get(opened.session_id)
+    assert session is not None and len(session.path) == 2
+    with runner.open(pin_root=None) as dp:
+        dp.set_ports([port])
+        dp.set_time(now)
+        dp.set_config(admit_sample=1, pass_events=True, budget=False)
+        dp.install_session(session)
+        frame = udp_frame(bytes.fromhex(case["packet_hex"]), port, sport=source[1],
+                          src=socket.inet_aton(source[0]))  # fmt: skip
+        retval, _ = libbpf.TestRunner(dp.xdp_fd, 8192).run(frame)
+        (ev,) = dp.events()
+    want = Reason[case["expect"]]  # every expectation here is a step 1-7 reason
+    assert (ev.reason, ev.verdict) == (want, Verdict.ADMIT if want == Reason.OK else Verdict.DROP)
+    assert retval == (XDP_PASS if want == Reason.OK else XDP_DROP)
