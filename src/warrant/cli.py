@@ -12,7 +12,16 @@ import typer
 from rich.console import Console
 from rich.markup import escape
 
-from . import cli_agent, cli_authority, cli_demo, cli_lab, cli_net, cli_observe, cli_relay
+from . import (
+    cli_agent,
+    cli_authority,
+    cli_demo,
+    cli_lab,
+    cli_net,
+    cli_observe,
+    cli_policy,
+    cli_relay,
+)
 from .errors import WarrantError
 from .keys import KeyFormatError
 
@@ -32,6 +41,7 @@ cli_agent.register(app)
 cli_demo.register(app)
 cli_lab.register(app)
 cli_observe.register(app)
+cli_policy.register(app)
 
 
 def _fail(message: str) -> None:
