@@ -13,6 +13,7 @@ from __future__ import annotations
 import hashlib
 import importlib.util
 import json
+import re
 import sys
 from pathlib import Path
 from types import ModuleType
@@ -241,3 +242,22 @@ def load_generator() -> ModuleType:
 
 def test_generator_reproduces_the_file() -> None:
     assert load_generator().render() == VECTORS.read_text()
+
+
+def test_spec_worked_example_matches_the_vectors() -> None:
+    """Every hex value and offset in SPEC.md 7.5 comes from these vectors."""
+    spec = (ROOT / "SPEC.md").read_text()
+    section = spec.split("### 7.5 Worked example", 1)[1].split("\n## ", 1)[0]
+    values = set(re.findall(r"`([0-9a-f]{8,32})`", section))
+    assert len(values) >= 10
+    final_init = DOC["init"]["after_hex"][-1]
+    final_data = DOC["data"]["after_hex"][-1]
+    known = json.dumps(DOC)
+    for v in values:
+        assert v in known, f"SPEC 7.5 value {v} is not in vectors/hops.json"
+    data = b(final_data)
+    assert (len(b(DOC["init"]["sent_hex"])), len(b(final_init)), len(data)) == (348, 560, 90)
+    assert data[36:40].hex() == "bf551f4e" and data[52:60].hex() == "c3f47d255498b903"
+    off = DOC["init"]["statements_offset"]
+    assert b(final_init)[off + 32 : off + 36].hex() == "bc90b6fd"
+    assert b(final_init)[off + 106 + 32 : off + 106 + 36].hex() == "2a42053c"

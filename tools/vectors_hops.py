@@ -471,6 +471,8 @@ def build() -> dict[str, Any]:
         (["b.net", "a.net"], {"required_domains": ["b.net"]}, {"via": ["a.net"]}, "OK"),
         (["a.net", "b.net", "c.net"], {"max_hops": 2, "forbidden_domains": ["c.net"]}, {}, "TOO_MANY_HOPS"),
         (["a.net", "c.net"], {"forbidden_domains": ["c.net"], "allowed_domains": ["a.net"]}, {}, "FORBIDDEN_DOMAIN"),
+        (["a.net", "c.net"], {"forbidden_domains": ["c.net"], "allowed_domains": ["b.net"]}, {}, "DOMAIN_NOT_ALLOWED"),
+        (["a.net", "c.net"], {"allowed_domains": ["a.net", "c.net"]}, {"not_via": ["c.net"], "max_hops": 2}, "FORBIDDEN_DOMAIN"),
     ]  # fmt: skip
 
     return {
