@@ -16,13 +16,13 @@ def register(app: typer.Typer) -> None:
         user_space: bool = typer.Option(
             True,
             "--user-space/--kernel",
-            help="Run on loopback in user space (no root, no XDP).",
+            help="User space on loopback (no root), or the kernel (XDP) in the namespace lab (root).",
         ),
         no_live: bool = typer.Option(False, "--no-live", help="Print the table once at the end."),
     ) -> None:
         """Run the scripted scenario: governed traffic, attacks, and why each verdict fell."""
         console = Console()
-        if not user_space:
-            raise typer.BadParameter("the kernel (XDP) mode is not available yet; use --user-space")
-        result = asyncio.run(demo.run_user_space(console, live=not no_live and console.is_terminal))
+        live = not no_live and console.is_terminal
+        runner = demo.run_user_space if user_space else demo.run_kernel
+        result = asyncio.run(runner(console, live=live))
         raise typer.Exit(0 if result.passed else 1)

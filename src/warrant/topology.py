@@ -14,8 +14,10 @@ Only addresses inside these namespaces are ever used.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import subprocess
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 PREFIX = "warrant-"
@@ -117,3 +119,20 @@ def status() -> dict[str, list[str]]:
         lines = _ip("-brief", "addr", ns=ns, check=False).stdout.splitlines()
         out[ns] = [" ".join(line.split()) for line in lines if not line.startswith("lo ")]
     return out
+
+
+@contextlib.contextmanager
+def entered(ns: str | None) -> Iterator[None]:
+    """Run the block in namespace `ns` (this thread only); sockets made there stay there.
+
+    None means "stay where we are"."""
+    if ns is None:
+        yield
+        return
+    from pyroute2 import netns
+
+    netns.pushns(ns)
+    try:
+        yield
+    finally:
+        netns.popns()
