@@ -24,6 +24,8 @@ from typing import Any, cast
 
 import nacl.signing
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from warrant import credential, keys
 from warrant.admission import Policy, PolicyModel
@@ -33,6 +35,7 @@ from warrant.hop import Relay
 from warrant.receiver import Claim, Receiver
 from warrant.relay import (
     NO_ROUTE,
+    SEND_ERROR,
     WRONG_DIRECTION,
     RelayCore,
     RelayServer,
@@ -305,12 +308,12 @@ def test_relay_shell_end_to_end_over_loopback(batch: bool) -> None:
             batch=batch,
         )
         tx = UdpSender()
-        st, _ = await loop.create_datagram_endpoint(lambda: tx, remote_addr=ra.listen_address[:2])
+        tx_t, _ = await loop.create_datagram_endpoint(lambda: tx, remote_addr=ra.listen_address[:2])
         try:
             s = w.sender()
-            st.sendto(s.open(b"first", time.time()))
+            tx_t.sendto(s.open(b"first", time.time()))
             for i in range(5):
-                st.sendto(s.seal(b"data %d" % i))
+                tx_t.sendto(s.seal(b"data %d" % i))
             await wait_for(lambda: len(rx.outcomes) == 6)
             assert [o.reason for o in rx.outcomes] == [Reason.OK] * 6
             hops = rx.outcomes[-1].authority.hops
@@ -319,17 +322,17 @@ def test_relay_shell_end_to_end_over_loopback(batch: bool) -> None:
 
             # The receiver loses its state: the REJECT travels back through both relays.
             rx.receiver.sessions = w.receiver().sessions
-            st.sendto(s.seal(b"after restart"))
+            tx_t.sendto(s.seal(b"after restart"))
             reply = await asyncio.wait_for(tx.replies.get(), 3)
             assert RejectPacket.decode(reply).reason == Reason.UNKNOWN_SESSION
             assert rb.stats.replies["REJECT"] == ra.stats.replies["REJECT"] == 1
             again = s.handle(reply, time.time())  # the sender answers with a fresh INIT
             assert again is not None and again[1] == Kind.INIT
-            st.sendto(again)
+            tx_t.sendto(again)
             await wait_for(lambda: len(rx.outcomes) == 8)
             assert rx.outcomes[-1].verdict == Verdict.ADMIT
         finally:
-            for t in (st, rt):
+            for t in (tx_t, rt):
                 t.close()
             ra.close()
             rb.close()
@@ -346,12 +349,12 @@ def test_relay_shell_counts_what_it_drops() -> None:
         w.port = rx.port
         ra = await RelayServer.start(relay_a(), ("127.0.0.1", 0), ("127.0.0.1", rx.port))
         tx = UdpSender()
-        st, _ = await loop.create_datagram_endpoint(lambda: tx, remote_addr=ra.listen_address[:2])
+        tx_t, _ = await loop.create_datagram_endpoint(lambda: tx, remote_addr=ra.listen_address[:2])
         try:
-            st.sendto(b"not warrant at all")
-            st.sendto(w.sender(first_hop=None).open(b"x", time.time()))  # names the receiver
-            st.sendto(RejectPacket(Reason.UNKNOWN_SESSION, bytes(8)).encode())
-            st.sendto(w.sender().open(b"ok", time.time()))
+            tx_t.sendto(b"not warrant at all")
+            tx_t.sendto(w.sender(first_hop=None).open(b"x", time.time()))  # names the receiver
+            tx_t.sendto(RejectPacket(Reason.UNKNOWN_SESSION, bytes(8)).encode())
+            tx_t.sendto(w.sender().open(b"ok", time.time()))
             await wait_for(lambda: len(rx.outcomes) == 1)
             await wait_for(lambda: sum(ra.stats.dropped.values()) == 3)
             assert ra.stats.dropped == {
@@ -361,7 +364,7 @@ def test_relay_shell_counts_what_it_drops() -> None:
             }
             assert rx.outcomes[0].verdict == Verdict.ADMIT
         finally:
-            for t in (st, rt):
+            for t in (tx_t, rt):
                 t.close()
             ra.close()
 
@@ -480,3 +483,57 @@ def test_cli_bad_input_is_one_line_exit_2(
     lines = done.stderr.strip().splitlines()
     assert len(lines) == 1 and "Traceback" not in done.stderr, done.stderr
     assert lines[0].startswith("error ") and message in lines[0], lines[0]
+
+
+def test_unreachable_next_hop_is_counted_not_fatal() -> None:
+    """ICMP port unreachable from the next hop: counted as SEND_ERROR, the relay goes on."""
+
+    async def body() -> None:
+        import socket
+
+        probe = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        probe.bind(("127.0.0.1", 0))
+        dead = probe.getsockname()
+        probe.close()  # nobody listens there now
+        w = World()
+        ra = await RelayServer.start(relay_a(), ("127.0.0.1", 0), dead)
+        loop = asyncio.get_running_loop()
+        tx_t, _ = await loop.create_datagram_endpoint(
+            asyncio.DatagramProtocol, remote_addr=ra.listen_address[:2]
+        )
+        try:
+            s = w.sender()
+            tx_t.sendto(s.open(b"x", time.time()))
+            for _ in range(5):
+                await asyncio.sleep(0.02)
+                tx_t.sendto(s.seal(b"y"))
+            await wait_for(lambda: ra.stats.forwarded["DATA"] == 5)
+            await wait_for(lambda: ra.stats.dropped.get(SEND_ERROR, 0) >= 1)
+        finally:
+            tx_t.close()
+            ra.close()
+
+    run(body)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.binary(max_size=200))
+def test_relay_core_never_raises_on_arbitrary_bytes(data: bytes) -> None:
+    core = RelayCore(relay_a())
+    out = core.from_sender(data, ("10.0.0.1", 1))
+    assert out is None or len(out) > len(data)
+    assert core.from_forward(data) is None  # no session was ever carried
+    assert sum(core.stats.dropped.values()) + sum(core.stats.forwarded.values()) >= 1
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.integers(0, 200), st.integers(0, 255))
+def test_relay_core_never_raises_on_mutated_packets(pos: int, value: int) -> None:
+    w = World(now=1_800_000_000)
+    s = w.sender()
+    core = RelayCore(relay_a())
+    for packet in (s.open(b"payload", w.now), s.seal(b"data")):
+        if pos < len(packet):
+            packet = packet[:pos] + bytes([value]) + packet[pos + 1 :]
+        out = core.from_sender(packet, ("10.0.0.1", 1))
+        assert out is None or out[2] == packet[2] + 1

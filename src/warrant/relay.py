@@ -14,9 +14,18 @@ reason.  The relay holds no session state beyond that map and the hop-key
 cache inside `hop.Relay`; losing either costs nothing but a recomputation
 (or one unanswered REJECT, which the sender's next INIT repairs).
 
-Note on addresses: the receiver sees every session arriving through this
+Notes on addresses.  The receiver sees every session arriving through this
 relay from the forward socket's address, so per-source limits at the
-receiver (session openings, REJECTs) apply to the relay as a whole.
+receiver (session openings, REJECTs, cookies) apply to the relay as a whole.
+The reply route of a session follows the latest address its packets came
+from, so a sender that moves keeps getting its REJECTs (P11).  The relay
+cannot authenticate DATA, so whoever knows a session id (an on-path
+observer) can point that route at itself and divert the session's REJECT and
+COOKIE replies; both are unauthenticated hints that an on-path attacker can
+suppress anyway, and they never change a verdict.
+
+The shell is sans-I/O at its core (`RelayCore`) and thin around it
+(`RelayServer`); `warrant relay` (cli_relay.py) runs it.
 """
 
 from __future__ import annotations
