@@ -44,6 +44,7 @@ _DATA_HEAD = struct.Struct(">BBBB8sQ16s")  # version kind hops flags sid seq mac
 _INIT_HEAD = struct.Struct(">BBBB8s4sQ32sHHHH4s")
 _REJECT = struct.Struct(">BBBB8sI")
 _HOP = struct.Struct(">4s8s")
+_KIND_DATA = int(Kind.DATA)
 
 assert _DATA_HEAD.size == DATA_HEADER_LEN
 assert _INIT_HEAD.size == INIT_FIXED_LEN
@@ -110,7 +111,11 @@ class DataPacket:
 
     @classmethod
     def decode(cls, packet: bytes) -> DataPacket:
-        if peek_kind(packet) != Kind.DATA:
+        # Hot path (every DATA packet): same checks, order, reasons and messages as
+        # peek_kind followed by the DATA checks, with the common case tested first.
+        if (
+            len(packet) < COMMON_HEADER_LEN or packet[0] != VERSION or packet[1] != _KIND_DATA
+        ) and peek_kind(packet) != Kind.DATA:
             raise WarrantError(Reason.UNKNOWN_KIND, "not a DATA packet")
         hop_count, flags = packet[OFF_HOP_COUNT], packet[3]
         if hop_count > MAX_HOPS:
@@ -121,12 +126,21 @@ class DataPacket:
         if len(packet) < need:
             raise _truncated(f"DATA with {hop_count} hops needs {need} bytes, got {len(packet)}")
         _, _, _, _, sid, seq, mac = _DATA_HEAD.unpack_from(packet)
-        hops = tuple(
-            HopRecord(*_HOP.unpack_from(packet, OFF_HOPS + i * HOP_RECORD_LEN))
-            for i in range(hop_count)
+        if hop_count:
+            hops = tuple(
+                HopRecord(*_HOP.unpack_from(packet, OFF_HOPS + i * HOP_RECORD_LEN))
+                for i in range(hop_count)
+            )
+            body = packet[DATA_HEADER_LEN + hop_count * HOP_RECORD_LEN :]
+        else:
+            hops, body = (), packet[DATA_HEADER_LEN:]
+        # The dataclass is frozen; filling __dict__ directly builds the same object as
+        # cls(sid, seq, mac, hops, body, flags) without six object.__setattr__ calls.
+        obj = object.__new__(cls)
+        obj.__dict__.update(
+            session_id=sid, seq=seq, mac=mac, hops=hops, ciphertext=body, flags=flags
         )
-        body = packet[DATA_HEADER_LEN + hop_count * HOP_RECORD_LEN :]
-        return cls(sid, seq, mac, hops, body, flags)
+        return obj
 
 
 def data_origin_mac(packet: bytes) -> bytes:
