@@ -30,10 +30,10 @@ program cannot be attached, one socket carries everything and INITs beyond the
 backlog are dropped by the shell with `RATE_LIMITED` ("session-opening backlog
 full"), with a flow record like every other verdict.
 
-Order.  A sender may put DATA right behind its INIT.  A DATA packet for a
-session the receiver does not know yet first pulls the INITs already waiting
-into the backlog; if its own INIT is among them, it waits for it (at most
-`HOLD_MAX` per session) instead of being refused with UNKNOWN_SESSION.
+Order.  A sender may put DATA right behind its INIT.  Every batch of DATA first
+pulls the INITs already waiting into the backlog; a DATA packet whose own INIT
+is in the backlog waits for it (at most `HOLD_MAX` per session) instead of
+being refused with UNKNOWN_SESSION.
 
 Backpressure.  Admitted payloads wait for the application in a queue of at
 most `max_pending`; when it is full the listener stops reading (the kernel
@@ -158,7 +158,6 @@ class Listener:
         self._queued: dict[bytes, int] = {}  # session id -> INITs in the backlog
         self._held: dict[bytes, list[tuple[bytes, Address]]] = {}  # DATA waiting for its INIT
         self._init_scheduled = False
-        self._pulled = 0.0
         self._transport: asyncio.DatagramTransport | None = None
         self._batched = False
         self._reading = False
@@ -274,6 +273,8 @@ class Listener:
         route = self._route
         v6 = self._v6
         now = time.time()
+        if self._init_sock is not None and self._reading_inits:
+            self._pull_inits(now)  # INITs sent before this DATA are queued before it is judged
         n = 0
         try:
             while n < BATCH:
@@ -326,18 +327,14 @@ class Listener:
             sid = data[4:12]
             self._queued[sid] = self._queued.get(sid, 0) + 1
             return
-        if (self._queued or self._init_sock is not None) and len(data) >= 12:
+        if self._queued and len(data) >= 12:
             # DATA sent right behind its INIT waits for it: no reordering, no lost first packets.
             sid = data[4:12]
-            if self.receiver.sessions.get(sid) is None:
-                if self._init_sock is not None and sid not in self._queued and now != self._pulled:
-                    self._pulled = now  # at most one pull per batch
-                    self._pull_inits(now)
-                if sid in self._queued:
-                    held = self._held.setdefault(sid, [])
-                    if len(held) < HOLD_MAX:
-                        held.append((data, addr))
-                        return
+            if sid in self._queued and self.receiver.sessions.get(sid) is None:
+                held = self._held.setdefault(sid, [])
+                if len(held) < HOLD_MAX:
+                    held.append((data, addr))
+                    return
         self._outcome(self.receiver.handle(data, addr, self._port, now), addr, now)
 
     def _outcome(self, out: Outcome, addr: Address, now: float) -> None:
