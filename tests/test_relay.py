@@ -176,6 +176,26 @@ def test_replies_are_routed_to_the_sender_of_their_session() -> None:
     assert core.stats.replies == {"REJECT": 1, "COOKIE": 1}
 
 
+def test_session_openings_are_metered_per_source_data_never() -> None:
+    w = World()
+    clock = [100.0]
+    core = RelayCore(relay_a(), init_rate=1.0, clock=lambda: clock[0])  # burst 2
+    s = w.sender()
+    a, b = ("10.0.0.1", 5000), ("10.0.0.2", 5000)
+    results = [core.from_sender(s.open(None, w.now), a) is not None for _ in range(3)]
+    assert results == [True, True, False]
+    assert core.from_sender(w.sender().open(None, w.now), b) is not None  # another source
+    assert all(core.from_sender(s.seal(b"d"), a) is not None for _ in range(50))
+    clock[0] += 1.0
+    assert core.from_sender(s.open(None, w.now), a) is not None  # refilled
+    assert core.stats.dropped == {"RATE_LIMITED": 1}
+    assert core.stats.forwarded == {"INIT": 4, "DATA": 50}
+    unlimited = RelayCore(relay_a(), init_rate=None)
+    assert all(unlimited.from_sender(s.open(None, w.now), a) for _ in range(500))
+    with pytest.raises(ValueError):
+        RelayCore(relay_a(), init_rate=0)
+
+
 @pytest.mark.parametrize(
     ("packet", "reason"),
     [

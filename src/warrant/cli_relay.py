@@ -25,7 +25,15 @@ from rich.markup import escape
 
 from .errors import WarrantError
 from .keys import KeyFormatError
-from .relay import DEFAULT_MAX_SESSIONS, RelayServer, describe, make_relay, parse_hostport, run
+from .relay import (
+    DEFAULT_INIT_RATE,
+    DEFAULT_MAX_SESSIONS,
+    RelayServer,
+    describe,
+    make_relay,
+    parse_hostport,
+    run,
+)
 from .relay import log as relay_log
 from .rights import check_domain
 
@@ -65,6 +73,15 @@ def relay_command(
         int,
         typer.Option("--max-sessions", min=1, help="Sessions whose replies are routed back."),
     ] = DEFAULT_MAX_SESSIONS,
+    init_rate: Annotated[
+        float,
+        typer.Option(
+            "--init-rate",
+            min=0,
+            metavar="PER_S",
+            help="Session openings per second per source address (0: no limit).",
+        ),
+    ] = DEFAULT_INIT_RATE,
     verbose: Annotated[bool, typer.Option("-v", "--verbose", help="Log every drop.")] = False,
 ) -> None:
     """Forward Warrant packets, appending this relay's hop; route replies back."""
@@ -99,7 +116,13 @@ def relay_command(
             print(describe(server), file=sys.stderr, flush=True)
 
         stats = await run(
-            relay, listen_addr, forward_addr, max_sessions=max_sessions, ready=ready, stop=stop
+            relay,
+            listen_addr,
+            forward_addr,
+            max_sessions=max_sessions,
+            init_rate=init_rate or None,
+            ready=ready,
+            stop=stop,
         )
         return stats.as_dict()
 

@@ -34,6 +34,7 @@ import asyncio
 import contextlib
 import logging
 import socket
+import time
 from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -54,16 +55,19 @@ from .constants import (
 )
 from .errors import WarrantError
 from .hop import Relay
+from .ratelimit import KeyedLimiter
 
 log = logging.getLogger("warrant.relay")
 
 Address = tuple[Any, ...]  # (host, port) for IPv4, (host, port, flow, scope) for IPv6
 
 DEFAULT_MAX_SESSIONS = 65536
+DEFAULT_INIT_RATE = 200.0  # session openings per second per source address (burst: twice that)
 BATCH = 256  # datagrams read per wakeup on the batched path
 RCVBUF = 4 << 20  # requested listen-socket receive buffer (the kernel caps it at rmem_max)
 _REPLY_LEN = {Kind.REJECT: REJECT_LEN, Kind.COOKIE: COOKIE_PACKET_LEN}
-_REQUESTS = {int(Kind.INIT): "INIT", int(Kind.DATA): "DATA"}  # kinds relayed towards the receiver
+_INIT = int(Kind.INIT)
+_REQUESTS = {_INIT: "INIT", int(Kind.DATA): "DATA"}  # kinds relayed towards the receiver
 
 
 @dataclass
@@ -94,18 +98,40 @@ SEND_ERROR = "SEND_ERROR"  # the OS refused to send (ICMP unreachable and simila
 class RelayCore:
     """The relay's decisions, without sockets: what to forward, which replies go where."""
 
-    def __init__(self, relay: Relay, max_sessions: int = DEFAULT_MAX_SESSIONS) -> None:
+    def __init__(
+        self,
+        relay: Relay,
+        max_sessions: int = DEFAULT_MAX_SESSIONS,
+        *,
+        init_rate: float | None = DEFAULT_INIT_RATE,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         if max_sessions < 1:
             raise ValueError("max_sessions must be at least 1")
+        if init_rate is not None and init_rate <= 0:
+            raise ValueError("init_rate must be positive (or None for no limit)")
         self.relay = relay
         self.max_sessions = max_sessions
         self.stats = RelayStats()
         self._senders: OrderedDict[bytes, Address] = OrderedDict()
+        # Each INIT costs this relay an Ed25519 signature: openings are metered per source
+        # address before any work is done (DATA is never metered).
+        self._init_limiter = (
+            KeyedLimiter(init_rate, 2 * init_rate) if init_rate is not None else None
+        )
+        self._clock = clock
 
     def from_sender(self, packet: bytes, source: Address) -> bytes | None:
         """A datagram from the listen side: the packet to forward, or None (dropped)."""
         if len(packet) < COMMON_HEADER_LEN or packet[0] != VERSION or packet[1] not in _REQUESTS:
             self._refuse(packet, source)
+            return None
+        if (
+            packet[1] == _INIT
+            and self._init_limiter is not None
+            and not self._init_limiter.take(source[0], self._clock())
+        ):
+            self._drop(Reason.RATE_LIMITED.name, source, "too many session openings")
             return None
         try:
             out = self.relay.forward(packet)
@@ -235,13 +261,14 @@ class RelayServer:
         forward: tuple[str, int],
         *,
         max_sessions: int = DEFAULT_MAX_SESSIONS,
+        init_rate: float | None = DEFAULT_INIT_RATE,
         listen_sock: socket.socket | None = None,
         forward_sock: socket.socket | None = None,
         batch: bool = True,
     ) -> RelayServer:
         """Bind the listen socket and connect the forward socket (or adopt given sockets)."""
         loop = asyncio.get_running_loop()
-        core = RelayCore(relay, max_sessions)
+        core = RelayCore(relay, max_sessions, init_rate=init_rate)
         owned: list[socket.socket] = []
         try:
             if forward_sock is None:
@@ -431,11 +458,14 @@ async def run(
     forward: tuple[str, int],
     *,
     max_sessions: int = DEFAULT_MAX_SESSIONS,
+    init_rate: float | None = DEFAULT_INIT_RATE,
     ready: Callable[[RelayServer], None] | None = None,
     stop: asyncio.Event | None = None,
 ) -> RelayStats:
     """Serve until `stop` is set (or the task is cancelled); return the counters."""
-    server = await RelayServer.start(relay, listen, forward, max_sessions=max_sessions)
+    server = await RelayServer.start(
+        relay, listen, forward, max_sessions=max_sessions, init_rate=init_rate
+    )
     try:
         if ready is not None:
             ready(server)
