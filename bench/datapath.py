@@ -83,6 +83,11 @@ class Bench:
         self.dp.set_ports([PORT])
         self.dp.set_time(T0)
         self.dp.set_config()  # production defaults: drop events, 1 admit in 64, event budget
+        # Flood regime for REJECTs too: every CPU's REJECT bucket empty (bpf/reject.h), so
+        # unknown-session drops are measured as silent drops.  (A REJECT rewrites the frame
+        # in place, so a repeated run could not measure it anyway: the second run would see
+        # the REJECT.)
+        self.dp.set_reject_bucket(to_kernel_ns(T0, 0) + (1 << 62))
         self.lab = Lab(T0, ports=(PORT,), relays=4)
         self.flows = {h: self.lab.open(h) for h in (0, 1, 4)}
         self.victim = self.lab.open(1)  # bad-MAC cases

@@ -2,8 +2,9 @@
  *
  *   warrant_counters  per-CPU array indexed by verdict * REASON_COUNT + reason
  *                     (verdicts ADMIT 0, DROP 1, PASS 2 as in constants.Verdict),
- *                     {packets, bytes}; two extra slots count events the ring
- *                     buffer could not take and events the budget suppressed.
+ *                     {packets, bytes}; four extra slots count events the ring
+ *                     buffer could not take, events the budget suppressed,
+ *                     REJECTs sent and REJECTs the rate limit withheld (reject.h).
  *   warrant_events    ring buffer of struct warrant_event: every drop, one admit
  *                     in DP_ADMIT_SAMPLE (per CPU), PASS verdicts only when the
  *                     config asks; at most DP_EVENT_BUDGET per tick per CPU.
@@ -24,7 +25,9 @@
 #define WARRANT_VERDICTS 3
 #define WARRANT_COUNTER_EVENTS_LOST (WARRANT_VERDICTS * WARRANT_REASON_COUNT)
 #define WARRANT_COUNTER_EVENTS_SUPPRESSED (WARRANT_COUNTER_EVENTS_LOST + 1)
-#define WARRANT_COUNTER_SLOTS (WARRANT_COUNTER_EVENTS_SUPPRESSED + 1)
+#define WARRANT_COUNTER_REJECTS_SENT (WARRANT_COUNTER_EVENTS_SUPPRESSED + 1)
+#define WARRANT_COUNTER_REJECTS_LIMITED (WARRANT_COUNTER_REJECTS_SENT + 1)
+#define WARRANT_COUNTER_SLOTS (WARRANT_COUNTER_REJECTS_LIMITED + 1)
 
 #define WARRANT_CONFIG_PASS_EVENTS 0x1    /* events for PASS verdicts too (tests) */
 #define WARRANT_CONFIG_NO_DROP_EVENTS 0x2 /* counters only for drops */

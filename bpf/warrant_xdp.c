@@ -10,6 +10,9 @@
  *   ADMIT (DATA passed steps 1-7, seq recorded) -> XDP_PASS / TC_ACT_OK
  *   PASS  (INIT for user space, NOT_WARRANT)   -> XDP_PASS / TC_ACT_OK
  *   DROP  (everything else)                    -> XDP_DROP / TC_ACT_SHOT
+ *   DROP  UNKNOWN_SESSION or SESSION_EXPIRED, within the REJECT rate:
+ *         the frame becomes the REJECT (reject.h) -> XDP_TX / bpf_redirect to
+ *         the ingress interface (TC_ACT_REDIRECT)
  */
 #include <linux/types.h>
 #include <linux/bpf.h>
@@ -23,6 +26,7 @@
 #include "mac.h"
 #include "hop.h"
 #include "verdict.h"
+#include "reject.h"
 
 char LICENSE[] SEC("license") = "GPL";
 
@@ -82,31 +86,30 @@ static __always_inline int warrant_check_data(struct warrant_data *d, __u8 *data
 
 /* The whole decision for one frame.  Returns a verdict; ev holds reason and context. */
 static __always_inline int warrant_decide(__u8 *data, __u8 *data_end, __u32 pkt_len,
-					  struct warrant_event *ev)
+					  struct warrant_event *ev, struct warrant_frame *f)
 {
-	struct warrant_frame f;
 	struct warrant_data d;
 	int reason;
 
-	reason = warrant_parse_frame(data, data_end, pkt_len, &f);
+	reason = warrant_parse_frame(data, data_end, pkt_len, f);
 	if (reason == WARRANT_REASON_NOT_WARRANT) {
 		ev->reason = reason;
 		return WARRANT_VERDICT_PASS;
 	}
-	ev->saddr = f.saddr;
-	ev->daddr = f.daddr;
-	ev->sport = f.sport;
-	ev->dport = f.dport;
+	ev->saddr = f->saddr;
+	ev->daddr = f->daddr;
+	ev->sport = f->sport;
+	ev->dport = f->dport;
 	if (reason != WARRANT_REASON_OK) {
 		ev->reason = reason;
 		return WARRANT_VERDICT_DROP;
 	}
-	ev->saddr = f.saddr;
-	ev->len = f.len;
+	ev->saddr = f->saddr;
+	ev->len = f->len;
 
 	d.kind = 0;
 	d.hop_count = 0;
-	reason = warrant_parse_data(f.payload, f.len, data_end, &d);
+	reason = warrant_parse_data(f->payload, f->len, data_end, &d);
 	ev->kind = d.kind;
 	if (reason != WARRANT_REASON_OK) {
 		ev->reason = reason;
@@ -119,17 +122,36 @@ static __always_inline int warrant_decide(__u8 *data, __u8 *data_end, __u32 pkt_
 	ev->session_id = d.session_id;
 	ev->seq = d.seq;
 	ev->hop_count = d.hop_count;
-	reason = warrant_check_data(&d, data_end, f.dport, ev);
+	reason = warrant_check_data(&d, data_end, f->dport, ev);
 	ev->reason = reason;
 	return reason == WARRANT_REASON_OK ? WARRANT_VERDICT_ADMIT : WARRANT_VERDICT_DROP;
 }
 
-static __always_inline int warrant_run(__u8 *data, __u8 *data_end, __u32 pkt_len)
+/* Decide and account.  Returns the verdict; when the drop is to be answered with a
+ * REJECT (reject.h: the reason asks for one and this CPU's bucket has a token), the
+ * frame has been rewritten into it and *reject_len is its new length. */
+static __always_inline int warrant_run(__u8 *data, __u8 *data_end, __u32 pkt_len,
+				       __u32 *reject_len)
 {
 	struct warrant_event ev = {};
-	int verdict = warrant_decide(data, data_end, pkt_len, &ev);
+	struct warrant_frame f = {};
+	int verdict = warrant_decide(data, data_end, pkt_len, &ev, &f);
 	ev.verdict = verdict;
+	*reject_len = 0;
+	if (!warrant_reject_wanted(ev.verdict, ev.reason)) {
+		warrant_account(&ev, pkt_len);
+		return verdict;
+	}
+	if (!ev.time_ns)
+		ev.time_ns = warrant_now(); /* read once: the event budget and the bucket share it */
 	warrant_account(&ev, pkt_len);
+	if (!warrant_reject_allowed(ev.time_ns)) {
+		warrant_count_slot(WARRANT_COUNTER_REJECTS_LIMITED);
+		return verdict;
+	}
+	*reject_len = warrant_reject_rewrite(data, data_end, &f, ev.reason);
+	if (*reject_len)
+		warrant_count_slot(WARRANT_COUNTER_REJECTS_SENT);
 	return verdict;
 }
 
@@ -138,7 +160,14 @@ int warrant_xdp(struct xdp_md *ctx)
 {
 	__u8 *data = (__u8 *)(long)ctx->data;
 	__u8 *data_end = (__u8 *)(long)ctx->data_end;
-	int verdict = warrant_run(data, data_end, (__u32)(data_end - data));
+	__u32 reject_len;
+	int verdict = warrant_run(data, data_end, (__u32)(data_end - data), &reject_len);
+	if (reject_len) {
+		/* the REJECT is at the front of the frame; cut the rest and send it back */
+		if (bpf_xdp_adjust_tail(ctx, (int)reject_len - (int)(data_end - data)))
+			return XDP_DROP;
+		return XDP_TX;
+	}
 	return verdict == WARRANT_VERDICT_DROP ? XDP_DROP : XDP_PASS;
 }
 
@@ -155,6 +184,15 @@ int warrant_tc(struct __sk_buff *skb)
 	bpf_skb_pull_data(skb, len < WARRANT_TC_PULL ? len : WARRANT_TC_PULL);
 	__u8 *data = (__u8 *)(long)skb->data;
 	__u8 *data_end = (__u8 *)(long)skb->data_end;
-	int verdict = warrant_run(data, data_end, len);
+	__u32 reject_len;
+	int verdict = warrant_run(data, data_end, len, &reject_len);
+	if (reject_len) {
+		/* Cut after the REJECT and send it out of the interface it came in on
+		 * (egress): the TC analogue of XDP_TX.  A redirect rather than a clone:
+		 * the DATA is dropped anyway, so its skb can carry the reply. */
+		if (bpf_skb_change_tail(skb, reject_len, 0))
+			return TC_ACT_SHOT;
+		return bpf_redirect(skb->ifindex, 0);
+	}
 	return verdict == WARRANT_VERDICT_DROP ? TC_ACT_SHOT : TC_ACT_OK;
 }

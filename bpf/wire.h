@@ -61,6 +61,7 @@ static __always_inline int warrant_is_port(__u16 port)
 
 /* Where a frame's Warrant packet is, and the addressing around it. */
 struct warrant_frame {
+	__u32 l3_off;     /* offset of the IPv4 header: 14, or 18 after a VLAN tag */
 	__u8 *payload;    /* first byte of the UDP payload (the Warrant packet) */
 	__u32 len;        /* UDP payload length from the UDP header */
 	__u32 saddr;      /* IPv4 source, network order */
@@ -128,6 +129,7 @@ static __always_inline int warrant_parse_frame(__u8 *data, __u8 *data_end, __u32
 		return WARRANT_REASON_MALFORMED;
 	if (ulen < WARRANT_UDP_HLEN || ulen > tot - WARRANT_IPV4_HLEN)
 		return WARRANT_REASON_MALFORMED;
+	f->l3_off = l3;
 	f->payload = (__u8 *)udp + WARRANT_UDP_HLEN;
 	f->len = ulen - WARRANT_UDP_HLEN;
 	f->saddr = ip->saddr;

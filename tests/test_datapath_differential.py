@@ -31,15 +31,17 @@ from warrant.constants import (
 )
 from warrant.datapath import wire as dpwire
 from warrant.datapath.lab import Flow, Lab
-from warrant.datapath.reference import KernelReference, KernelVerdict
+from warrant.datapath.reference import REJECT_REASONS, KernelReference, KernelVerdict
 from warrant.mac import header_mac
-from warrant.wire import DataPacket
+from warrant.wire import DataPacket, RejectPacket
 
 pytestmark = pytest.mark.root
 
 PORT, OTHER_WARRANT_PORT, PLAIN_PORT = 4433, 4434, 5353
 XDP_ACTION = {Verdict.ADMIT: 2, Verdict.PASS: 2, Verdict.DROP: 1}  # XDP_PASS, XDP_DROP
 TC_ACTION = {Verdict.ADMIT: 0, Verdict.PASS: 0, Verdict.DROP: 2}  # TC_ACT_OK, TC_ACT_SHOT
+XDP_TX, TC_ACT_REDIRECT = 3, 7  # a drop answered with a REJECT built in place
+REPLY_ACTION = {id(XDP_ACTION): XDP_TX, id(TC_ACTION): TC_ACT_REDIRECT}
 SEED = int(os.environ.get("WARRANT_DP_SEED", "20261130"))
 T0 = 1_800_000_000
 
@@ -61,8 +63,15 @@ def dp():  # type: ignore[no-untyped-def]
     d.set_ports([PORT, OTHER_WARRANT_PORT])
     # one event per frame, so that every reason is visible
     d.set_config(admit_sample=1, pass_events=True, budget=False)
-    yield d
-    d.close()
+    # The REJECT bucket is per CPU and BPF_PROG_TEST_RUN runs on the caller's CPU: one
+    # CPU for the whole test, so that the reference's single bucket is the kernel's.
+    cpus = os.sched_getaffinity(0)
+    os.sched_setaffinity(0, {min(cpus)})
+    try:
+        yield d
+    finally:
+        os.sched_setaffinity(0, cpus)
+        d.close()
 
 
 # ---- packet generation -------------------------------------------------------------------
@@ -304,7 +313,7 @@ def run_differential(dp, prog_fd: int, actions: dict[Verdict, int], seed: int, t
     rng = random.Random(seed)
     w, ref = make_world(dp, seed, {PORT, OTHER_WARRANT_PORT})
     dp.set_time(w.now)
-    runner = libbpf.TestRunner(prog_fd, 4096)
+    runner = libbpf.TestRunner(prog_fd, 4096, data_out=True)
     stream = generate(w, rng)
     seen: Counter[tuple[str, str]] = Counter()
     done = 0
@@ -321,6 +330,17 @@ def run_differential(dp, prog_fd: int, actions: dict[Verdict, int], seed: int, t
                 seen[(cat, "refused by test run")] += 1
                 continue
             want = ref.decide(frame, w.now)
+            if want.reply is not None:  # the kernel must have sent exactly this REJECT
+                got_frame = runner.output()
+                if retval != REPLY_ACTION[id(actions)] or got_frame != want.reply:
+                    raise AssertionError(
+                        _describe(seed, done, cat, frame, want, (retval, "reply")) +
+                        f"\nreply: kernel {got_frame.hex()}\n     reference {want.reply.hex()}"
+                    )  # fmt: skip
+                seen[(cat, "REJECT sent")] += 1
+                retval = actions[Verdict.DROP]  # the DATA itself is dropped
+            elif want.verdict == Verdict.DROP and want.reason in REJECT_REASONS:
+                seen[(cat, "REJECT limited")] += 1
             pending.append((done, cat, frame, want, retval))
             done += 1
         events = dp.events()
@@ -365,7 +385,13 @@ def test_xdp_matches_reference_on_100k_generated_frames(dp) -> None:  # type: ig
     reasons: Counter[str] = Counter()
     for (_, r), n in seen.items():
         reasons[r] += n
-    print(f"\n{sum(seen.values())} frames, seed {SEED}; by reason: {dict(reasons)}")
+    replies = {r: reasons.pop(r) for r in ("REJECT sent", "REJECT limited") if r in reasons}
+    print(f"\n{sum(reasons.values())} frames, seed {SEED}; by reason: {dict(reasons)}; "
+          f"replies: {replies}")  # fmt: skip
+    # both sides of the REJECT rate limit were reached, and the kernel counted them
+    assert replies.get("REJECT sent", 0) > 0 and replies.get("REJECT limited", 0) > 0, replies
+    assert dp.rejects_sent() == replies["REJECT sent"]
+    assert dp.rejects_limited() == replies["REJECT limited"]
     # the generator must actually reach every reason the datapath can give
     for r in ("OK", "NOT_WARRANT", "TRUNCATED", "UNKNOWN_VERSION", "UNKNOWN_KIND", "MALFORMED",
               "UNKNOWN_SESSION", "SESSION_EXPIRED", "PORT_MISMATCH", "BAD_MAC",
@@ -375,14 +401,16 @@ def test_xdp_matches_reference_on_100k_generated_frames(dp) -> None:  # type: ig
 
 def test_tc_matches_reference(dp) -> None:  # type: ignore[no-untyped-def]
     seen = run_differential(dp, dp.tc_fd, TC_ACTION, SEED + 1, 20000)
-    assert sum(seen.values()) >= 20000
+    assert sum(n for (_, r), n in seen.items() if not r.startswith("REJECT")) >= 20000
+    assert sum(n for (_, r), n in seen.items() if r == "REJECT sent") > 0
 
 
 def test_counters_match_events(dp) -> None:  # type: ignore[no-untyped-def]
     seen = run_differential(dp, dp.xdp_fd, XDP_ACTION, SEED + 2, 3000)
     by_reason = Counter()  # type: ignore[var-annotated]
     for (_, r), n in seen.items():
-        by_reason[r] += n
+        if not r.startswith("REJECT"):
+            by_reason[r] += n
     counters = dp.counters()
     got = Counter()  # type: ignore[var-annotated]
     for (_, reason), (packets, _) in counters.items():
@@ -402,4 +430,74 @@ def test_differential_can_fail(dp) -> None:  # type: ignore[no-untyped-def]
     retval, _ = libbpf.TestRunner(dp.xdp_fd).run(frame)
     (ev,) = dp.events()
     assert (want.verdict, want.reason) == (Verdict.ADMIT, Reason.OK)
-    assert (ev.verdict, ev.reason, retval) == (Verdict.DROP, Reason.UNKNOWN_SESSION, 1)
+    assert (ev.verdict, ev.reason, retval) == (Verdict.DROP, Reason.UNKNOWN_SESSION, XDP_TX)
+
+
+def _ip_checksum_ok(header: bytes) -> bool:
+    total = sum(struct.unpack(">10H", header))
+    while total >> 16:
+        total = (total & 0xFFFF) + (total >> 16)
+    return total == 0xFFFF
+
+
+@pytest.mark.parametrize("vlan", [None, 7])
+def test_lost_session_is_answered_with_a_reject_built_in_place(dp, vlan) -> None:  # type: ignore[no-untyped-def]
+    """SPEC 6.1 steps 2-3 in the kernel: DATA of an unknown or expired session comes back
+    as RejectPacket(reason, session_id), addressed to its sender, from XDP and from TC;
+    the DATA's own verdict stays DROP with its reason."""
+    from warrant.constants import DP_REJECT_TTL, REJECT_LEN
+    from warrant.datapath import libbpf
+
+    lab = Lab(T0, seed=11)
+    lost = lab.open(1)  # the kernel never had it (an agent restart, an eviction)
+    doomed = lab.open(0)
+    src, dst = b"\x0a\x00\x00\x09", b"\x0a\x00\x00\x02"
+    programs = ((dp.xdp_fd, XDP_TX), (dp.tc_fd, TC_ACT_REDIRECT))
+    for i, (prog_fd, action) in enumerate(programs):
+        base = T0 + 10 * i  # the kernel clock only moves forward
+        doomed.session.expires = base + 1
+        dp.set_time(base)
+        dp.install_session(doomed.session)
+        for flow, reason, now in ((lost, Reason.UNKNOWN_SESSION, base),
+                                  (doomed, Reason.SESSION_EXPIRED, base + 2)):  # fmt: skip
+            dp.set_time(now)
+            packet = data_packet(flow, 3, bytes(AEAD_TAG_LEN + 40))
+            frame = frame_with(packet, sport=41000, src=src, dst=dst, vlan=vlan)
+            runner = libbpf.TestRunner(prog_fd, 4096, data_out=True)
+            retval, _ = runner.run(frame)
+            (ev,) = dp.events()
+            assert (ev.verdict, ev.reason) == (Verdict.DROP, reason)
+            assert retval == action
+            out = runner.output()
+            l3 = 18 if vlan else 14
+            assert len(out) == l3 + 20 + 8 + REJECT_LEN < len(frame)
+            assert out[0:6] == frame[6:12] and out[6:12] == frame[0:6]  # MACs swapped
+            assert out[12:l3] == frame[12:l3]  # ethertype, VLAN tag
+            ip, udp = out[l3:l3 + 20], out[l3 + 20:l3 + 28]
+            assert ip[12:16] == dst and ip[16:20] == src and ip[8] == DP_REJECT_TTL
+            assert struct.unpack(">H", ip[2:4])[0] == 44 and _ip_checksum_ok(ip)
+            assert struct.unpack(">HHHH", udp) == (PORT, 41000, 24, 0)
+            assert out[l3 + 28:] == RejectPacket(reason, flow.session.session_id).encode()
+            assert RejectPacket.decode(out[l3 + 28:]) == RejectPacket(reason, flow.session.session_id)
+    assert dp.rejects_sent() == 4
+
+
+def test_kernel_rejects_are_rate_limited_per_cpu(dp) -> None:  # type: ignore[no-untyped-def]
+    """DP_REJECT_BURST back to back, then silence until the clock gives a token back."""
+    from warrant.constants import DP_REJECT_BURST, DP_REJECT_RATE
+    from warrant.datapath import libbpf
+
+    lab = Lab(T0, seed=12)
+    lost = lab.open(0)
+    dp.set_time(T0)
+    runner = libbpf.TestRunner(dp.xdp_fd, 4096, data_out=True)
+    actions = []
+    for seq in range(1, DP_REJECT_BURST + 4):
+        actions.append(runner.run(frame_with(data_packet(lost, seq, bytes(AEAD_TAG_LEN))))[0])
+    assert actions == [XDP_TX] * DP_REJECT_BURST + [1] * 3
+    assert (dp.rejects_sent(), dp.rejects_limited()) == (DP_REJECT_BURST, 3)
+    dp.set_time(T0 + 1.5 / DP_REJECT_RATE)  # 1.5 intervals later: one more token
+    assert runner.run(frame_with(data_packet(lost, 100, bytes(AEAD_TAG_LEN))))[0] == XDP_TX
+    assert runner.run(frame_with(data_packet(lost, 101, bytes(AEAD_TAG_LEN))))[0] == 1
+    counters = dp.counters()
+    assert counters[(Verdict.DROP, Reason.UNKNOWN_SESSION)][0] == DP_REJECT_BURST + 5

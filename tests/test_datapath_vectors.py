@@ -34,7 +34,8 @@ DOC: dict[str, Any] = json.loads(VECTORS.read_text()) if VECTORS.exists() else {
 HOPS = Path(__file__).resolve().parent.parent / "vectors" / "hops.json"
 HDOC: dict[str, Any] = json.loads(HOPS.read_text()) if HOPS.exists() else {"data_cases": []}
 PREFIX = "warrant/vectors/packets/v1/"
-XDP_PASS, XDP_DROP = 2, 1
+XDP_PASS, XDP_DROP, XDP_TX = 2, 1, 3
+REJECTED = {Reason.UNKNOWN_SESSION, Reason.SESSION_EXPIRED}  # answered in place (bpf/reject.h)
 
 
 def _receiver(setup: dict[str, Any]) -> Receiver:
@@ -99,7 +100,8 @@ def test_vector_case_in_the_kernel(runner, case: dict[str, Any]) -> None:  # typ
             assert ev.reason == want, f"{where}: kernel {ev.reason.name}, vector {want.name}"
             verdict = Verdict.ADMIT if want == Reason.OK else Verdict.DROP
             assert ev.verdict == verdict, where
-            assert retval == (XDP_PASS if verdict == Verdict.ADMIT else XDP_DROP), where
+            expect = XDP_PASS if verdict == Verdict.ADMIT else XDP_TX if want in REJECTED else XDP_DROP
+            assert retval == expect, where
             checked += 1
 
 
@@ -131,4 +133,4 @@ def test_hop_vector_in_the_kernel(runner, case: dict[str, Any]) -> None:  # type
         (ev,) = dp.events()
     want = Reason[case["expect"]]  # every expectation here is a step 1-7 reason
     assert (ev.reason, ev.verdict) == (want, Verdict.ADMIT if want == Reason.OK else Verdict.DROP)
-    assert retval == (XDP_PASS if want == Reason.OK else XDP_DROP)
+    assert retval == (XDP_PASS if want == Reason.OK else XDP_TX if want in REJECTED else XDP_DROP)

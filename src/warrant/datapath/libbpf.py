@@ -281,14 +281,20 @@ def test_run(
 
 
 class TestRunner:
-    """Reusable BPF_PROG_TEST_RUN for many packets: one ctypes setup, one call each."""
+    """Reusable BPF_PROG_TEST_RUN for many packets: one ctypes setup, one call each.
 
-    def __init__(self, prog_fd: int, max_len: int = 2048) -> None:
+    With `data_out=True` the kernel copies the frame back after the run (what a
+    program that rewrites its packet, e.g. into a REJECT, would transmit): `output()`."""
+
+    def __init__(self, prog_fd: int, max_len: int = 2048, data_out: bool = False) -> None:
         self.prog_fd = prog_fd
         self._buf = ctypes.create_string_buffer(max_len)
         self._opts = TestRunOpts()
         self._opts.sz = ctypes.sizeof(TestRunOpts)
         self._opts.data_in = ctypes.cast(self._buf, c_void_p)
+        self._out = ctypes.create_string_buffer(max_len + 256) if data_out else None
+        if self._out is not None:
+            self._opts.data_out = ctypes.cast(self._out, c_void_p)
         self._run = lib().bpf_prog_test_run_opts
         self._ref = ctypes.byref(self._opts)
         self.max_len = max_len
@@ -299,12 +305,19 @@ class TestRunner:
             raise ValueError(f"frame of {n} bytes above {self.max_len}")
         ctypes.memmove(self._buf, data, n)
         self._opts.data_size_in = n
-        self._opts.data_size_out = 0  # the kernel writes the output size back
+        # the kernel writes the output size back; with a buffer, it is the buffer's size
+        self._opts.data_size_out = len(self._out) if self._out is not None else 0
         self._opts.repeat = repeat
         rc = self._run(self.prog_fd, self._ref)
         if rc < 0:
             check(rc, "BPF_PROG_TEST_RUN")
         return self._opts.retval, self._opts.duration
+
+    def output(self) -> bytes:
+        """The frame as the program left it after the last run (needs data_out=True)."""
+        if self._out is None:
+            raise ValueError("TestRunner(data_out=True) keeps the output frame")
+        return self._out.raw[: self._opts.data_size_out]
 
 
 def xdp_attach(ifindex: int, prog_fd: int, flags: int = 0) -> None:

@@ -50,6 +50,7 @@ MAPS = (
     "warrant_events",
     "warrant_budget",
     "warrant_session_filter",
+    "warrant_reject_bucket",
 )
 CONFIG_PASS_EVENTS = 0x1
 CONFIG_NO_DROP_EVENTS = 0x2
@@ -107,6 +108,12 @@ class ClockValue(ctypes.Structure):
 
 class ConfigValue(ctypes.Structure):
     _fields_ = [("admit_mask", ctypes.c_uint32), ("flags", ctypes.c_uint32)]
+
+
+class RejectBucket(ctypes.Structure):
+    """struct warrant_reject_bucket (bpf/reject.h): per-CPU GCRA state of kernel REJECTs."""
+
+    _fields_ = [("tat", ctypes.c_uint64)]
 
 
 class CounterValue(ctypes.Structure):
@@ -225,6 +232,14 @@ class MapView:
         """Events not emitted because a CPU spent its budget for the tick (a flood)."""
         return self._slot(len(Verdict) * len(Reason) + 1)
 
+    def rejects_sent(self) -> int:
+        """REJECTs the kernel built in place and sent back (UNKNOWN_SESSION, SESSION_EXPIRED)."""
+        return self._slot(len(Verdict) * len(Reason) + 2)
+
+    def rejects_limited(self) -> int:
+        """Drops that wanted a REJECT but found their CPU's REJECT bucket empty."""
+        return self._slot(len(Verdict) * len(Reason) + 3)
+
     def _slot(self, slot: int) -> int:
         per_cpu = (CounterValue * self.ncpus)()
         libbpf.map_lookup(self.fd["warrant_counters"], ctypes.c_uint32(slot), per_cpu)
@@ -257,6 +272,7 @@ class Datapath(MapView):
             ("warrant_counters", CounterValue),
             ("warrant_ports", PortSet),
             ("warrant_session_filter", FilterValue),
+            ("warrant_reject_bucket", RejectBucket),
         ):
             _, vsize = obj.map_sizes(name)
             if vsize != ctypes.sizeof(struct_type):
@@ -380,6 +396,14 @@ class Datapath(MapView):
             self._frozen, self._offset_ns = True, 0
             value = ClockValue(to_kernel_ns(now, 0), 1)
         libbpf.map_update(self.fd["warrant_clock"], ctypes.c_uint32(0), value)
+
+    def set_reject_bucket(self, tat_ns: int) -> None:
+        """Set every CPU's REJECT bucket (bpf/reject.h) to theoretical arrival time tat_ns
+        (kernel clock): 0 is a full bucket, a time far ahead an empty one (benchmarks)."""
+        value = (RejectBucket * self.ncpus)()
+        for v in value:
+            v.tat = tat_ns
+        libbpf.map_update(self.fd["warrant_reject_bucket"], ctypes.c_uint32(0), value)
 
     def _clock(self) -> ClockValue:
         value = ClockValue()

@@ -8,7 +8,11 @@ needs, each stated here so that differential tests compare whole frames:
     passes as NOT_WARRANT, a malformed frame to a Warrant port is MALFORMED;
   * INIT passes to user space (PASS, OK): chains are verified there (SPEC 6.2);
   * an expired session is removed (as `Receiver._data` does);
-  * the per-session bad-MAC token bucket (bpf/verdict.h) in front of step 5.
+  * the per-session bad-MAC token bucket (bpf/verdict.h) in front of step 5;
+  * the REJECT the kernel sends for UNKNOWN_SESSION and SESSION_EXPIRED (bpf/reject.h),
+    rate-limited per CPU: `KernelVerdict.reply` is the frame the kernel must emit.
+    The kernel's bucket is per CPU, so a caller comparing replies runs every frame
+    on one CPU (the differential test pins itself).
 """
 
 from __future__ import annotations
@@ -20,15 +24,20 @@ from ..constants import (
     DP_BAD_MAC_BURST,
     DP_BAD_MAC_REFILL,
     DP_CLOCK_TICK_SHIFT,
+    DP_REJECT_BURST,
+    DP_REJECT_RATE,
     Kind,
     Reason,
     Verdict,
 )
 from ..errors import WarrantError
 from ..receiver import Receiver
-from ..wire import peek_kind
+from ..wire import RejectPacket, peek_kind
 from .loader import to_kernel_ns
-from .wire import parse_frame
+from .wire import parse_frame, reject_frame
+
+REJECT_REASONS = frozenset({Reason.UNKNOWN_SESSION, Reason.SESSION_EXPIRED})
+_REJECT_INTERVAL_NS = 1_000_000_000 // DP_REJECT_RATE
 
 # Reasons check_data_header decides before the kernel reaches its bad-MAC bucket.
 _BEFORE_BUCKET = {Reason.UNKNOWN_SESSION, Reason.SESSION_EXPIRED, Reason.PORT_MISMATCH}
@@ -53,6 +62,20 @@ class _Bucket:
             self.tokens -= 1
 
 
+@dataclass
+class RejectBucket:
+    """bpf/reject.h's per-CPU GCRA: DP_REJECT_RATE per second, bursts of DP_REJECT_BURST."""
+
+    tat: int = 0  # kernel clock ns
+
+    def allowed(self, now_ns: int) -> bool:
+        tat = max(self.tat, now_ns)
+        if tat - now_ns > (DP_REJECT_BURST - 1) * _REJECT_INTERVAL_NS:
+            return False
+        self.tat = tat + _REJECT_INTERVAL_NS
+        return True
+
+
 @dataclass(frozen=True)
 class KernelVerdict:
     verdict: Verdict
@@ -60,6 +83,7 @@ class KernelVerdict:
     kind: int = 0
     session_id: bytes = b""
     seq: int = 0
+    reply: bytes | None = None  # the REJECT frame the kernel sends back, if any
 
 
 class KernelReference:
@@ -72,6 +96,7 @@ class KernelReference:
         self.receiver = receiver
         self.ports = ports
         self._buckets: dict[bytes, _Bucket] = {}
+        self.rejects = RejectBucket()
 
     def forget(self, session_id: bytes) -> None:
         """A session (re)installed into the kernel starts with a full bucket."""
@@ -108,6 +133,12 @@ class KernelReference:
                 return KernelVerdict(Verdict.DROP, Reason.RATE_LIMITED, k, sid, seq)
             if reason == Reason.BAD_MAC:
                 bucket.charge()
+        if reason in REJECT_REASONS:
+            reply = None
+            if self.rejects.allowed(to_kernel_ns(now, 0)):
+                assert f is not None
+                reply = reject_frame(frame, f, RejectPacket(reason, sid))
+            return KernelVerdict(Verdict.DROP, reason, k, sid, seq, reply)
         if reason != Reason.OK:
             return KernelVerdict(Verdict.DROP, reason, k, sid, seq)
         assert s is not None

@@ -12,7 +12,8 @@ import struct
 from collections.abc import Container
 from dataclasses import dataclass
 
-from ..constants import Reason
+from ..constants import DP_REJECT_TTL, Reason
+from ..wire import RejectPacket
 
 ETH_HLEN = 14
 ETH_P_IP = 0x0800
@@ -36,6 +37,7 @@ class Frame:
     daddr: bytes
     sport: int
     dport: int
+    l3: int = ETH_HLEN  # offset of the IPv4 header (18 after a VLAN tag)
 
 
 def parse_frame(frame: bytes, ports: Container[int]) -> tuple[Reason, Frame | None]:
@@ -72,7 +74,25 @@ def parse_frame(frame: bytes, ports: Container[int]) -> tuple[Reason, Frame | No
         return Reason.MALFORMED, None
     start = udp + UDP_HLEN
     saddr, daddr = frame[off + 12 : off + 16], frame[off + 16 : off + 20]
-    return Reason.OK, Frame(frame[start : udp + ulen], saddr, daddr, sport, dport)
+    return Reason.OK, Frame(frame[start : udp + ulen], saddr, daddr, sport, dport, off)
+
+
+def reject_frame(frame: bytes, f: Frame, reject: RejectPacket) -> bytes:
+    """The frame the kernel turns `frame` into when it answers it with `reject`
+    (bpf/reject.h): Ethernet addresses swapped (a VLAN tag kept), IPv4 addresses
+    swapped, total length 44, TTL DP_REJECT_TTL, header checksum recomputed (TOS, id
+    and flags kept), UDP ports swapped, length 24, checksum 0, then the REJECT."""
+    off = f.l3
+    eth = frame[6:12] + frame[0:6] + frame[12:off]
+    ip = bytearray(frame[off : off + IPV4_HLEN])
+    body = reject.encode()
+    struct.pack_into(">H", ip, 2, IPV4_HLEN + UDP_HLEN + len(body))
+    ip[8] = DP_REJECT_TTL
+    ip[10:12] = b"\0\0"
+    ip[12:16], ip[16:20] = f.daddr, f.saddr
+    struct.pack_into(">H", ip, 10, _checksum(bytes(ip)))
+    udp = struct.pack(">HHHH", f.dport, f.sport, UDP_HLEN + len(body), 0)
+    return eth + bytes(ip) + udp + body
 
 
 def _checksum(data: bytes) -> int:
