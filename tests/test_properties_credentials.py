@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import itertools
 from dataclasses import dataclass, replace
+from typing import Any
 
 import hypothesis.strategies as st
 import nacl.signing
@@ -30,7 +31,7 @@ from warrant.credential import (
     signed_message,
 )
 from warrant.errors import WarrantError
-from warrant.rights import Destination, Grant, Rights
+from warrant.rights import Destination, Grant, Rights, pattern_covers
 
 NOW = 1_800_000_000
 SCOPE = "acme.prod"
@@ -58,10 +59,11 @@ def trust() -> TrustStore:
 
 
 # ---- the finite universe and an independent oracle ------------------------------------------
-LABELS = ("a", "b", "c")
+LABELS = ("a", "ab", "b")  # "a" is a string prefix of "ab", not a label prefix
 NAMES = [".".join(p) for n in range(1, 5) for p in itertools.product(LABELS, repeat=n)]
 SERVICES = ("web", "db", "api")
-PORTS = (0, 1, 79, 80, 81, 442, 443, 444, 8079, 8080, 8081, 65534, 65535)
+BASE_PORTS = (0, 1, 80, 443, 8080, 65535)  # range ends are drawn from these
+PORTS = tuple(sorted({p + d for p in BASE_PORTS for d in (-1, 0, 1) if 0 <= p + d <= 65535}))
 DOMAINS = ("a.net", "b.net", "c.net", "d.net")
 
 
@@ -139,7 +141,7 @@ class Admits:
 # ---- strategies -----------------------------------------------------------------------------
 names = st.lists(st.sampled_from(LABELS), min_size=1, max_size=3).map(".".join)
 patterns = st.one_of(st.just("*"), names, names.map(lambda n: n + ".*"))
-port_ranges = st.tuples(st.sampled_from(PORTS), st.sampled_from(PORTS)).map(sorted)
+port_ranges = st.tuples(st.sampled_from(BASE_PORTS), st.sampled_from(BASE_PORTS)).map(sorted)
 destinations = st.builds(
     lambda s, pr: Destination(s, pr[0], pr[1]),
     st.sampled_from(("*", *SERVICES)),
@@ -201,57 +203,69 @@ def verify_in_window(v: Verifier, cred: Credential) -> Rights:
 
 
 # ---- no sequence of delegations widens a right ----------------------------------------------
+# Strategies are built once: building them per draw dominated the run time.
+INDEX = st.integers(0, 2**32 - 1)
+BOOL = st.booleans()
+NAME_STRATEGY = names
+PATTERN_STRATEGY = patterns
+DOMAIN_SETS = domain_sets
+
+
 def narrower_grant(draw: st.DrawFn, parent: Rights) -> Grant:
     """A grant that narrows (or repeats) `parent` on every field it states."""
 
-    def field(strategy: st.SearchStrategy[object]) -> object:
-        return draw(st.one_of(st.none(), strategy))
+    def pick(seq: tuple[object, ...] | list[object]) -> Any:
+        return seq[draw(INDEX) % len(seq)]
 
-    def refine(p: str) -> st.SearchStrategy[str]:
+    def between(lo: int, hi: int) -> int:
+        return lo + draw(INDEX) % (hi - lo + 1)
+
+    def refine(p: str) -> str:
         if p == "*":
-            return patterns
+            return str(draw(PATTERN_STRATEGY))
         if p.endswith(".*"):
-            stem = p[:-2]
-            return st.one_of(
-                st.just(p),
-                names.map(lambda n: f"{stem}.{n}"),
-                names.map(lambda n: f"{stem}.{n}.*"),
-            )
-        return st.just(p)
+            how = draw(INDEX) % 3
+            if how == 0:
+                return p
+            suffix = "" if how == 1 else ".*"
+            return f"{p[:-2]}.{draw(NAME_STRATEGY)}{suffix}"
+        return p
 
-    def sub_destination(d: Destination) -> st.SearchStrategy[Destination]:
-        svc = st.sampled_from(("*", *SERVICES)) if d.service == "*" else st.just(d.service)
+    def sub_destination(d: Destination) -> Destination:
+        svc = pick(("*", *SERVICES)) if d.service == "*" else d.service
         inner = [p for p in PORTS if d.port_lo <= p <= d.port_hi] or [d.port_lo]
-        rng = st.tuples(st.sampled_from(inner), st.sampled_from(inner)).map(sorted)
-        return st.builds(lambda s, r: Destination(s, r[0], r[1]), svc, rng)
+        a, b = sorted((pick(inner), pick(inner)))
+        return Destination(svc, a, b)
 
-    def superset(base: tuple[str, ...]) -> st.SearchStrategy[tuple[str, ...]]:
-        return domain_sets.map(lambda d: tuple(sorted({*base, *d})))
+    def subset(base: tuple[str, ...]) -> tuple[str, ...]:
+        return tuple(d for d in base if draw(BOOL))
 
-    ops = st.lists(st.sampled_from(parent.operations).flatmap(refine), min_size=1, max_size=3)
-    dsts = st.lists(
-        st.sampled_from(parent.destinations).flatmap(sub_destination), min_size=1, max_size=3
-    )
-    nbf = draw(st.one_of(st.none(), st.integers(parent.not_before, parent.expires)))
-    lo = parent.not_before if nbf is None else nbf
-    if parent.allowed_domains is None:
-        allowed: st.SearchStrategy[tuple[str, ...]] = domain_sets
-    elif parent.allowed_domains:
-        allowed = st.lists(st.sampled_from(parent.allowed_domains), unique=True).map(tuple)
-    else:
-        allowed = st.just(())
-    rate_max = 200 if parent.rate is None else parent.rate
-    return Grant(
-        operations=field(ops.map(tuple)),  # type: ignore[arg-type]
-        destinations=field(dsts.map(tuple)),  # type: ignore[arg-type]
-        not_before=nbf,
-        expires=field(st.integers(lo, parent.expires)),  # type: ignore[arg-type]
-        max_hops=field(st.integers(0, parent.max_hops)),  # type: ignore[arg-type]
-        allowed_domains=field(allowed),  # type: ignore[arg-type]
-        required_domains=field(superset(parent.required_domains)),  # type: ignore[arg-type]
-        forbidden_domains=field(superset(parent.forbidden_domains)),  # type: ignore[arg-type]
-        rate=field(st.integers(0, rate_max)),  # type: ignore[arg-type]
-    )
+    def superset(base: tuple[str, ...]) -> tuple[str, ...]:
+        return tuple(sorted({*base, *draw(DOMAIN_SETS)}))
+
+    g: dict[str, Any] = {}
+    if draw(BOOL):
+        g["operations"] = tuple(refine(pick(parent.operations)) for _ in range(between(1, 3)))
+    if draw(BOOL):
+        g["destinations"] = tuple(
+            sub_destination(pick(parent.destinations)) for _ in range(between(1, 3))
+        )
+    if draw(BOOL):
+        g["not_before"] = between(parent.not_before, parent.expires)
+    if draw(BOOL):
+        g["expires"] = between(g.get("not_before", parent.not_before), parent.expires)
+    if draw(BOOL):
+        g["max_hops"] = between(0, parent.max_hops)
+    if draw(BOOL):
+        pa = parent.allowed_domains
+        g["allowed_domains"] = draw(DOMAIN_SETS) if pa is None else subset(pa)
+    if draw(BOOL):
+        g["required_domains"] = superset(parent.required_domains)
+    if draw(BOOL):
+        g["forbidden_domains"] = superset(parent.forbidden_domains)
+    if draw(BOOL):
+        g["rate"] = between(0, 200 if parent.rate is None else parent.rate)
+    return Grant(**g)
 
 
 narrower_grants = st.composite(narrower_grant)
@@ -270,14 +284,83 @@ RANDOM_FIELD: dict[str, st.SearchStrategy[object]] = {
 }
 
 
+RANDOM_STEP = grants(root=False)
+FIELD_NAMES = st.sampled_from(sorted(RANDOM_FIELD))
+
+
+def widened_value(draw: st.DrawFn, parent: Rights, name: str) -> object | None:
+    """A value for field `name` just past the parent's (None when it cannot be widened)."""
+
+    def pick(seq: tuple[Any, ...]) -> Any:
+        return seq[draw(INDEX) % len(seq)]
+
+    if name == "operations":
+        p = pick(parent.operations)
+        if p == "*":
+            return None
+        stem = p.removesuffix(".*")
+        labels = stem.split(".")
+        options = ["*", stem if p.endswith(".*") else p + ".*"]
+        if labels[-1] == "a":  # "a" is a string prefix of the label "ab"
+            cousin = ".".join([*labels[:-1], "ab"])
+            options.append(cousin + ".b" if p.endswith(".*") else cousin)
+        if len(labels) > 1:
+            options.append(".".join(labels[:-1]) + ".*")
+        return (pick(tuple(options)),)
+    if name == "destinations":
+        d = pick(parent.destinations)
+        options = []
+        if d.port_lo > 0:
+            options.append(Destination(d.service, d.port_lo - 1, d.port_hi))
+        if d.port_hi < 65535:
+            options.append(Destination(d.service, d.port_lo, d.port_hi + 1))
+        if d.service != "*":
+            options.append(Destination("*", d.port_lo, d.port_hi))
+            options.append(Destination(pick(SERVICES), d.port_lo, d.port_hi))
+        return (pick(tuple(options)),) if options else None
+    if name == "not_before":
+        return parent.not_before - 1 if parent.not_before > 0 else None
+    if name == "expires":
+        return parent.expires + 1
+    if name == "max_hops":
+        return parent.max_hops + 1 if parent.max_hops < MAX_HOPS else None
+    if name == "allowed_domains":
+        pa = parent.allowed_domains
+        extra = [d for d in DOMAINS if pa is not None and d not in pa]
+        return (*pa, pick(tuple(extra))) if pa is not None and extra else None
+    if name in ("required_domains", "forbidden_domains"):
+        current: tuple[str, ...] = getattr(parent, name)
+        if not current:
+            return None
+        drop = pick(current)
+        return tuple(d for d in current if d != drop)
+    assert name == "rate"
+    return parent.rate + 1 if parent.rate is not None else None
+
+
 @st.composite
 def step_grants(draw: st.DrawFn, parent: Rights) -> Grant:
-    """Fully random, or narrowing except for one randomly re-drawn field."""
-    if draw(st.booleans()):
-        return draw(grants(root=False))
+    """Fully random; narrowing but for one random field; or narrowing but for one field
+    widened just past the parent's value."""
+    mode = draw(INDEX) % 3
+    if mode == 0:
+        return draw(RANDOM_STEP)
     grant = narrower_grant(draw, parent)
-    name = draw(st.sampled_from(sorted(RANDOM_FIELD)))
-    return replace(grant, **{name: draw(RANDOM_FIELD[name])})
+    name = draw(FIELD_NAMES)
+    if mode == 1:
+        return replace(grant, **{name: draw(RANDOM_FIELD[name])})
+    value = widened_value(draw, parent, name)
+    for _ in range(3):  # some rights cannot be widened (e.g. "*"); try another field
+        if value is not None:
+            break
+        name = draw(FIELD_NAMES)
+        value = widened_value(draw, parent, name)
+    if value is None:
+        return grant
+    if name == "expires" and grant.not_before is not None:
+        grant = replace(grant, not_before=None)
+    event(f"minimal widening of {name}")
+    return replace(grant, **{name: value})
 
 
 def issue_or_skip(root_grant: Grant) -> Credential | None:
@@ -288,7 +371,7 @@ def issue_or_skip(root_grant: Grant) -> Credential | None:
         return None
 
 
-@settings(FAST, max_examples=80)
+@settings(FAST, max_examples=150)
 @given(root_grant=grants(root=True), data=st.data())
 def test_random_delegations_never_widen(root_grant: Grant, data: st.DataObject) -> None:
     """Either delegate() refuses (and so does the verifier) or every right stays within."""
@@ -320,7 +403,7 @@ def test_random_delegations_never_widen(root_grant: Grant, data: st.DataObject) 
         rights, cred, depth = child, child_cred, depth + 1
 
 
-@FAST
+@settings(FAST, max_examples=100)
 @given(root_grant=grants(root=True), data=st.data())
 def test_narrowing_delegations_are_always_accepted(root_grant: Grant, data: st.DataObject) -> None:
     """The converse: a grant that only narrows is never refused, and its values take effect."""
@@ -340,6 +423,53 @@ def test_narrowing_delegations_are_always_accepted(root_grant: Grant, data: st.D
             assert getattr(child, name) == (getattr(parent, name) if value is None else value)
         assert Admits.of(child).within(Admits.of(parent)) == []
         rights = child
+
+
+# ---- the single-right rules against the oracle, exhaustively -----------------------------------
+ALL_PATTERNS = ["*"] + [
+    ".".join(p) for n in range(1, 4) for p in itertools.product(LABELS, repeat=n)
+]
+ALL_PATTERNS += [p + ".*" for p in ALL_PATTERNS[1:]]
+ALL_DESTINATIONS = [
+    Destination(s, lo, hi)
+    for s in ("*", "web", "db")
+    for lo in BASE_PORTS
+    for hi in BASE_PORTS
+    if lo <= hi
+]
+
+
+def test_pattern_covers_is_semantic_inclusion() -> None:
+    """pattern_covers(p, c) exactly when every name c matches, p matches (all pattern pairs)."""
+    matched = {p: frozenset(n for n in NAMES if op_matches(p, n)) for p in ALL_PATTERNS}
+    assert all(matched.values())  # every pattern matches something in the universe
+    wrong = [
+        (p, c)
+        for p in ALL_PATTERNS
+        for c in ALL_PATTERNS
+        if pattern_covers(p, c) != (matched[c] <= matched[p])
+    ]
+    assert wrong == []
+    assert len(ALL_PATTERNS) ** 2 > 6000
+
+
+def test_destination_covers_is_semantic_inclusion() -> None:
+    def admitted(d: Destination) -> frozenset[tuple[str, int]]:
+        return frozenset(
+            (s, p)
+            for s in SERVICES
+            for p in PORTS
+            if d.service in ("*", s) and d.port_lo <= p <= d.port_hi
+        )
+
+    sets = {d: admitted(d) for d in ALL_DESTINATIONS}
+    wrong = [
+        (p, c)
+        for p in ALL_DESTINATIONS
+        for c in ALL_DESTINATIONS
+        if p.covers(c) != (sets[c] <= sets[p])
+    ]
+    assert wrong == []
 
 
 # ---- integrity: any single-bit flip is rejected ---------------------------------------------
