@@ -196,7 +196,25 @@ def test_operation_pattern_accepts(pattern: str) -> None:
 
 
 @pytest.mark.parametrize(
-    "pattern", ["", "A", "a..b", "a.*.b", "*.a", "a.b*", "a.", ".a", "-a", "a.**", "x" * 64, "a b"]
+    "pattern",
+    [
+        "",
+        "A",
+        "a..b",
+        "a.*.b",
+        "*.a",
+        "a.b*",
+        "a.",
+        ".a",
+        "-a",
+        "a.**",
+        "x" * 64,
+        "a b",
+        "a\n",
+        "a.b.*\n",
+        "*\n",
+        "\na",
+    ],
 )
 def test_operation_pattern_rejects(pattern: str) -> None:
     with pytest.raises(WarrantError) as exc:
@@ -205,6 +223,16 @@ def test_operation_pattern_rejects(pattern: str) -> None:
 
 
 # ---- destinations and port ranges ---------------------------------------------------------
+@pytest.mark.parametrize(
+    ("service", "lo", "hi"),
+    [("web\n", 1, 1), ("Web", 1, 1), ("", 1, 1), ("web", 2, 1), ("web", -1, 1), ("web", 0, 65536)],
+)
+def test_destination_rejects(service: str, lo: int, hi: int) -> None:
+    with pytest.raises(WarrantError) as exc:
+        Destination(service, lo, hi)
+    assert exc.value.reason is Reason.MALFORMED
+
+
 def test_destination_covers_and_admits() -> None:
     web = Destination("web", 8000, 8099)
     assert web.covers(Destination("web", 8000, 8099))
@@ -242,7 +270,25 @@ def test_destination_parse_and_str(text: str, dest: Destination, rendered: str) 
 
 
 @pytest.mark.parametrize(
-    "text", ["web:x", "web:90-80", "web:65536", "web:-1", "Web:80", ":80", "web:1-x"]
+    "text",
+    [
+        "web:x",
+        "web:90-80",
+        "web:65536",
+        "web:-1",
+        "Web:80",
+        ":80",
+        "web:1-x",
+        "web:",
+        "web:80-",
+        "web: 80",
+        "web:80 ",
+        "web:+80",
+        "web:1-2-3",
+        "web:80\n",
+        "web\n:80",
+        "web:0x50",
+    ],
 )
 def test_destination_parse_rejects(text: str) -> None:
     with pytest.raises(WarrantError) as exc:
@@ -264,6 +310,7 @@ def test_destination_parse_rejects(text: str) -> None:
         {"allowed_domains": ("Bad.net",)},
         {"required_domains": ("",)},
         {"forbidden_domains": ("a_b",)},
+        {"allowed_domains": ("a.net\n",)},
     ],
 )
 def test_grant_rejects_bad_fields(kwargs: dict[str, object]) -> None:
