@@ -59,7 +59,8 @@ SCOPE = "acme.prod"
 PORT = 8443
 PATH = ("relay-a", "relay-b")
 DOMAINS = {"relay-a": "a.net", "relay-b": "b.net", "relay-c": "c.net", "mallory": "b.net"}
-TRUSTED = {"relay-a": "a.net", "relay-b": "b.net", "relay-c": "c.net"}  # mallory is not
+# transit domain -> relays trusted for it; relay-c serves two domains; mallory none
+TRUSTED = {"a.net": ["relay-a"], "b.net": ["relay-b"], "c.net": ["relay-c"], "d.net": ["relay-c"]}
 
 KEY_LABELS = (
     "anchor",
@@ -277,7 +278,9 @@ def receiver_section() -> dict[str, Any]:
         "policy": {
             "anchors": {
                 "scopes": {SCOPE: {"anchors": [{"key": keys.encode_public(pub("anchor"))}]}},
-                "relays": {d: [keys.encode_public(pub(r))] for r, d in TRUSTED.items()},
+                "relays": {
+                    d: [keys.encode_public(pub(r)) for r in rs] for d, rs in TRUSTED.items()
+                },
             },
             "default": "allow",
         },
@@ -359,6 +362,11 @@ def build() -> dict[str, Any]:
         a = append_statement(s.open(b"m", NOW), "relay-a", key_id(pub("mallory")), "a.net")
         return append_statement(a, "mallory", key_id(pub("receiver")), "b.net")
 
+    def second_domain() -> bytes:
+        # relay-c is trusted for c.net and for d.net, and states the second one.
+        s = make_sender("second-domain", first_hop="relay-c")
+        return append_statement(s.open(b"2", NOW), "relay-c", key_id(pub("receiver")), "d.net")
+
     def wrong_domain() -> bytes:
         # relay-a signs a statement claiming b.net, a domain it is not trusted for.
         s = make_sender("wrong-domain")
@@ -391,6 +399,7 @@ def build() -> dict[str, Any]:
         ("next-hop-altered", "relay-b's next hop rewritten after signing", with_statements(final_init, [sts[0], flip(sts[1], 33)]), "HOP_CHAIN_BROKEN", None),
         ("untrusted-relay", "relay-a names mallory, who appends a valid statement claiming b.net", via_mallory(), "UNTRUSTED_RELAY", None),
         ("wrong-domain", "relay-a claims b.net, a domain it is not trusted for", wrong_domain(), "UNTRUSTED_RELAY", None),
+        ("second-domain", "relay-c, trusted for c.net and d.net, states d.net", second_domain(), "OK", None),
         ("hop-count-low", "hop_count 1 with two statements: trailing bytes", final_init[:2] + b"\x01" + final_init[3:], "MALFORMED", None),
         ("hop-count-high", "hop_count 3 with two statements", final_init[:2] + b"\x03" + final_init[3:], "TRUNCATED", None),
         ("domain-not-ascii", "relay-a's domain byte 0xff", with_statements(final_init, [sts[0][:37] + b"\xff" + sts[0][38:], sts[1]]), "MALFORMED", None),
