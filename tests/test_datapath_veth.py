@@ -107,7 +107,8 @@ class AgentProc:
     def __init__(self, topo: dict[str, str], tmp: Path, key_file: Path, policy_file: Path) -> None:
         cmd = _in(topo["b"], sys.executable, "-m", "warrant.cli", "agent", "--iface", topo["vb"],
                   "--policy", str(policy_file), "--key", str(key_file), "--port", str(PORT),
-                  "--host", B_ADDR, "--pin-root", topo["pin_root"])  # fmt: skip
+                  "--host", B_ADDR, "--pin-root", topo["pin_root"],
+                  "--flows", str(tmp / "flows.db"))  # fmt: skip
         with open(tmp / "agent.err", "w") as err:
             self.proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=err, text=True)
         self.lines: list[dict[str, object]] = []

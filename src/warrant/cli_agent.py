@@ -7,11 +7,18 @@ Loads the eBPF program (building it if needed), pins its maps under
 --tc), then receives session openings on the Warrant port(s) and installs
 admitted sessions into the kernel.  Prints one JSON line per thing it does.
 Killing the agent leaves enforcement in place; `--detach` on exit removes it.
+
+Every verdict, the kernel's drops included, becomes a flow record in the flow
+store `--flows PATH` (SQLite; default /var/run/warrant/flows.db, or
+$WARRANT_FLOW_STORE: the same default `warrant observe` reads, so the two
+commands meet without options; `--flows ''` turns records off).
+`--metrics-port N` serves Prometheus metrics on /metrics (off by default).
 See docs/datapath.md.
 """
 
 from __future__ import annotations
 
+import json
 import signal
 import socket
 import sys
@@ -22,6 +29,7 @@ import typer
 
 from . import keys
 from .admission import Policy
+from .cli_observe import DEFAULT_STORE
 
 
 def agent_cmd(
@@ -42,9 +50,27 @@ def agent_cmd(
         float | None, typer.Option("--duration", help="Exit after this many seconds.")
     ] = None,
     detach: Annotated[bool, typer.Option("--detach", help="Remove the program on exit.")] = False,
+    flows: Annotated[
+        str,
+        typer.Option("--flows", metavar="PATH", envvar="WARRANT_FLOW_STORE",
+                     help="Flow store (SQLite) for every verdict; '' for none."),
+    ] = DEFAULT_STORE,
+    metrics_port: Annotated[
+        int | None,
+        typer.Option("--metrics-port", min=0, max=65535,
+                     help="Serve Prometheus /metrics on this port (0: any free port)."),
+    ] = None,
+    metrics_addr: Annotated[
+        str, typer.Option("--metrics-addr", help="Address the metrics endpoint binds.")
+    ] = "0.0.0.0",
+    node: Annotated[
+        str | None, typer.Option("--node", help="node_name in flow records (default: hostname).")
+    ] = None,
 ) -> None:
     """Enforce Warrant in the kernel on IFACE and admit sessions from user space."""
     from .datapath.agent import Agent
+    from .flowstore import FlowStore
+    from .metrics import Metrics, start_metrics_server
 
     try:
         ifindex = socket.if_nametoindex(iface)
@@ -53,8 +79,17 @@ def agent_cmd(
     receiver_key = keys.load_secret(key)
     pol = Policy.load(policy)
     mode = "tc" if tc else "xdp"
+    store = FlowStore(flows) if flows else None
+    metrics = Metrics() if metrics_port is not None else None
     agent = Agent(receiver_key, pol, ifindex, port or [8443], host=host, attach=mode,
-                  xdp_mode=xdp_mode, pin_root=pin_root, events=events)  # fmt: skip
+                  xdp_mode=xdp_mode, pin_root=pin_root, events=events, flows=store,
+                  metrics=metrics, node=node if node is not None else socket.gethostname())  # fmt: skip
+    server = None
+    if metrics is not None and metrics_port is not None:
+        server = start_metrics_server(metrics_port, metrics_addr, metrics=metrics)
+        print(json.dumps({"agent": "metrics", "url": server.url}), flush=True)
+    if store is not None:
+        print(json.dumps({"agent": "flows", "store": str(store.path)}), flush=True)
 
     def stop(*_: object) -> None:
         raise KeyboardInterrupt
@@ -66,6 +101,10 @@ def agent_cmd(
         pass
     finally:
         agent.close(detach=detach, ifindex=ifindex, attach=mode)
+        if server is not None:
+            server.close()
+        if store is not None:
+            store.close()
         print(f"agent stopped: {agent.stats}", file=sys.stderr)
 
 

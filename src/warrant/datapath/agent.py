@@ -13,6 +13,14 @@ copy code in the kernel, and the kernel has already dropped everything that
 is not an INIT or an admitted packet of a live session, so the socket only
 sees work the agent must do anyway.
 
+Observability: every verdict becomes a Hubble-shaped flow record
+(`warrant.flow.record`): user-space verdicts as they happen, kernel drops from
+the ring buffer (`kernel_outcomes`, drained every MAINTENANCE_S).  Records go
+to a `FlowStore` (`warrant observe --store PATH` reads it) and are counted in
+`Metrics` (Prometheus), each when the Agent is given one.  Admitted DATA is
+recorded once, by user space, when it reaches the socket; kernel admit events
+(a sample) are not turned into records, so nothing is counted twice.
+
 State: maps are pinned (loader.PIN_ROOT), the program stays attached when the
 agent dies, and a restarted agent reopens the same maps: enforcement never
 stops.  The Python receiver's sessions are soft state: after a restart the
@@ -23,6 +31,7 @@ the sender opens a new session (SPEC 6.4).
 
 from __future__ import annotations
 
+import contextlib
 import json
 import select
 import socket
@@ -34,12 +43,25 @@ from typing import Any, TextIO
 
 import nacl.signing
 
+from .. import flow
 from ..admission import Policy
-from ..constants import MAX_DATAGRAM, Kind, Verdict
+from ..constants import MAX_DATAGRAM, Kind, Reason, Verdict
+from ..flowstore import FlowSink, FlowStore
+from ..metrics import Metrics
 from ..receiver import Outcome, Receiver
 from .loader import PIN_ROOT, Datapath, Event
 
 MAINTENANCE_S = 0.2  # expire sessions and drain kernel events this often
+KERNEL_DETAIL = "dropped in the kernel"
+# Reasons the kernel gives after it parsed a DATA header: the event's session id and
+# sequence number are the packet's (before that, they are zero and mean nothing).
+_AFTER_PARSE = frozenset({
+    Reason.UNKNOWN_SESSION, Reason.SESSION_EXPIRED, Reason.PORT_MISMATCH, Reason.RATE_LIMITED,
+    Reason.BAD_MAC, Reason.HOP_CHAIN_BROKEN, Reason.REPLAY, Reason.TOO_OLD,
+})  # fmt: skip
+
+Address = tuple[str, int]
+KernelOutcome = tuple[Outcome, Address, Address]
 
 
 @dataclass
@@ -49,6 +71,8 @@ class AgentStats:
     delivered: int = 0
     expired: int = 0
     kernel_events: int = 0
+    kernel_drops: int = 0
+    flows: int = 0
     by_reason: dict[str, int] = field(default_factory=dict)
 
 
@@ -67,7 +91,13 @@ class Agent:
         out: TextIO = sys.stdout,
         events: bool = False,
         deliver: Callable[[Outcome, tuple[str, int]], None] | None = None,
+        flows: FlowStore | None = None,
+        metrics: Metrics | None = None,
+        node: str = "",
     ) -> None:
+        """`flows`: write a flow record for every verdict into this store; `metrics`: count
+        every verdict there and expose sessions and the kernel's counters; `node`: the
+        records' `node_name`.  All three are optional (None: no records, no metrics)."""
         self.ports = sorted(set(ports))
         if not self.ports:
             raise ValueError("at least one Warrant port is needed")
@@ -89,6 +119,13 @@ class Agent:
         self.events = events
         self.deliver = deliver
         self.stats = AgentStats()
+        self.node = node
+        self.flow_store = flows
+        self._sink = FlowSink(flows) if flows is not None else None
+        self.metrics = metrics
+        if metrics is not None:
+            metrics.track(sessions=lambda: len(self.receiver.sessions), queue_depth=lambda: 0)
+            metrics.track_datapath(self._kernel_counts)
         self._emit("attached", ifindex=ifindex, mode=attach, ports=self.ports, pin_root=pin_root,
                    reused_sessions=len(self.dp.session_ids()))  # fmt: skip
 
@@ -100,7 +137,9 @@ class Agent:
     def handle(self, sock: socket.socket, data: bytes, source: tuple[str, int]) -> Outcome:
         port = sock.getsockname()[1]
         now = time.time()
+        started = time.perf_counter()
         out = self.receiver.handle(data, source, port, now)
+        cost = time.perf_counter() - started
         self.stats.datagrams += 1
         self.stats.by_reason[out.reason.name] = self.stats.by_reason.get(out.reason.name, 0) + 1
         self._emit(
@@ -108,6 +147,7 @@ class Agent:
             session_id=out.session_id.hex() if out.session_id else None, seq=out.seq,
             source=f"{source[0]}:{source[1]}", port=port,
         )  # fmt: skip
+        self.record(out, source, (sock.getsockname()[0], port), now, cost)
         if out.reply is not None:
             sock.sendto(out.reply, source)
         if out.verdict != Verdict.ADMIT or out.session_id is None:
@@ -135,11 +175,61 @@ class Agent:
         for sid in self.dp.expire():  # also those installed by an earlier agent
             self.stats.expired += 1
             self._emit("expired", session_id=sid.hex())
+        self.kernel_outcomes()
+        if self._sink is not None:
+            self._sink.flush()
+
+    # ---- kernel verdicts -----------------------------------------------------------------------
+    def kernel_outcomes(self) -> list[KernelOutcome]:
+        """Drain the kernel's events and turn every drop into an `Outcome`, with the source
+        and destination (address, port) of its packet.  Each is also recorded (flow store,
+        metrics) like a user-space verdict.  Admit events (a sample) and PASS events are
+        drained but not returned: admitted packets are judged again, and recorded, when
+        they reach the socket."""
         evs = self.dp.events()
         self.stats.kernel_events += len(evs)
-        if self.events:
-            for ev in evs:
+        out: list[KernelOutcome] = []
+        for ev in evs:
+            if self.events:
                 self._emit("kernel", **_event_fields(ev))
+            if ev.verdict != Verdict.DROP:
+                continue
+            o = self.kernel_outcome(ev)
+            source = (socket.inet_ntoa(ev.saddr), ev.sport)
+            dest = (socket.inet_ntoa(ev.daddr), ev.dport)
+            when = self.dp.wall_time(ev.time_ns) if ev.time_ns else time.time()
+            self.record(o, source, dest, when)
+            out.append((o, source, dest))
+        self.stats.kernel_drops += len(out)
+        return out
+
+    def kernel_outcome(self, ev: Event) -> Outcome:
+        """The Outcome of one kernel drop event (with the authority of its session, when
+        this agent's receiver knows the session)."""
+        parsed = ev.kind == Kind.DATA and ev.reason in _AFTER_PARSE
+        sid = ev.session_id if parsed else None
+        session = self.receiver.sessions.get(sid) if sid is not None else None
+        return Outcome(
+            Verdict.DROP, ev.reason, ev.kind_name, ev.length, KERNEL_DETAIL,
+            authority=session.authority if session is not None else None,
+            session_id=sid, seq=ev.seq if parsed else None,
+        )  # fmt: skip
+
+    def record(self, out: Outcome, source: Address, dest: Address, now: float,
+               cost: float | None = None) -> None:  # fmt: skip
+        """One verdict into the flow store and the metrics (whichever the agent has);
+        `cost`: seconds user space spent judging it (the packet_cost histogram)."""
+        if self.metrics is not None:
+            self.metrics.observe_outcome(out, cost)
+        if self._sink is not None:
+            self._sink(flow.record(out, source, dest, now, self.node))
+            self.stats.flows += 1
+
+    def _kernel_counts(self) -> dict[str, int]:
+        counts: dict[str, int] = {}
+        for (_, reason), (packets, _) in self.dp.counters().items():
+            counts[reason.name] = counts.get(reason.name, 0) + packets
+        return counts
 
     def run(self, duration: float | None = None) -> None:
         end = None if duration is None else time.monotonic() + duration
@@ -158,6 +248,10 @@ class Agent:
 
     def close(self, detach: bool = False, ifindex: int | None = None, attach: str = "xdp") -> None:
         """Close sockets; enforcement stays unless detach=True."""
+        with contextlib.suppress(Exception):  # the last kernel verdicts into the store
+            self.kernel_outcomes()
+        if self._sink is not None:
+            self._sink.flush()
         for s in self.socks:
             s.close()
         if detach and ifindex is not None:

@@ -413,6 +413,10 @@ class Datapath(MapView):
     def kernel_ns(self, wall: float) -> int:
         return to_kernel_ns(wall, self._offset_ns)
 
+    def wall_time(self, kernel_ns: int) -> float:
+        """A kernel clock reading (an event's time) as wall-clock seconds."""
+        return (kernel_ns - self._offset_ns) / 1e9
+
     def kernel_now(self) -> int:
         """The kernel clock's current reading (ns), as the program sees it."""
         clock = self._clock()
