@@ -831,6 +831,7 @@ def test_trust_store_find_and_restrict() -> None:
 
 
 GOOD_KEY = keys.encode_public(pub(ANCHOR))
+IDENTITY_KEY = keys.encode_public(bytes([1]) + bytes(31))  # a small-order point
 
 
 @pytest.mark.parametrize(
@@ -855,6 +856,16 @@ GOOD_KEY = keys.encode_public(pub(ANCHOR))
             {"scopes": {SCOPE: {"anchors": [{"key": GOOD_KEY, "not_before": 1.5}]}}},
             "not_before must be unix seconds",
         ),
+        (
+            {"scopes": {SCOPE: {"anchors": [{"key": GOOD_KEY, "not_after": True}]}}},
+            "not_after must be unix seconds",
+        ),
+        (
+            {"scopes": {SCOPE: {"anchors": [{"key": GOOD_KEY, "not_before": 5, "not_after": 4}]}}},
+            "not_before is after not_after",
+        ),
+        ({"scopes": {SCOPE: {"anchors": [GOOD_KEY, GOOD_KEY]}}}, "listed twice"),
+        ({"scopes": {SCOPE: {"anchors": [IDENTITY_KEY]}}}, "not a valid Ed25519 point"),
         ({"scopes": {}, "relays": ["x"]}, "'relays' must map domains"),
         ({"scopes": {}, "relays": {"partner.net": GOOD_KEY}}, "must be a list of keys"),
         ({"scopes": {}, "relays": {"partner.net": ["nope"]}}, "relays.partner.net"),
@@ -944,6 +955,10 @@ AID = keys.anchor_id(pub(ANCHOR))
         _rl_bytes([1, SCOPE, AID, 1, [], [b"short"]]),
         _rl_bytes([1, SCOPE, AID, 1, [bytes([2]) * 16, bytes([1]) * 16], []]),  # unsorted
         _rl_bytes([1, SCOPE, AID, 1, [bytes(16), bytes(16)], []]),  # duplicate
+        _rl_bytes([1, SCOPE, AID, True, [], []]),  # boolean serial
+        _rl_bytes([1, SCOPE, AID, 1.0, [], []]),
+        _rl_bytes([1, "Bad Scope", AID, 1, [], []]),
+        _rl_bytes([True, SCOPE, AID, 1, [], []]),
     ],
 )
 def test_revocation_list_decode_rejects(data: bytes) -> None:
