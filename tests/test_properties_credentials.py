@@ -206,9 +206,6 @@ def verify_in_window(v: Verifier, cred: Credential) -> Rights:
 # Strategies are built once: building them per draw dominated the run time.
 INDEX = st.integers(0, 2**32 - 1)
 BOOL = st.booleans()
-NAME_STRATEGY = names
-PATTERN_STRATEGY = patterns
-DOMAIN_SETS = domain_sets
 
 
 def narrower_grant(draw: st.DrawFn, parent: Rights) -> Grant:
@@ -222,13 +219,13 @@ def narrower_grant(draw: st.DrawFn, parent: Rights) -> Grant:
 
     def refine(p: str) -> str:
         if p == "*":
-            return str(draw(PATTERN_STRATEGY))
+            return str(draw(patterns))
         if p.endswith(".*"):
             how = draw(INDEX) % 3
             if how == 0:
                 return p
             suffix = "" if how == 1 else ".*"
-            return f"{p[:-2]}.{draw(NAME_STRATEGY)}{suffix}"
+            return f"{p[:-2]}.{draw(names)}{suffix}"
         return p
 
     def sub_destination(d: Destination) -> Destination:
@@ -241,7 +238,7 @@ def narrower_grant(draw: st.DrawFn, parent: Rights) -> Grant:
         return tuple(d for d in base if draw(BOOL))
 
     def superset(base: tuple[str, ...]) -> tuple[str, ...]:
-        return tuple(sorted({*base, *draw(DOMAIN_SETS)}))
+        return tuple(sorted({*base, *draw(domain_sets)}))
 
     g: dict[str, Any] = {}
     if draw(BOOL):
@@ -258,7 +255,7 @@ def narrower_grant(draw: st.DrawFn, parent: Rights) -> Grant:
         g["max_hops"] = between(0, parent.max_hops)
     if draw(BOOL):
         pa = parent.allowed_domains
-        g["allowed_domains"] = draw(DOMAIN_SETS) if pa is None else subset(pa)
+        g["allowed_domains"] = draw(domain_sets) if pa is None else subset(pa)
     if draw(BOOL):
         g["required_domains"] = superset(parent.required_domains)
     if draw(BOOL):
