@@ -162,7 +162,9 @@ async def _listen(
     count: int | None,
     node: str,
 ) -> None:
-    receiver = Receiver(key, policy, started_at=time.time())
+    # On the millisecond, as INIT timestamps are: an INIT stamped in the first millisecond
+    # after the start is not older than the receiver's state.
+    receiver = Receiver(key, policy, started_at=int(time.time() * 1000) / 1000)
     sink = FlowFile(flows) if flows is not None else None
 
     def on_outcome(out: Outcome, source: tuple[str, int]) -> None:

@@ -32,8 +32,8 @@ full"), with a flow record like every other verdict.
 
 Order.  A sender may put DATA right behind its INIT.  Every batch of DATA first
 pulls the INITs already waiting into the backlog; a DATA packet whose own INIT
-is in the backlog waits for it (at most `HOLD_MAX` per session) instead of
-being refused with UNKNOWN_SESSION.
+is in the backlog waits for it (at most `HOLD_MAX` per session and `HOLD_BYTES`
+in all) instead of being refused with UNKNOWN_SESSION.
 
 Backpressure.  Admitted payloads wait for the application in a queue of at
 most `max_pending`; when it is full the listener stops reading (the kernel
@@ -68,7 +68,8 @@ OutcomeHook = Callable[[Outcome, Address], None]
 BATCH = 256  # datagrams read per wakeup on the batched path
 INIT_SLICE = 8  # INITs handed to the core per event-loop iteration
 INIT_BACKLOG = 256  # INITs read and waiting for verification
-HOLD_MAX = 16  # DATA packets held behind their own queued INIT
+HOLD_MAX = 256  # DATA packets held behind their own queued INIT, per session
+HOLD_BYTES = 1 << 20  # and in all
 MAX_PENDING = 8192  # admitted payloads waiting for the application
 EXPIRE_INTERVAL = 1.0  # seconds between session-table sweeps
 RCVBUF = 4 << 20  # requested socket receive buffer (the kernel caps it at rmem_max)
@@ -157,6 +158,7 @@ class Listener:
         self._inits: deque[tuple[bytes, Address]] = deque()
         self._queued: dict[bytes, int] = {}  # session id -> INITs in the backlog
         self._held: dict[bytes, list[tuple[bytes, Address]]] = {}  # DATA waiting for its INIT
+        self._held_bytes = 0
         self._init_scheduled = False
         self._transport: asyncio.DatagramTransport | None = None
         self._batched = False
@@ -216,6 +218,7 @@ class Listener:
         self._inits.clear()
         self._queued.clear()
         self._held.clear()
+        self._held_bytes = 0
         self._wake()
 
     @property
@@ -332,8 +335,9 @@ class Listener:
             sid = data[4:12]
             if sid in self._queued and self.receiver.sessions.get(sid) is None:
                 held = self._held.setdefault(sid, [])
-                if len(held) < HOLD_MAX:
+                if len(held) < HOLD_MAX and self._held_bytes + len(data) <= HOLD_BYTES:
                     held.append((data, addr))
+                    self._held_bytes += len(data)
                     return
         self._outcome(self.receiver.handle(data, addr, self._port, now), addr, now)
 
@@ -390,6 +394,7 @@ class Listener:
                 continue
             del self._queued[sid]
             for held, source in self._held.pop(sid, ()):
+                self._held_bytes -= len(held)
                 self._outcome(handle(held, source, self._port, now), source, now)
         self._resume_inits()
         self._after_batch()
