@@ -103,8 +103,14 @@ def send(world: World, port: int, *args: str, key: str = "bob", cred: str = "bob
     )  # fmt: skip
 
 
-def stop(proc: subprocess.Popen[str]) -> tuple[str, str]:
-    time.sleep(0.3)  # let the last verdicts print
+def stop(proc: subprocess.Popen[str], flows: Path | None = None, n: int = 0) -> tuple[str, str]:
+    """SIGTERM, once the flow file holds `n` records (every verdict is then printed)."""
+    deadline = time.monotonic() + 20
+    while flows is not None and time.monotonic() < deadline:
+        if flows.exists() and len(flows.read_text().splitlines()) >= n:
+            break
+        time.sleep(0.05)
+    time.sleep(0.1)
     proc.send_signal(signal.SIGTERM)
     out, err = proc.communicate(timeout=20)
     assert proc.returncode == 0, err
@@ -119,14 +125,15 @@ def reason_of(rec: dict[str, Any]) -> str:
 
 
 def test_listen_shows_the_admitted_payload_and_the_forged_drop(world: World) -> None:
-    proc, port = start_listen(world, "-v", "--flows", world.path("flows.jsonl"))
+    flows = Path(world.path("flows.jsonl"))
+    proc, port = start_listen(world, "-v", "--flows", str(flows))
     try:
         ok = send(world, port, "--op", "orders.write", "hello", "warrant")
         forged = send(
             world, port, "--op", "orders.write", "forged", key="mallory", cred="forged.cred"
         )
     finally:
-        out, _ = stop(proc)
+        out, _ = stop(proc, flows, 2)
     assert ok.returncode == 0 and ok.stdout.startswith("sent 1 payload to 127.0.0.1:"), ok.stderr
     assert forged.returncode == 0, forged.stderr  # the sender cannot know; the receiver drops
     lines = out.splitlines()
@@ -139,7 +146,7 @@ def test_listen_shows_the_admitted_payload_and_the_forged_drop(world: World) -> 
         assert part in admitted[0], admitted[0]
     assert " INIT BAD_SIGNATURE (5) " in dropped[0], dropped[0]
     assert '"forged"' not in out  # the forged payload never reaches the application
-    records = [json.loads(x) for x in Path(world.path("flows.jsonl")).read_text().splitlines()]
+    records = [json.loads(x) for x in flows.read_text().splitlines()]
     assert [reason_of(r) for r in records] == ["OK", "BAD_SIGNATURE"]
 
 
@@ -161,12 +168,13 @@ def test_send_count_and_stdin_and_json_output(world: World) -> None:
 
 
 def test_listen_without_v_hides_drops(world: World) -> None:
-    proc, port = start_listen(world)
+    flows = Path(world.path("flows.jsonl"))
+    proc, port = start_listen(world, "--flows", str(flows))
     try:
         send(world, port, "--op", "orders.read", "not granted")  # Bob may only write
         send(world, port, "--op", "orders.write", "granted")
     finally:
-        out, _ = stop(proc)
+        out, _ = stop(proc, flows, 2)
     assert [line.split()[0] for line in out.splitlines()] == ["ADMIT"]
     assert '"granted"' in out and "not granted" not in out
 
