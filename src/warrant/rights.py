@@ -21,7 +21,7 @@ _NAME = re.compile(rf"{_LABEL}(\.{_LABEL})*")
 _PATTERN = re.compile(rf"\*|{_LABEL}(\.{_LABEL})*(\.\*)?")
 _SERVICE = re.compile(r"\*|[a-z0-9][a-z0-9.-]{0,62}")
 _DOMAIN = re.compile(r"[a-z0-9][a-z0-9.-]{0,62}")
-_PORTS = re.compile(r"(\d{1,5})(?:-(\d{1,5}))?")
+_PORTS = re.compile(r"([0-9]{1,5})(?:-([0-9]{1,5}))?")
 _INT63 = 2**63
 
 
