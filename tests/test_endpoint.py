@@ -277,6 +277,29 @@ def test_drops_never_reach_the_app_and_each_gets_a_flow_record(batch: bool) -> N
     run(main())
 
 
+def test_a_sender_changing_address_mid_session_keeps_its_verdicts() -> None:
+    """P11 over real sockets: the session is bound to keys, not to the source address."""
+
+    async def main() -> None:
+        listener, app, records = await start()
+        port = listener.address[1]
+        sender = bob_sender(port)
+        first = await connect("127.0.0.1", port, sender)
+        await first.send(b"from 127.0.0.1")
+        await until(lambda: len(app.messages) == 1, what="the first payload")
+        first.close()
+        moved = await connect("127.0.0.1", port, sender, local_addr=("127.0.0.7", 0))
+        await moved.send(b"from 127.0.0.7")
+        await until(lambda: len(app.messages) == 2, what="the payload from the new address")
+        assert [m.source[0] for m in app.messages] == ["127.0.0.1", "127.0.0.7"]
+        assert app.messages[0].authority == app.messages[1].authority
+        assert sender.opens == 1 and [reason_of(r) for r in records] == ["OK", "OK"]
+        moved.close()
+        listener.close()
+
+    run(main())
+
+
 # ---- a receiver restart costs one INIT, never a wrong verdict ------------------------------
 def test_receiver_restart_costs_one_init_retransmission() -> None:
     async def main() -> None:
