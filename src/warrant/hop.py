@@ -27,12 +27,26 @@ import nacl.signing
 
 from . import keys
 from .anchors import TrustStore
-from .constants import MAC_LEN, MAX_HOPS, OFF_HOPS, SIG_CONTEXT_HOP, Kind, Reason
+from .constants import (
+    AEAD_TAG_LEN,
+    HOP_MAC_LEN,
+    HOP_RECORD_LEN,
+    KNOWN_DATA_FLAGS,
+    MAX_HOPS,
+    OFF_HOP_COUNT,
+    OFF_HOPS,
+    OFF_MAC,
+    OFF_SESSION_ID,
+    SESSION_ID_LEN,
+    SIG_CONTEXT_HOP,
+    Kind,
+    Reason,
+)
 from .errors import WarrantError
 from .kdf import hop_key, transcript, x25519
 from .mac import equal, hop_mac
 from .rights import Rights
-from .wire import DataPacket, HopRecord, HopStatement, InitPacket, peek_kind
+from .wire import HopRecord, HopStatement, InitPacket, peek_kind
 
 
 @dataclass(frozen=True)
@@ -157,17 +171,25 @@ class Relay:
         return bytes(out)
 
     def _forward_data(self, packet: bytes) -> bytes:
-        data = DataPacket.decode(packet)
-        n = len(data.hops)
+        # The same checks as DataPacket.decode, without building objects or copying the
+        # payload: this is the relay's per-packet path.
+        n, flags = packet[OFF_HOP_COUNT], packet[3]
+        if n > MAX_HOPS:
+            raise WarrantError(Reason.MALFORMED, f"hop count {n} above the wire maximum {MAX_HOPS}")
+        if flags & ~KNOWN_DATA_FLAGS:
+            raise WarrantError(Reason.MALFORMED, f"unknown DATA flags {flags:#04x}")
+        cut = OFF_HOPS + HOP_RECORD_LEN * n
+        if len(packet) < cut + AEAD_TAG_LEN:
+            raise WarrantError(Reason.TRUNCATED, f"DATA with {n} hops needs {cut + AEAD_TAG_LEN} bytes")
         if n >= MAX_HOPS:
             raise WarrantError(Reason.TOO_MANY_HOPS, "hop limit of the wire format reached")
-        key = self._hop_keys.get(data.session_id)
+        sid = packet[OFF_SESSION_ID : OFF_SESSION_ID + SESSION_ID_LEN]
+        key = self._hop_keys.get(sid)
         if key is None:
-            key = hop_key(self._shared, data.session_id)
-            self._hop_keys[data.session_id] = key
+            key = hop_key(self._shared, sid)
+            self._hop_keys[sid] = key
             if len(self._hop_keys) > self._cache_size:
                 self._hop_keys.popitem(last=False)
-        prev = data.hops[-1].mac if data.hops else data.mac[:MAC_LEN]
-        record = HopRecord(self.tag, hop_mac(key, prev, self.tag, n)).encode()
-        cut = OFF_HOPS + 12 * n
-        return bytes([packet[0], packet[1], n + 1]) + packet[3:cut] + record + packet[cut:]
+        prev = packet[cut - HOP_MAC_LEN : cut] if n else packet[OFF_MAC : OFF_MAC + HOP_MAC_LEN]
+        record = self.tag + hop_mac(key, prev, self.tag, n)
+        return b"".join((packet[:2], bytes((n + 1,)), packet[3:cut], record, packet[cut:]))
