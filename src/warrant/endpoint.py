@@ -16,14 +16,18 @@ expires sessions once a second.
 Batching.  Python has no `recvmmsg`, and asyncio's datagram transport reads one
 datagram per event-loop iteration.  On selector loops the listener registers
 its own reader instead, which drains up to `BATCH` datagrams per wakeup with
-one clock read per batch (`bench/endpoint.py` measures both; `batch=False`
-selects the portable `asyncio.DatagramProtocol` path).
+one clock read per batch, receiving into one buffer and copying each datagram
+out (`recvfrom(65507)` allocates 64 KiB per datagram, which costs more than the
+protocol's checks).  `bench/endpoint.py` measures both paths; `batch=False`
+selects the portable `asyncio.DatagramProtocol` one.
 
 Session openings never starve DATA (P9).  On Linux the listener binds two
-sockets to its port with SO_REUSEPORT and a four-instruction classic BPF
+sockets to its port with SO_REUSEPORT and a six-instruction classic BPF
 program (SO_ATTACH_REUSEPORT_CBPF) that steers version-1 INITs to the second
 one: a flood of openings fills that socket's buffer, never the one DATA waits
-in.  INITs are read only as fast as they are verified (a bounded backlog,
+in.  (A plain bind probes the port first, so a port in use is refused as
+usual; a process of the same user could still join the group, as it could
+also attach a debugger.)  INITs are read only as fast as they are verified (a bounded backlog,
 handed to the core in slices of `INIT_SLICE` between reads), so the excess of a
 flood is dropped by the kernel at no user-space cost.  Where the steering
 program cannot be attached, one socket carries everything and INITs beyond the
