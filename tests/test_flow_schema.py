@@ -317,3 +317,15 @@ def test_authority_is_a_dataclass_the_record_fully_covers() -> None:
     rec = flow.record(OUTCOMES["init-admit"], SRC, DST, NOW)
     assert fields <= set(rec["authority"])
     assert fields <= set(SCHEMA["$defs"]["authority"]["properties"])
+
+
+def test_fast_rfc3339_equals_datetime_formatting() -> None:
+    import datetime as dt
+    import random
+
+    from warrant.flow import rfc3339
+
+    rng = random.Random(7)
+    for i in range(20000):
+        t = rng.uniform(0, 4e9) if i % 2 else rng.randrange(0, 4 * 10**15) / 1e6 + rng.choice([0, 5e-7])
+        assert rfc3339(t) == dt.datetime.fromtimestamp(t, dt.UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")

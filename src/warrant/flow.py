@@ -28,8 +28,10 @@ checks every kind of record against it.
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import ipaddress
 import json
+import math
 import uuid as uuidlib
 from dataclasses import dataclass, field
 from typing import Any
@@ -133,7 +135,7 @@ def record(
     if outcome.seq is not None:
         rec["seq"] = outcome.seq
     if outcome.authority is not None:
-        rec["authority"] = authority_object(outcome.authority, outcome.reason)
+        rec["authority"] = dict(_authority_template(outcome.authority, outcome.reason))
     return rec
 
 
@@ -192,6 +194,12 @@ def authority_object(a: Authority, reason: Reason) -> dict[str, Any]:
     }
 
 
+@functools.lru_cache(maxsize=4096)
+def _authority_template(a: Authority, reason: Reason) -> dict[str, Any]:
+    """authority_object, computed once per (session authority, reason): records copy it."""
+    return authority_object(a, reason)
+
+
 def source_labels(a: Authority | None) -> list[str]:
     """Cilium-style `source:key=value` labels derived from the verified authority."""
     if a is None:
@@ -209,6 +217,7 @@ def _endpoint(identity: int, namespace: str, pod: str, labels: list[str]) -> dic
     return {"identity": identity, "namespace": namespace, "labels": labels, "pod_name": pod}
 
 
+@functools.lru_cache(maxsize=4096)
 def ip_version(address: str) -> str:
     try:
         return "IPv6" if ipaddress.ip_address(address.split("%", 1)[0]).version == 6 else "IPv4"
@@ -217,8 +226,22 @@ def ip_version(address: str) -> str:
 
 
 def rfc3339(t: float) -> str:
-    """A protobuf Timestamp in proto3's JSON mapping: UTC, `Z`, microseconds."""
-    return dt.datetime.fromtimestamp(t, dt.UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    """A protobuf Timestamp in proto3's JSON mapping: UTC, `Z`, microseconds.
+
+    Rounds like datetime.fromtimestamp (half-even to the microsecond) but formats
+    the date part once per second: this runs for every packet's flow record."""
+    frac, whole = math.modf(t)
+    us = round(frac * 1e6)
+    if us >= 1_000_000:
+        whole, us = whole + 1, us - 1_000_000
+    elif us < 0:
+        whole, us = whole - 1, us + 1_000_000
+    return f"{_second(int(whole))}.{us:06d}Z"
+
+
+@functools.lru_cache(maxsize=8)
+def _second(whole: int) -> str:
+    return dt.datetime.fromtimestamp(whole, dt.UTC).strftime("%Y-%m-%dT%H:%M:%S")
 
 
 def parse_time(text: str) -> float:
