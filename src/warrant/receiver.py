@@ -255,7 +255,13 @@ class Receiver:
     def _init(self, packet: bytes, source: Address, dst_port: int, now: float) -> Outcome:
         init = InitPacket.decode(packet)
         out = Outcome(Verdict.DROP, Reason.OK, "INIT", len(packet), session_id=init.session_id, seq=0)
+        try:
+            return self._open(init, out, source, dst_port, now)
+        except WarrantError as exc:  # raised by the verifier, hop checks, claim or AEAD
+            out.reason, out.detail = exc.reason, exc.detail
+            return out
 
+    def _open(self, init: InitPacket, out: Outcome, source: Address, dst_port: int, now: float) -> Outcome:
         def drop(reason: Reason, detail: str = "") -> Outcome:
             out.reason, out.detail = reason, detail
             return out
@@ -325,10 +331,14 @@ class Receiver:
             port=claim.port,
             path=path,
             opened=now,
-            expires=min(now + SESSION_MAX_LIFETIME, chain.rights.expires + CLOCK_SKEW),
+            expires=min(
+                now + SESSION_MAX_LIFETIME,
+                chain.rights.expires + CLOCK_SKEW,
+                float("inf") if chain.anchor.not_after is None else chain.anchor.not_after + CLOCK_SKEW,
+            ),
             rule=decision.rule,
-            bucket=(
-                TokenBucket(chain.rights.rate, max(1.0, float(chain.rights.rate)), now)
+            bucket=(  # burst of one second's worth; rate 0 admits no DATA at all
+                TokenBucket(chain.rights.rate, float(chain.rights.rate), now)
                 if chain.rights.rate is not None
                 else None
             ),

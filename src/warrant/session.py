@@ -44,7 +44,9 @@ class SessionTable:
     def __init__(self, max_sessions: int) -> None:
         self.max_sessions = max_sessions
         self._live: OrderedDict[bytes, Session] = OrderedDict()
-        self._tombstones: dict[bytes, float] = {}
+        # Ended sessions' ids, oldest first: every entry lives the same time, so insertion
+        # order is expiry order and purging from the front is enough.
+        self._tombstones: OrderedDict[bytes, float] = OrderedDict()
 
     def __len__(self) -> int:
         return len(self._live)
@@ -69,12 +71,21 @@ class SessionTable:
     def remove(self, sid: bytes, now: float) -> None:
         if self._live.pop(sid, None) is not None:
             self._tombstones[sid] = now + INIT_MAX_AGE + CLOCK_SKEW
+        self._purge(now)
+
+    def _purge(self, now: float) -> None:
+        tombs = self._tombstones
+        while tombs:
+            sid, until = next(iter(tombs.items()))
+            if until > now:
+                break
+            del tombs[sid]
 
     def expire(self, now: float) -> list[Session]:
         ended = [s for s in self._live.values() if s.expires <= now]
         for s in ended:
             self.remove(s.session_id, now)
-        self._tombstones = {k: t for k, t in self._tombstones.items() if t > now}
+        self._purge(now)
         return ended
 
     def clear(self) -> None:
