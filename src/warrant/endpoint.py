@@ -453,7 +453,8 @@ class _ListenerProtocol(asyncio.DatagramProtocol):
         self.listener.stats.reply_errors += 1
 
 
-async def _resolve(host: str, port: int) -> tuple[socket.AddressFamily, Any]:
+async def resolve_udp(host: str, port: int) -> tuple[socket.AddressFamily, Any]:
+    """Address family and socket address of a UDP destination (first answer)."""
     loop = asyncio.get_running_loop()
     infos = await loop.getaddrinfo(host, port, type=socket.SOCK_DGRAM)
     if not infos:
@@ -541,7 +542,7 @@ async def listen(
     sink is given.  `batch=False` reads through `asyncio.DatagramProtocol`, one
     datagram per loop iteration; `steer=False` keeps INITs on the DATA socket.
     """
-    family, sockaddr = await _resolve(host, port)
+    family, sockaddr = await resolve_udp(host, port)
     loop = asyncio.get_running_loop()
     if batch:
         try:

@@ -53,6 +53,7 @@ from .constants import (
     Kind,
     Reason,
 )
+from .endpoint import resolve_udp
 from .errors import WarrantError
 from .hop import Relay
 from .ratelimit import KeyedLimiter
@@ -272,12 +273,12 @@ class RelayServer:
         owned: list[socket.socket] = []
         try:
             if forward_sock is None:
-                family, addr = await _resolve(*forward)
+                family, addr = await resolve_udp(*forward)
                 forward_sock = socket.socket(family, socket.SOCK_DGRAM)
                 owned.append(forward_sock)
                 forward_sock.connect(addr)
             if listen_sock is None:
-                family, addr = await _resolve(*listen)
+                family, addr = await resolve_udp(*listen)
                 listen_sock = socket.socket(family, socket.SOCK_DGRAM)
                 owned.append(listen_sock)
                 with contextlib.suppress(OSError):
@@ -390,15 +391,6 @@ class RelayServer:
             self._lsock.close()
         if self._forward is None:
             self._fsock.close()
-
-
-async def _resolve(host: str, port: int) -> tuple[socket.AddressFamily, Any]:
-    loop = asyncio.get_running_loop()
-    infos = await loop.getaddrinfo(host, port, type=socket.SOCK_DGRAM)
-    if not infos:
-        raise OSError(f"cannot resolve {host!r}")
-    family, _, _, _, sockaddr = infos[0]
-    return family, sockaddr
 
 
 def _has_readers(loop: asyncio.AbstractEventLoop, sock: socket.socket) -> bool:
