@@ -1,12 +1,34 @@
-/* replay.h: RFC 6479 anti-replay ring, one per session, shared by all CPUs.
+/* replay.h: the anti-replay window of SPEC 6.3, one per session, shared by all CPUs,
+ * lock-free.
  *
- * Mirrors src/warrant/replay.py (SPEC 6.3): 64 words of 64 bits; `top` is the
- * newest accepted sequence number; seq is fresh when seq > top, or when
- * top - seq < REPLAY_WINDOW and its bit is clear.  The window lives in its own
- * hash map keyed by session id and guarded by a bpf_spin_lock: a per-CPU window
- * would let an attacker replay a packet onto another CPU.  Check and record
- * happen under one lock, after every other check passed (SPEC 6.1 step 7 and the
- * kernel's "records the sequence number after step 7").
+ * Same decisions as src/warrant/replay.py (RFC 6479, 4096-bit ring, `top` the newest
+ * accepted sequence number): seq is fresh when seq > top, or when
+ * top - seq < REPLAY_WINDOW (4032) and it was not seen; top - seq >= 4032 is TOO_OLD,
+ * a seen seq REPLAY.  The window lives in its own hash map keyed by session id (so
+ * reinstalling a session never resets it) and is shared by all CPUs: a per-CPU
+ * window would let an attacker replay a packet onto another CPU.
+ *
+ * Layout: `top` and 128 slots of 64 bits, each (tag << 32) | bits: 32 sequence
+ * numbers per slot; slot i holds the 32-number block whose index I = seq >> 5
+ * satisfies I % 128 == i, and its tag is I's low 32 bits.  A slot whose tag is not
+ * the block's holds nothing of that block: blocks are cleared lazily, by whoever
+ * first records a number in the new block, instead of eagerly when top advances.
+ * So every update is a compare-and-exchange on one 64-bit word, and top is raised
+ * with compare-and-exchange too: no lock (a bpf_spin_lock pair cost ~40 ns).
+ *
+ * Why it is safe across CPUs (docs/datapath.md, "Lock-free window"):
+ *  1. A number is accepted only by the CAS that sets its bit in a slot tagged with
+ *     its block: of two CPUs racing with the same number, exactly one sees the bit
+ *     clear.
+ *  2. top is raised (CAS) *before* the slot of a number above it is written, and
+ *     both are fully ordered atomics; a CPU that sees a slot re-tagged for a newer
+ *     block therefore also sees a top at least 32 * that block, which puts every
+ *     number of the slot's older blocks at least 4065 behind: TOO_OLD.  A slot is
+ *     re-tagged only by a number inside the window of the top it read, after
+ *     re-reading top, so a bit can only be lost for numbers already TOO_OLD.
+ *  3. Contention beyond DP_REPLAY_RETRIES failed CASes drops the packet (REPLAY):
+ *     fail closed, never admit.
+ * The x86-64 JIT emits lock cmpxchg; plain loads are ordered after it (TSO).
  */
 #ifndef WARRANT_REPLAY_H
 #define WARRANT_REPLAY_H
@@ -16,18 +38,19 @@
 #include "warrant_constants.h"
 #include "session.h"
 
-#define WARRANT_REPLAY_WORDS (WARRANT_REPLAY_RING_BITS / WARRANT_REPLAY_WORD_BITS)
-#define WARRANT_REPLAY_WORD_MASK (WARRANT_REPLAY_WORDS - 1)
-#define WARRANT_REPLAY_WORD_SHIFT 6 /* log2(REPLAY_WORD_BITS) */
+#define WARRANT_REPLAY_SLOTS (WARRANT_REPLAY_RING_BITS / WARRANT_DP_REPLAY_SLOT_BITS)
+#define WARRANT_REPLAY_SLOT_MASK (WARRANT_REPLAY_SLOTS - 1)
+#define WARRANT_REPLAY_SLOT_SHIFT 5 /* log2(DP_REPLAY_SLOT_BITS) */
+#define WARRANT_REPLAY_RETRIES 8
 
-_Static_assert(WARRANT_REPLAY_WORD_BITS == 1 << WARRANT_REPLAY_WORD_SHIFT, "word bits");
-_Static_assert((WARRANT_REPLAY_WORDS & WARRANT_REPLAY_WORD_MASK) == 0, "ring of 2^k words");
+_Static_assert(WARRANT_DP_REPLAY_SLOT_BITS == 1 << WARRANT_REPLAY_SLOT_SHIFT, "slot bits");
+_Static_assert((WARRANT_REPLAY_SLOTS & WARRANT_REPLAY_SLOT_MASK) == 0, "ring of 2^k slots");
+_Static_assert(WARRANT_REPLAY_WINDOW <= WARRANT_REPLAY_RING_BITS - WARRANT_DP_REPLAY_SLOT_BITS,
+	       "the window fits the ring minus one slot");
 
 struct warrant_replay {
-	struct bpf_spin_lock lock;
-	__u32 _pad;
 	__u64 top; /* newest accepted seq (installed from the INIT, which records seq 0) */
-	__u64 words[WARRANT_REPLAY_WORDS];
+	__u64 slots[WARRANT_REPLAY_SLOTS]; /* (tag << 32) | bits */
 };
 
 struct {
@@ -40,38 +63,49 @@ struct {
 /* Check seq and, when fresh, record it.  Returns OK, REPLAY or TOO_OLD. */
 static __always_inline int warrant_replay_update(struct warrant_replay *w, __u64 seq)
 {
-	int reason = WARRANT_REASON_OK;
-	__u64 index = seq >> WARRANT_REPLAY_WORD_SHIFT;
-	__u64 bit = 1ULL << (seq & (WARRANT_REPLAY_WORD_BITS - 1));
+	__u64 block = seq >> WARRANT_REPLAY_SLOT_SHIFT;
+	__u64 tag = block & 0xFFFFFFFFULL;
+	__u64 bit = 1ULL << (seq & (WARRANT_DP_REPLAY_SLOT_BITS - 1));
+	__u64 *slot = &w->slots[block & WARRANT_REPLAY_SLOT_MASK];
+	__u64 top = *(volatile __u64 *)&w->top;
 
-	bpf_spin_lock(&w->lock);
-	__u64 top = w->top;
 	if (seq > top) {
-		__u64 current = top >> WARRANT_REPLAY_WORD_SHIFT;
-		__u64 diff = index - current;
-		if (diff >= WARRANT_REPLAY_WORDS) {
-#pragma clang loop unroll(full)
-			for (int i = 0; i < WARRANT_REPLAY_WORDS; i++)
-				w->words[i] = 0;
-		} else {
-			/* At most 63 words to clear; bounded loop, no early exit needed. */
-			for (__u32 i = 1; i < WARRANT_REPLAY_WORDS; i++) {
-				if (i > diff)
-					break;
-				w->words[(current + i) & WARRANT_REPLAY_WORD_MASK] = 0;
+		/* raise top first (safety argument 2) */
+		int raised = 0;
+		for (int i = 0; i < WARRANT_REPLAY_RETRIES; i++) {
+			__u64 seen = __sync_val_compare_and_swap(&w->top, top, seq);
+			if (seen == top || seen >= seq) {
+				raised = 1;
+				break;
 			}
+			top = seen;
 		}
-		w->top = seq;
-		w->words[index & WARRANT_REPLAY_WORD_MASK] |= bit;
+		if (!raised)
+			return WARRANT_REASON_REPLAY; /* contention: fail closed */
 	} else if (top - seq >= WARRANT_REPLAY_WINDOW) {
-		reason = WARRANT_REASON_TOO_OLD;
-	} else if (w->words[index & WARRANT_REPLAY_WORD_MASK] & bit) {
-		reason = WARRANT_REASON_REPLAY;
-	} else {
-		w->words[index & WARRANT_REPLAY_WORD_MASK] |= bit;
+		return WARRANT_REASON_TOO_OLD;
 	}
-	bpf_spin_unlock(&w->lock);
-	return reason;
+
+	__u64 old = *(volatile __u64 *)slot;
+	for (int i = 0; i < WARRANT_REPLAY_RETRIES; i++) {
+		__u64 next;
+		if ((old >> 32) == tag) {
+			if (old & bit)
+				return WARRANT_REASON_REPLAY;
+			next = old | bit;
+		} else {
+			/* another block's slot: newer (then top says TOO_OLD) or stale */
+			__u64 now_top = *(volatile __u64 *)&w->top;
+			if (now_top > seq && now_top - seq >= WARRANT_REPLAY_WINDOW)
+				return WARRANT_REASON_TOO_OLD;
+			next = (tag << 32) | bit;
+		}
+		__u64 seen = __sync_val_compare_and_swap(slot, old, next);
+		if (seen == old)
+			return WARRANT_REASON_OK;
+		old = seen;
+	}
+	return WARRANT_REASON_REPLAY; /* contention: fail closed */
 }
 
 #endif

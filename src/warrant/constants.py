@@ -99,6 +99,7 @@ DP_BAD_MAC_BURST = 64  # per session: header MACs that may fail before failures 
 DP_BAD_MAC_REFILL = 64  # tokens added back per tick
 DP_ADMIT_SAMPLE = 64  # default: one admitted DATA packet in this many becomes an event (2**k)
 DP_EVENT_BUDGET = 4096  # ring-buffer events per CPU per tick; beyond, floods are only counted
+DP_REPLAY_SLOT_BITS = 32  # kernel window: 4096 bits as 128 slots of (u32 tag, 32 bits), lock-free
 DP_REJECT_RATE = 1000  # kernel REJECTs (SPEC 6.1 steps 2-3) per second per CPU; beyond, silent drop
 DP_REJECT_BURST = 64  # kernel REJECTs a CPU may send back to back before the rate applies
 DP_REJECT_TTL = 64  # IPv4 TTL of a REJECT the kernel builds in place

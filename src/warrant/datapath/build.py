@@ -16,7 +16,9 @@ ROOT = Path(__file__).resolve().parents[3]
 BPF_DIR = ROOT / "bpf"
 BUILD_DIR = ROOT / "build"
 OBJECTS = ("warrant_xdp", "baseline_pass", "baseline_lpm")
-CFLAGS = ["-O2", "-g", "-target", "bpf", "-Wall", "-Werror", "-I/usr/include/x86_64-linux-gnu"]
+# -mcpu=v3: BPF atomics with fetch (cmpxchg) for the lock-free replay window (bpf/replay.h)
+CFLAGS = ["-O2", "-g", "-target", "bpf", "-mcpu=v3", "-Wall", "-Werror",
+          "-I/usr/include/x86_64-linux-gnu"]  # fmt: skip
 
 
 class BuildError(RuntimeError):

@@ -27,6 +27,7 @@ from pathlib import Path
 from ..constants import (
     DP_ADMIT_SAMPLE,
     DP_BAD_MAC_BURST,
+    DP_REPLAY_SLOT_BITS,
     HOP_TAG_LEN,
     MAX_HOPS,
     REPLAY_RING_BITS,
@@ -56,6 +57,7 @@ CONFIG_PASS_EVENTS = 0x1
 CONFIG_NO_DROP_EVENTS = 0x2
 CONFIG_NO_BUDGET = 0x4
 _WORDS = REPLAY_RING_BITS // REPLAY_WORD_BITS
+_SLOTS = REPLAY_RING_BITS // DP_REPLAY_SLOT_BITS
 _U8 = ctypes.c_uint8
 _CLOCK_MONOTONIC_COARSE = 6  # linux/time.h; bpf_ktime_get_coarse_ns reads this clock
 
@@ -80,14 +82,50 @@ class SessionValue(ctypes.Structure):
 
 
 class ReplayValue(ctypes.Structure):
-    """struct warrant_replay (bpf/replay.h); the lock word is owned by the kernel."""
+    """struct warrant_replay (bpf/replay.h): top and 128 slots of (u32 tag << 32 | 32 bits).
+
+    `from_window` / `to_window` convert from and to the reference's layout
+    (src/warrant/replay.py: 64 words of 64 bits), so that the same window can be
+    installed from a Python session and compared with it."""
 
     _fields_ = [
-        ("lock", ctypes.c_uint32),
-        ("_pad", ctypes.c_uint32),
         ("top", ctypes.c_uint64),
-        ("words", ctypes.c_uint64 * _WORDS),
+        ("slots", ctypes.c_uint64 * _SLOTS),
     ]
+
+    @classmethod
+    def from_window(cls, top: int, words: list[int]) -> ReplayValue:
+        v = cls()
+        v.top = top
+        for k, word in enumerate(words):
+            block = _ref_block(top, k)
+            if block < 0:
+                continue
+            for half in (0, 1):
+                index = 2 * block + half
+                bits = (word >> (32 * half)) & 0xFFFFFFFF
+                v.slots[index % _SLOTS] = ((index & 0xFFFFFFFF) << 32) | bits
+        return v
+
+    def to_window(self) -> tuple[int, list[int]]:
+        top = int(self.top)
+        words = [0] * _WORDS
+        for k in range(_WORDS):
+            block = _ref_block(top, k)
+            if block < 0:
+                continue
+            for half in (0, 1):
+                index = 2 * block + half
+                slot = int(self.slots[index % _SLOTS])
+                if slot >> 32 == index & 0xFFFFFFFF:
+                    words[k] |= (slot & 0xFFFFFFFF) << (32 * half)
+        return top, words
+
+
+def _ref_block(top: int, k: int) -> int:
+    """The 64-number block the reference window's word k holds when its newest is top."""
+    newest = top >> 6
+    return newest - ((newest - k) % _WORDS)
 
 
 class PortSet(ctypes.Structure):
@@ -207,7 +245,7 @@ class MapView:
         w = ReplayValue()
         if not libbpf.map_lookup(self.fd["warrant_replay"], sid_key(session_id), w):
             return None
-        return int(w.top), list(w.words)
+        return w.to_window()
 
     # ---- observability -----------------------------------------------------------------
     def counters(self) -> dict[tuple[Verdict, Reason], tuple[int, int]]:
@@ -455,9 +493,7 @@ class Datapath(MapView):
         if s.window.top < 0:
             raise ValueError("a session's window records seq 0 at opening (SPEC 6.2 step 14)")
         key = sid_key(s.session_id)
-        w = ReplayValue()
-        w.top = s.window.top
-        w.words[:] = list(s.window.words)
+        w = ReplayValue.from_window(s.window.top, list(s.window.words))
         try:
             libbpf.map_update(self.fd["warrant_replay"], key, w, libbpf.BPF_NOEXIST)
         except libbpf.BpfError as exc:
