@@ -349,3 +349,17 @@ def test_configmap_policy_is_the_example_orders_policy_trimmed() -> None:
     cm = CM_POLICIES[0]
     assert cm["metadata"] == BASE["metadata"]
     assert cm["spec"]["endpointSelector"] == BASE["spec"]["endpointSelector"]
+
+
+def test_daemonset_uses_only_flags_the_agent_takes() -> None:
+    import typer.main
+
+    from warrant.cli import app
+
+    agent = typer.main.get_command(app).commands["agent"]  # type: ignore[attr-defined]
+    known = {opt for p in agent.params for opt in p.opts}
+    ds = docs("daemonset.yaml")[0]
+    args = ds["spec"]["template"]["spec"]["containers"][0]["args"]
+    assert args[0] == "agent"
+    used = {a.split("=", 1)[0] for a in args[1:] if a.startswith("--")}
+    assert used and used <= known, used - known

@@ -28,8 +28,8 @@ from typing import Annotated
 import typer
 
 from . import keys
-from .admission import Policy
 from .cli_observe import DEFAULT_STORE
+from .crd_policy import load_any
 
 
 def agent_cmd(
@@ -66,6 +66,11 @@ def agent_cmd(
     node: Annotated[
         str | None, typer.Option("--node", help="node_name in flow records (default: hostname).")
     ] = None,
+    anchors_dir: Annotated[
+        Path | None,
+        typer.Option("--anchors-dir", metavar="DIR",
+                     help="Where the policy's relative anchor file is read (default: beside it)."),
+    ] = None,
 ) -> None:
     """Enforce Warrant in the kernel on IFACE and admit sessions from user space."""
     from .datapath.agent import Agent
@@ -77,7 +82,7 @@ def agent_cmd(
     except OSError:
         raise ValueError(f"no interface {iface!r}") from None
     receiver_key = keys.load_secret(key)
-    pol = Policy.load(policy)
+    pol = load_any(policy, anchors_dir=anchors_dir)
     mode = "tc" if tc else "xdp"
     store = FlowStore(flows) if flows else None
     metrics = Metrics() if metrics_port is not None else None

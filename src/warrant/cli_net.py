@@ -31,6 +31,7 @@ from . import flow, keys
 from .admission import Policy
 from .cli_authority import load_public_key, load_secret_key, read_blob
 from .constants import MAX_DATAGRAM, Verdict
+from .crd_policy import load_any
 from .credential import Credential
 from .endpoint import FlowFile, Listener, Message, connect, listen
 from .errors import WarrantError
@@ -147,7 +148,7 @@ def listen_cmd(
 ) -> None:
     """Receive Warrant traffic: print each admitted payload with its authority."""
     receiver_key = load_secret_key(key, "--key")
-    pol = Policy.load(policy)
+    pol = load_any(policy)
     asyncio.run(_listen(receiver_key, pol, host, port, verbose, flows, as_json, count, node))
 
 
