@@ -121,6 +121,8 @@ def lib() -> ctypes.CDLL:
         "bpf_xdp_attach": (c_int, [c_int, c_int, c_uint, c_void_p]),
         "bpf_xdp_detach": (c_int, [c_int, c_uint, c_void_p]),
         "bpf_xdp_query_id": (c_int, [c_int, c_int, ctypes.POINTER(c_uint)]),
+        "bpf_prog_get_fd_by_id": (c_int, [c_uint]),
+        "bpf_obj_get_info_by_fd": (c_int, [c_int, c_void_p, ctypes.POINTER(c_uint)]),
         "bpf_tc_hook_create": (c_int, [ctypes.POINTER(TcHook)]),
         "bpf_tc_hook_destroy": (c_int, [ctypes.POINTER(TcHook)]),
         "bpf_tc_attach": (c_int, [ctypes.POINTER(TcHook), ctypes.POINTER(TcOpts)]),
@@ -332,6 +334,21 @@ def xdp_query_id(ifindex: int, flags: int = 0) -> int:
     pid = c_uint(0)
     check(lib().bpf_xdp_query_id(ifindex, flags, ctypes.byref(pid)), "XDP query")
     return int(pid.value)
+
+
+_PROG_INFO_NAME = slice(64, 80)  # struct bpf_prog_info: char name[BPF_OBJ_NAME_LEN] at offset 64
+
+
+def prog_name(prog_id: int) -> str:
+    """The name of a loaded BPF program, from its id (bpf_prog_info.name)."""
+    fd = check(lib().bpf_prog_get_fd_by_id(prog_id), f"BPF program {prog_id}")
+    try:
+        info = ctypes.create_string_buffer(256)
+        size = c_uint(len(info))
+        check(lib().bpf_obj_get_info_by_fd(fd, info, ctypes.byref(size)), "BPF program info")
+        return info.raw[_PROG_INFO_NAME].split(b"\0", 1)[0].decode(errors="replace")
+    finally:
+        os.close(fd)
 
 
 def _tc_hook(ifindex: int) -> TcHook:

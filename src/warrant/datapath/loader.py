@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
+import errno
 import math
 import os
 import struct
@@ -375,10 +376,23 @@ class Datapath(MapView):
             os.rmdir(pin_root)
 
     # ---- attach ------------------------------------------------------------------------
-    def attach_xdp(self, ifindex: int, mode: str = "auto") -> None:
-        """Attach (replacing any program); mode 'native', 'generic' or 'auto'."""
+    def attach_xdp(self, ifindex: int, mode: str = "auto", *, replace_foreign: bool = False) -> None:
+        """Attach; mode 'native', 'generic' or 'auto'.
+
+        An earlier Warrant program on the interface is replaced (an agent restart).  Another
+        program (Cilium's, say) is not, unless `replace_foreign`: an interface has one XDP
+        program, and silently displacing another datapath would break the node."""
         flags = {"auto": 0, "native": libbpf.XDP_FLAGS_DRV_MODE,
                  "generic": libbpf.XDP_FLAGS_SKB_MODE}[mode]  # fmt: skip
+        current = libbpf.xdp_query_id(ifindex)
+        if current and not replace_foreign:
+            name = libbpf.prog_name(current)
+            if name != "warrant_xdp":
+                raise libbpf.BpfError(
+                    errno.EBUSY,
+                    f"ifindex {ifindex} already runs XDP program {name!r} (id {current}); "
+                    "refusing to replace it (use --tc to enforce at TC ingress beside it)",
+                )
         libbpf.xdp_attach(ifindex, self.xdp_fd, flags)
 
     @staticmethod
