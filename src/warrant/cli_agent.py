@@ -29,7 +29,7 @@ import typer
 
 from . import keys
 from .cli_observe import DEFAULT_STORE
-from .crd_policy import load_any
+from .crd_policy import PolicyWatcher, load_any
 
 
 def agent_cmd(
@@ -83,12 +83,14 @@ def agent_cmd(
         raise ValueError(f"no interface {iface!r}") from None
     receiver_key = keys.load_secret(key)
     pol = load_any(policy, anchors_dir=anchors_dir)
+    watcher = PolicyWatcher(policy, anchors_dir=anchors_dir)
     mode = "tc" if tc else "xdp"
     store = FlowStore(flows) if flows else None
     metrics = Metrics() if metrics_port is not None else None
     agent = Agent(receiver_key, pol, ifindex, port or [8443], host=host, attach=mode,
                   xdp_mode=xdp_mode, pin_root=pin_root, events=events, flows=store,
-                  metrics=metrics, node=node if node is not None else socket.gethostname())  # fmt: skip
+                  metrics=metrics, node=node if node is not None else socket.gethostname(),
+                  policy_watcher=watcher)  # fmt: skip
     server = None
     if metrics is not None and metrics_port is not None:
         server = start_metrics_server(metrics_port, metrics_addr, metrics=metrics)

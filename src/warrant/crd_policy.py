@@ -599,3 +599,29 @@ def admission_yaml(compiled: Compiled) -> str:
     if data["scopes"] is None:
         del data["scopes"]
     return str(yaml.safe_dump(data, sort_keys=False))
+
+
+class PolicyWatcher:
+    """Reloads a policy file when it changes (either format), keeping the last good one.
+
+    `poll()` returns the new Policy when the file changed and loads; None when it did not
+    change; and raises PolicyError (the old policy stays in force) when it changed into
+    something invalid, once per change."""
+
+    def __init__(self, path: Path, *, anchors_dir: Path | None = None) -> None:
+        self.path, self.anchors_dir = path, anchors_dir
+        self._stamp = self._read_stamp()
+
+    def _read_stamp(self) -> tuple[int, int] | None:
+        try:
+            st = self.path.stat()
+        except OSError:
+            return None
+        return (st.st_mtime_ns, st.st_size)
+
+    def poll(self) -> Policy | None:
+        stamp = self._read_stamp()
+        if stamp == self._stamp or stamp is None:
+            return None
+        self._stamp = stamp
+        return load_any(self.path, anchors_dir=self.anchors_dir)

@@ -173,6 +173,18 @@ class Receiver:
         self.stats.count(out.reason)
         return out
 
+    def set_policy(self, policy: Policy) -> None:
+        """Adopt a new policy for session openings from now on.
+
+        Live sessions stay: they were admitted under the policy of their opening and keep
+        their keys and windows (a reload never drops admitted traffic).  The trust store
+        and the opening limits follow the new policy; the session table keeps its size."""
+        self.policy = policy
+        self.verifier.trust = policy.trust
+        self.verifier.clear_cache()  # cached prefixes were checked against the old anchors
+        limits = policy.limits
+        self._init_limiter = KeyedLimiter(limits.init_rate_per_source, limits.init_burst)
+
     def under_load(self, now: float) -> bool:
         return self._init_meter.rate(now) >= self.policy.limits.load_threshold
 

@@ -44,8 +44,9 @@ from typing import Any, TextIO
 import nacl.signing
 
 from .. import flow
-from ..admission import Policy
+from ..admission import Policy, PolicyError
 from ..constants import MAX_DATAGRAM, Kind, Reason, Verdict
+from ..crd_policy import PolicyWatcher
 from ..flowstore import FlowSink, FlowStore
 from ..metrics import Metrics
 from ..receiver import Outcome, Receiver
@@ -94,6 +95,7 @@ class Agent:
         flows: FlowStore | None = None,
         metrics: Metrics | None = None,
         node: str = "",
+        policy_watcher: PolicyWatcher | None = None,
     ) -> None:
         """`flows`: write a flow record for every verdict into this store; `metrics`: count
         every verdict there and expose sessions and the kernel's counters; `node`: the
@@ -123,6 +125,7 @@ class Agent:
         self.flow_store = flows
         self._sink = FlowSink(flows) if flows is not None else None
         self.metrics = metrics
+        self.policy_watcher = policy_watcher
         if metrics is not None:
             metrics.track(sessions=lambda: len(self.receiver.sessions), queue_depth=lambda: 0)
             metrics.track_datapath(self._kernel_counts)
@@ -168,6 +171,7 @@ class Agent:
     # ---- housekeeping ------------------------------------------------------------------------
     def maintain(self) -> None:
         now = time.time()
+        self._reload_policy()
         for s in self.receiver.sessions.expire(now):
             self.dp.remove_session(s.session_id)
             self.stats.expired += 1
@@ -178,6 +182,21 @@ class Agent:
         self.kernel_outcomes()
         if self._sink is not None:
             self._sink.flush()
+
+    def _reload_policy(self) -> None:
+        """Adopt a changed policy file; sessions already admitted (and their kernel
+        entries) stay.  An invalid file leaves the running policy in force."""
+        if self.policy_watcher is None:
+            return
+        try:
+            policy = self.policy_watcher.poll()
+        except PolicyError as exc:
+            self._emit("policy-error", error=str(exc), kept="previous policy")
+            return
+        if policy is not None:
+            self.receiver.set_policy(policy)
+            self._emit("policy-reloaded", path=str(self.policy_watcher.path),
+                       rules=len(policy.model.rules), sessions=len(self.receiver.sessions))  # fmt: skip
 
     # ---- kernel verdicts -----------------------------------------------------------------------
     def kernel_outcomes(self) -> list[KernelOutcome]:
