@@ -20,8 +20,6 @@ import contextlib
 import json
 import os
 import select
-import shutil
-import signal
 import socket
 import subprocess
 import sys
@@ -33,6 +31,7 @@ from typing import Any
 
 import pytest
 
+from netns_helpers import AgentProc, skip_unless_datapath, veth_topology
 from warrant import keys
 from warrant.constants import Kind, Reason
 
@@ -43,95 +42,12 @@ A_ADDR, B_ADDR = "10.78.0.1", "10.78.0.2"
 SPORT = 40100
 
 
-def _run(*cmd: str) -> None:
-    subprocess.run(cmd, check=True, capture_output=True)
-
-
-def _in(ns: str, *cmd: str) -> list[str]:
-    return ["nsenter", f"--net=/run/netns/{ns}", *cmd]
-
-
 @pytest.fixture
 def topo() -> Iterator[dict[str, str]]:
-    if os.geteuid() != 0:
-        pytest.skip("needs root: network namespaces and eBPF (CI runs as root)")
-    for tool in ("ip", "nsenter", "clang"):
-        if shutil.which(tool) is None:
-            pytest.skip(f"needs {tool}")
-    try:
-        import pyroute2  # noqa: F401
-
-        from warrant.datapath.loader import Datapath
-
-        Datapath.open(pin_root=None).close()
-    except Exception as exc:
-        pytest.skip(f"eBPF datapath or pyroute2 unavailable here: {exc}")
-    tag = f"{os.getpid() % 100000}"
-    a, b = f"wga{tag}", f"wgb{tag}"
-    va, vb = f"wgva{tag}", f"wgvb{tag}"
-    pin_root = f"/sys/fs/bpf/warrant-agent-test-{tag}"
-    _run("ip", "netns", "add", a)
-    _run("ip", "netns", "add", b)
-    try:
-        _run("ip", "link", "add", va, "netns", a, "type", "veth", "peer", "name", vb, "netns", b)
-        for ns, dev, addr in ((a, va, A_ADDR), (b, vb, B_ADDR)):
-            _run("ip", "-n", ns, "addr", "add", f"{addr}/24", "dev", dev)
-            _run("ip", "-n", ns, "link", "set", dev, "up")
-            _run("ip", "-n", ns, "link", "set", "lo", "up")
-        yield {"a": a, "b": b, "va": va, "vb": vb, "pin_root": pin_root}
-    finally:
-        subprocess.run(["ip", "netns", "del", a], capture_output=True)
-        subprocess.run(["ip", "netns", "del", b], capture_output=True)
-        from warrant.datapath.loader import Datapath
-
-        Datapath.unpin(pin_root)
-
-
-class AgentProc:
-    def __init__(self, topo: dict[str, str], tmp: Path, *args: str) -> None:
-        cmd = _in(topo["b"], sys.executable, "-m", "warrant.cli", "agent", "--iface", topo["vb"],
-                  "--port", str(PORT), "--host", B_ADDR, "--pin-root", topo["pin_root"], *args)  # fmt: skip
-        self.err = tmp / "agent.err"
-        with open(self.err, "w") as err:
-            self.proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=err)
-        self.lines: list[dict[str, Any]] = []
-        self._partial = b""
-
-    def read(self, timeout: float) -> None:
-        assert self.proc.stdout is not None
-        fd = self.proc.stdout.fileno()
-        end = time.monotonic() + timeout
-        while time.monotonic() < end:
-            r, _, _ = select.select([fd], [], [], 0.05)
-            if not r:
-                continue
-            chunk = os.read(fd, 65536)
-            if not chunk:
-                break
-            self._partial += chunk
-            *done, self._partial = self._partial.split(b"\n")
-            self.lines.extend(json.loads(line) for line in done if line.strip())
-
-    def wait_for(self, what: str, n: int = 1, timeout: float = 20.0) -> dict[str, Any]:
-        end = time.monotonic() + timeout
-        while time.monotonic() < end:
-            found = [rec for rec in self.lines if rec.get("agent") == what]
-            if len(found) >= n:
-                return found[n - 1]
-            if self.proc.poll() is not None:
-                break
-            self.read(0.1)
-        raise AssertionError(f"agent never reported {what!r} x{n}; stderr:\n"
-                             f"{self.err.read_text()}\nlines: {self.lines}")  # fmt: skip
-
-    def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(10)
+    skip_unless_datapath(pyroute2=True)
+    with veth_topology(ns_prefix="wg", veth_prefix="wgv", pin_prefix="warrant-agent-test",
+                       a_addr=A_ADDR, b_addr=B_ADDR) as names:  # fmt: skip
+        yield names
 
 
 @contextlib.contextmanager
@@ -188,8 +104,9 @@ def test_kernel_drops_and_admits_become_flow_records(topo, tmp_path: Path) -> No
         with entered(topo["a"]):
             sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
             sock.bind((A_ADDR, SPORT))
-        agent = AgentProc(topo, tmp_path, "--policy", str(policy_file), "--key", str(key_file),
-                          "--flows", str(store), "--metrics-port", "0", "--node", "node-b")  # fmt: skip
+        agent = AgentProc(topo, tmp_path, B_ADDR, PORT, "--policy", str(policy_file), "--key", str(key_file),
+                          "--flows", str(store), "--metrics-port", "0",
+                          "--node", "node-b")  # fmt: skip
         try:
             agent.wait_for("attached")
             url = str(agent.wait_for("metrics")["url"])

@@ -13,10 +13,6 @@ Needs root, iproute2, nsenter and bpf(); skipped otherwise (CI runs as root).
 
 from __future__ import annotations
 
-import json
-import os
-import select
-import shutil
 import signal
 import subprocess
 import sys
@@ -26,6 +22,7 @@ from pathlib import Path
 
 import pytest
 
+from netns_helpers import AgentProc, in_ns, skip_unless_datapath, veth_topology
 from warrant import keys
 from warrant.constants import Reason, Verdict
 
@@ -57,97 +54,17 @@ while time.monotonic() < end:
 """
 
 
-def _run(*cmd: str) -> None:
-    subprocess.run(cmd, check=True, capture_output=True)
-
-
-def _skip_unless_possible() -> None:
-    if os.geteuid() != 0:
-        pytest.skip("needs root: network namespaces and eBPF (CI runs as root)")
-    for tool in ("ip", "nsenter", "clang"):
-        if shutil.which(tool) is None:
-            pytest.skip(f"needs {tool}")
-    try:
-        from warrant.datapath.loader import Datapath
-
-        Datapath.open(pin_root=None).close()
-    except Exception as exc:
-        pytest.skip(f"eBPF datapath unavailable here: {exc}")
-
-
 @pytest.fixture
 def topo() -> Iterator[dict[str, str]]:
-    _skip_unless_possible()
-    tag = f"{os.getpid() % 100000}"
-    a, b = f"wpa{tag}", f"wpb{tag}"
-    va, vb = f"wva{tag}", f"wvb{tag}"
-    pin_root = f"/sys/fs/bpf/warrant-test-{tag}"
-    _run("ip", "netns", "add", a)
-    _run("ip", "netns", "add", b)
-    try:
-        _run("ip", "link", "add", va, "netns", a, "type", "veth", "peer", "name", vb, "netns", b)
-        for ns, dev, addr in ((a, va, A_ADDR), (b, vb, B_ADDR)):
-            _run("ip", "-n", ns, "addr", "add", f"{addr}/24", "dev", dev)
-            _run("ip", "-n", ns, "link", "set", dev, "up")
-            _run("ip", "-n", ns, "link", "set", "lo", "up")
-        yield {"a": a, "b": b, "va": va, "vb": vb, "pin_root": pin_root}
-    finally:
-        subprocess.run(["ip", "netns", "del", a], capture_output=True)
-        subprocess.run(["ip", "netns", "del", b], capture_output=True)
-        from warrant.datapath.loader import Datapath
-
-        Datapath.unpin(pin_root)
-
-
-def _in(ns: str, *cmd: str) -> list[str]:
-    return ["nsenter", f"--net=/run/netns/{ns}", *cmd]
-
-
-class AgentProc:
-    def __init__(self, topo: dict[str, str], tmp: Path, key_file: Path, policy_file: Path) -> None:
-        cmd = _in(topo["b"], sys.executable, "-m", "warrant.cli", "agent", "--iface", topo["vb"],
-                  "--policy", str(policy_file), "--key", str(key_file), "--port", str(PORT),
-                  "--host", B_ADDR, "--pin-root", topo["pin_root"],
-                  "--flows", str(tmp / "flows.db"))  # fmt: skip
-        with open(tmp / "agent.err", "w") as err:
-            self.proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=err, text=True)
-        self.lines: list[dict[str, object]] = []
-        self._partial = b""
-        self.tmp = tmp
-
-    def read(self, timeout: float) -> None:
-        """Collect the agent's JSON lines for `timeout` seconds (raw fd reads: no buffering
-        hides a line from select)."""
-        assert self.proc.stdout is not None
-        fd = self.proc.stdout.fileno()
-        end = time.monotonic() + timeout
-        while time.monotonic() < end:
-            r, _, _ = select.select([fd], [], [], 0.05)
-            if not r:
-                continue
-            chunk = os.read(fd, 65536)
-            if not chunk:
-                break
-            self._partial += chunk
-            *done, self._partial = self._partial.split(b"\n")
-            self.lines.extend(json.loads(line) for line in done if line.strip())
-
-    def wait_for(self, what: str, timeout: float = 20.0) -> dict[str, object]:
-        end = time.monotonic() + timeout
-        while time.monotonic() < end:
-            for rec in self.lines:
-                if rec.get("agent") == what:
-                    return rec
-            if self.proc.poll() is not None:
-                break
-            self.read(0.2)
-        err = (self.tmp / "agent.err").read_text()
-        raise AssertionError(f"agent never reported {what!r}; stderr:\n{err}\nlines: {self.lines}")
+    skip_unless_datapath()
+    with veth_topology(ns_prefix="wp", veth_prefix="wv", pin_prefix="warrant-test",
+                       a_addr=A_ADDR, b_addr=B_ADDR) as names:  # fmt: skip
+        yield names
 
 
 def _send(topo: dict[str, str], packets: list[tuple[int, bytes]]) -> None:
     lines = "".join(f"{B_ADDR} {port} {p.hex()}\n" for port, p in packets)
-    subprocess.run(_in(topo["a"], sys.executable, "-c", SEND.format(src=A_ADDR)), input=lines,
+    subprocess.run(in_ns(topo["a"], sys.executable, "-c", SEND.format(src=A_ADDR)), input=lines,
                    text=True, check=True, timeout=60)  # fmt: skip
 
 
@@ -166,14 +83,15 @@ def test_only_admitted_datagrams_reach_the_socket_and_survive_kill(topo, tmp_pat
     key_file.write_text(keys.encode_secret(lab.receiver_key) + "\n")
     policy_file = tmp_path / "policy.yaml"
     policy_file.write_text(lab.policy_yaml())
-    agent = AgentProc(topo, tmp_path, key_file, policy_file)
+    agent = AgentProc(topo, tmp_path, B_ADDR, PORT, "--policy", str(policy_file),
+                      "--key", str(key_file), "--flows", str(tmp_path / "flows.db"))  # fmt: skip
     try:
         agent.wait_for("attached")
         sender = lab.sender()
         init = sender.open(b"hello", time.time())
         _send(topo, [(PORT, init)])
         installed = agent.wait_for("installed")
-        assert installed["session_id"] == sender.session_id.hex()  # type: ignore[union-attr]
+        assert installed["session_id"] == sender.session_id.hex()
 
         valid = [sender.seal(f"payload {i}".encode()) for i in range(1, 6)]  # seq 1..5
         forged = bytearray(sender.seal(b"forged"))  # seq 6, MAC broken
@@ -187,7 +105,7 @@ def test_only_admitted_datagrams_reach_the_socket_and_survive_kill(topo, tmp_pat
         agent.read(1.5)
 
         at_socket = [r for r in agent.lines if r.get("agent") == "socket" and r["kind"] == "DATA"]
-        assert sorted(r["seq"] for r in at_socket) == [1, 2, 3, 4, 5], at_socket  # type: ignore[type-var]
+        assert sorted(r["seq"] for r in at_socket) == [1, 2, 3, 4, 5], at_socket
         assert all(r["verdict"] == "ADMIT" for r in at_socket)
         c = _counters(topo["pin_root"])
         assert c.get((Verdict.ADMIT, Reason.OK)) == 5
@@ -204,7 +122,7 @@ def test_only_admitted_datagrams_reach_the_socket_and_survive_kill(topo, tmp_pat
                               capture_output=True, text=True, check=True).stdout  # fmt: skip
         assert "xdp" in link, link
         recv = subprocess.Popen(
-            _in(topo["b"], sys.executable, "-c", RECEIVE.format(dst=B_ADDR, port=PORT), "3"),
+            in_ns(topo["b"], sys.executable, "-c", RECEIVE.format(dst=B_ADDR, port=PORT), "3"),
             stdout=subprocess.PIPE, text=True,
         )  # fmt: skip
         assert recv.stdout is not None
