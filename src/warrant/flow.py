@@ -287,7 +287,3 @@ def get_flows_response(rec: dict[str, Any]) -> dict[str, Any]:
 
 def to_json(rec: dict[str, Any]) -> str:
     return json.dumps(rec, separators=(",", ":"), sort_keys=False)
-
-
-def reason_name(code: int) -> str:
-    return Reason(code).name

@@ -102,9 +102,6 @@ class Metrics:
             str(rec.get("kind", "")),
         ).inc()
 
-    def observe_cost(self, kind: str, seconds: float) -> None:
-        self.cost.labels(kind).observe(seconds)
-
     def flow_sink(self, inner: FlowSinkFn | None = None) -> FlowSinkFn:
         """An `on_flow` callable that counts each record, then hands it to `inner`."""
         return _CountingSink(self, inner)

@@ -39,6 +39,7 @@ from .kdf import session_keys, transcript, x25519
 from .mac import equal, header_mac, open_sealed
 from .ratelimit import KeyedLimiter, RateMeter, TokenBucket
 from .revocation import RevocationStore
+from .rights import check_operation_name
 from .session import Session, SessionTable
 from .wire import DataPacket, InitPacket, RejectPacket, peek_kind
 
@@ -72,6 +73,7 @@ class Claim:
             or claim.encode() != data
         ):
             raise WarrantError(Reason.MALFORMED, "claim must be [operation, service, port]")
+        check_operation_name(op)  # a name, never a pattern: the credential's patterns match it
         return claim
 
 

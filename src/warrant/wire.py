@@ -25,11 +25,9 @@ from .constants import (
     KEY_ID_LEN,
     KNOWN_DATA_FLAGS,
     KNOWN_INIT_FLAGS,
-    MAC_LEN,
     MAX_HOPS,
     OFF_HOP_COUNT,
     OFF_HOPS,
-    OFF_MAC,
     PUBKEY_LEN,
     REJECT_LEN,
     SESSION_ID_LEN,
@@ -141,10 +139,6 @@ class DataPacket:
             session_id=sid, seq=seq, mac=mac, hops=hops, ciphertext=body, flags=flags
         )
         return obj
-
-
-def data_origin_mac(packet: bytes) -> bytes:
-    return packet[OFF_MAC : OFF_MAC + MAC_LEN]
 
 
 # ---- INIT ------------------------------------------------------------------------------

@@ -255,33 +255,11 @@ def map_keys(fd: int, key_type: type[ctypes._SimpleCData[Any]] | Any) -> list[An
     return keys
 
 
-def obj_pin(fd: int, path: str) -> None:
-    check(lib().bpf_obj_pin(fd, path.encode()), f"pin {path}")
-
-
 def obj_get(path: str) -> int:
     return check(lib().bpf_obj_get(path.encode()), f"open pinned {path}")
 
 
 # ---- programs ------------------------------------------------------------------------------
-def test_run(
-    prog_fd: int, data: bytes, repeat: int = 1, data_out: bool = False
-) -> tuple[int, int, bytes | None]:
-    """BPF_PROG_TEST_RUN: (retval, duration ns per run, output data)."""
-    buf = ctypes.create_string_buffer(data, len(data))
-    out = ctypes.create_string_buffer(len(data) + 256) if data_out else None
-    opts = TestRunOpts()
-    opts.sz = ctypes.sizeof(TestRunOpts)
-    opts.data_in = ctypes.cast(buf, c_void_p)
-    opts.data_size_in = len(data)
-    if out is not None:
-        opts.data_out = ctypes.cast(out, c_void_p)
-        opts.data_size_out = len(out)
-    opts.repeat = repeat
-    check(lib().bpf_prog_test_run_opts(prog_fd, ctypes.byref(opts)), "BPF_PROG_TEST_RUN")
-    return opts.retval, opts.duration, (out.raw[: opts.data_size_out] if out is not None else None)
-
-
 class TestRunner:
     """Reusable BPF_PROG_TEST_RUN for many packets: one ctypes setup, one call each.
 
