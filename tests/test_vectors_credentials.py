@@ -7,15 +7,13 @@ tools/vectors_credentials.py reproduces the committed file byte for byte.
 
 from __future__ import annotations
 
-import importlib.util
 import json
-import sys
 from pathlib import Path
-from types import ModuleType
 from typing import Any
 
 import pytest
 
+from vector_helpers import load_generator
 from warrant.anchors import TrustStore
 from warrant.constants import Reason
 from warrant.credential import Verifier
@@ -25,7 +23,6 @@ from warrant.rights import Rights
 
 ROOT = Path(__file__).resolve().parent.parent
 VECTORS = ROOT / "vectors" / "credentials.json"
-GENERATOR = ROOT / "tools" / "vectors_credentials.py"
 DOC = json.loads(VECTORS.read_text())
 CASES: list[dict[str, Any]] = DOC["cases"]
 RIGHT_FIELDS = [
@@ -39,18 +36,6 @@ RIGHT_FIELDS = [
     "forbidden_domains",
     "rate",
 ]
-
-
-def load_generator() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("vectors_credentials", GENERATOR)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # dataclasses look their module up while it executes
-    try:
-        spec.loader.exec_module(module)
-    finally:
-        del sys.modules[spec.name]
-    return module
 
 
 def rights_json(r: Rights) -> dict[str, Any]:
@@ -133,7 +118,7 @@ def test_vector(c: dict[str, Any]) -> None:
 
 
 def test_generator_reproduces_the_committed_file() -> None:
-    gen = load_generator()
+    gen = load_generator("vectors_credentials")
     assert gen.render() == VECTORS.read_text(), (
         "vectors/credentials.json is stale: run python3 tools/vectors_credentials.py"
     )

@@ -11,17 +11,15 @@ file byte for byte.
 from __future__ import annotations
 
 import hashlib
-import importlib.util
 import json
 import re
-import sys
 from pathlib import Path
-from types import ModuleType
 from typing import Any
 
 import nacl.signing
 import pytest
 
+from vector_helpers import load_generator
 from warrant import keys
 from warrant.admission import Policy, PolicyModel
 from warrant.anchors import TrustStore
@@ -36,7 +34,6 @@ from warrant.wire import DataPacket, HopStatement, InitPacket
 
 ROOT = Path(__file__).resolve().parent.parent
 VECTORS = ROOT / "vectors" / "hops.json"
-GENERATOR = ROOT / "tools" / "vectors_hops.py"
 DOC: dict[str, Any] = json.loads(VECTORS.read_text())
 PREFIX = "warrant/vectors/hops/v1/"
 KEYS = {k["label"]: keys.from_seed(bytes.fromhex(k["seed_hex"])) for k in DOC["keys"]}
@@ -228,20 +225,8 @@ def test_vectors_cover_every_hop_reason() -> None:
         assert attack in {c["name"] for c in DOC["init_cases"]} or attack == "spliced-session"
 
 
-def load_generator() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("vectors_hops", GENERATOR)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    try:
-        spec.loader.exec_module(module)
-    finally:
-        del sys.modules[spec.name]
-    return module
-
-
 def test_generator_reproduces_the_file() -> None:
-    assert load_generator().render() == VECTORS.read_text()
+    assert load_generator("vectors_hops").render() == VECTORS.read_text()
 
 
 def test_spec_worked_example_matches_the_vectors() -> None:

@@ -12,16 +12,14 @@ generator tools/vectors_packets.py reproduces the committed file byte for byte.
 from __future__ import annotations
 
 import hashlib
-import importlib.util
 import json
-import sys
 from pathlib import Path
-from types import ModuleType
 from typing import Any
 
 import nacl.bindings
 import pytest
 
+from vector_helpers import load_generator
 from warrant import keys
 from warrant.admission import Policy
 from warrant.constants import Kind, Reason, Verdict
@@ -35,22 +33,9 @@ from warrant.wire import CookiePacket, DataPacket, InitPacket, RejectPacket
 
 ROOT = Path(__file__).resolve().parent.parent
 VECTORS = ROOT / "vectors" / "packets.json"
-GENERATOR = ROOT / "tools" / "vectors_packets.py"
 DOC: dict[str, Any] = json.loads(VECTORS.read_text())
 PREFIX = "warrant/vectors/packets/v1/"
 KEYS = {k["label"]: keys.from_seed(bytes.fromhex(k["seed_hex"])) for k in DOC["keys"]}
-
-
-def load_generator() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("vectors_packets", GENERATOR)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # dataclasses look their module up while it executes
-    try:
-        spec.loader.exec_module(module)
-    finally:
-        del sys.modules[spec.name]
-    return module
 
 
 class Stream:
@@ -129,7 +114,7 @@ def x25519_base(secret: bytes) -> bytes:
 
 
 def test_every_reason_of_spec_6_has_a_vector() -> None:
-    gen = load_generator()
+    gen = load_generator("vectors_packets")
     packets = [p for c in DOC["cases"] for p in c["packets"]]
     kernel_judged = {p["expect"]["reason"] for p in packets if "kernel" in p}
     inits = {p["expect"]["reason"] for p in packets if "kernel" not in p}
@@ -276,7 +261,7 @@ def test_cookie_replies_open_to_the_cookie_of_their_source() -> None:
 
 
 def test_generator_reproduces_the_committed_file() -> None:
-    assert load_generator().render() == VECTORS.read_text(), (
+    assert load_generator("vectors_packets").render() == VECTORS.read_text(), (
         "vectors/packets.json is stale: run python3 tools/vectors_packets.py"
     )
 

@@ -31,16 +31,15 @@ is reproducible byte for byte.  `tests/test_vectors_hops.py` replays it.
 
 from __future__ import annotations
 
-import hashlib
-import json
 import struct
 import sys
-from pathlib import Path
 from typing import Any
 
 import nacl.bindings
 import nacl.signing
 
+import vectorlib
+from vectorlib import b2b, key_id
 from warrant import credential, keys
 from warrant.constants import Kind
 from warrant.errors import WarrantError
@@ -49,8 +48,7 @@ from warrant.receiver import Claim
 from warrant.rights import Destination, Grant
 from warrant.sender import Sender
 
-ROOT = Path(__file__).resolve().parent.parent
-OUTPUT = ROOT / "vectors" / "hops.json"
+OUTPUT = vectorlib.ROOT / "vectors" / "hops.json"
 
 NOW = 1_800_000_000  # 2027-01-15T08:00:00Z
 PREFIX = "warrant/vectors/hops/v1/"
@@ -75,46 +73,12 @@ KEY_LABELS = (
 
 
 # ---- keys ---------------------------------------------------------------------------------------
-def seed(label: str) -> bytes:
-    return hashlib.sha256((PREFIX + label).encode()).digest()
-
-
-K: dict[str, nacl.signing.SigningKey] = {label: keys.from_seed(seed(label)) for label in KEY_LABELS}
-
-
-def pub(label: str) -> bytes:
-    return bytes(K[label].verify_key)
-
-
-class Stream:
-    """The SHAKE-256 random stream named `name`."""
-
-    def __init__(self, name: str) -> None:
-        self.name, self.count = name, 0
-
-    def __call__(self, n: int) -> bytes:
-        out = hashlib.shake_256(f"{PREFIX}{self.name}/{self.count}".encode()).digest(n)
-        self.count += 1
-        return out
+M = vectorlib.Material(PREFIX, KEY_LABELS)
+K = M.keys
+seed, pub, x_public, x_secret, Stream = M.seed, M.pub, M.x_public, M.x_secret, M.stream
 
 
 # ---- SPEC 5 and 7, independently ----------------------------------------------------------------
-def b2b(data: bytes, size: int, person: bytes, key: bytes = b"") -> bytes:
-    return hashlib.blake2b(data, digest_size=size, key=key, person=person).digest()
-
-
-def key_id(public: bytes) -> bytes:
-    return b2b(public, 4, b"warrant1-kid")
-
-
-def x_public(label: str) -> bytes:
-    return nacl.bindings.crypto_sign_ed25519_pk_to_curve25519(pub(label))
-
-
-def x_secret(label: str) -> bytes:
-    return nacl.bindings.crypto_sign_ed25519_sk_to_curve25519(bytes(K[label]) + pub(label))
-
-
 def hop_shared(relay: str, receiver: str = "receiver") -> bytes:
     return nacl.bindings.crypto_scalarmult(x_secret(relay), x_public(receiver))
 
@@ -572,20 +536,11 @@ def build() -> dict[str, Any]:
 
 
 def render() -> str:
-    return json.dumps(build(), indent=1) + "\n"
+    return vectorlib.render(build())
 
 
 def main(argv: list[str]) -> int:
-    text = render()
-    if "--check" in argv:
-        if not OUTPUT.exists() or OUTPUT.read_text() != text:
-            print(f"{OUTPUT.relative_to(ROOT)} is stale: run python3 tools/vectors_hops.py")
-            return 1
-        return 0
-    OUTPUT.parent.mkdir(exist_ok=True)
-    OUTPUT.write_text(text)
-    print(f"wrote {OUTPUT.relative_to(ROOT)}")
-    return 0
+    return vectorlib.write_or_check(argv, OUTPUT, render(), __file__)
 
 
 if __name__ == "__main__":
