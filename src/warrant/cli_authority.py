@@ -67,6 +67,11 @@ def _reason_line(exc: WarrantError) -> str:
     return f"{exc.reason.name} ({int(exc.reason)}): {exc.detail}"
 
 
+def _reason_json(reason: Reason, detail: str) -> dict[str, Any]:
+    """A reason in `--json` output: its name, its code and the detail."""
+    return {"reason": reason.name, "code": int(reason), "detail": detail}
+
+
 def _guarded(fn: Callable[P, R]) -> Callable[P, R]:
     """Same contract as `warrant.cli.main`, applied per command: one red line, exit 2.
 
@@ -362,7 +367,7 @@ def rights_summary(rights: Rights) -> str:
     return f"{ops} on {dsts} until {fmt_time(rights.expires)}"
 
 
-# ---- option declarations shared by issue and delegate -------------------------------------
+# ---- option declarations shared by issue, delegate and revoke ------------------------------
 OpsOpt = Annotated[
     list[str] | None,
     typer.Option("--op", metavar="PATTERN", help="Operation or pattern (orders.*); repeat."),
@@ -396,6 +401,9 @@ RateOpt = Annotated[
     int | None, typer.Option("--rate", metavar="PPS", min=0, help="Packets per second.")
 ]
 OutOpt = Annotated[Path, typer.Option("-o", "--out", metavar="FILE", help="Output file.")]
+AnchorKeyOpt = Annotated[
+    Path, typer.Option("--anchor-key", metavar="SEC", help="Anchor secret key file.")
+]
 RootOpsOpt = Annotated[
     list[str] | None,
     typer.Option(
@@ -600,9 +608,7 @@ def _encode_checked(cred: Credential) -> bytes:
 
 @_guarded
 def issue_cmd(
-    anchor_key: Annotated[
-        Path, typer.Option("--anchor-key", metavar="SEC", help="Anchor secret key file.")
-    ],
+    anchor_key: AnchorKeyOpt,
     scope: Annotated[
         str, typer.Option("--scope", metavar="SCOPE", help="Trust scope of the credential.")
     ],
@@ -824,11 +830,7 @@ def inspect_cmd(
             "base64": base64.b64encode(data).decode(),
         }
         if problem is not None:
-            obj["error"] = {
-                "reason": problem.reason.name,
-                "code": int(problem.reason),
-                "detail": problem.detail,
-            }
+            obj["error"] = _reason_json(problem.reason, problem.detail)
         typer.echo(json.dumps(obj, indent=2))
     else:
         depth = len(cred.links)
@@ -935,9 +937,7 @@ def verify_cmd(
                 json.dumps(
                     {
                         "valid": False,
-                        "reason": exc.reason.name,
-                        "code": int(exc.reason),
-                        "detail": exc.detail,
+                        **_reason_json(exc.reason, exc.detail),
                         "at": int(when),
                     },
                     indent=2,
@@ -952,9 +952,7 @@ def verify_cmd(
             json.dumps(
                 {
                     "valid": True,
-                    "reason": Reason.OK.name,
-                    "code": int(Reason.OK),
-                    "detail": REASONS[Reason.OK].summary,
+                    **_reason_json(Reason.OK, REASONS[Reason.OK].summary),
                     "at": int(when),
                     "scope": chain.scope,
                     "anchor_id": chain.anchor.anchor_id.hex(),
@@ -996,9 +994,7 @@ def _link_id(text: str) -> bytes:
 
 @_guarded
 def revoke_cmd(
-    anchor_key: Annotated[
-        Path, typer.Option("--anchor-key", metavar="SEC", help="Anchor secret key file.")
-    ],
+    anchor_key: AnchorKeyOpt,
     scope: Annotated[
         str, typer.Option("--scope", metavar="SCOPE", help="Scope the list applies to.")
     ],
