@@ -22,6 +22,8 @@ from typing import Any
 
 import pytest
 
+from warrant import keys
+
 
 def run(*cmd: str) -> None:
     subprocess.run(cmd, check=True, capture_output=True)
@@ -78,6 +80,16 @@ def veth_topology(
         from warrant.datapath.loader import Datapath
 
         Datapath.unpin(pin_root)
+
+
+def lab_options(lab: Any, tmp: Path) -> list[str]:
+    """The receiver key and policy of a `warrant.datapath.lab.Lab`, written under `tmp`,
+    as the agent's --key and --policy options."""
+    key_file = tmp / "receiver.sec"
+    key_file.write_text(keys.encode_secret(lab.receiver_key) + "\n")
+    policy_file = tmp / "policy.yaml"
+    policy_file.write_text(lab.policy_yaml())
+    return ["--policy", str(policy_file), "--key", str(key_file)]
 
 
 class AgentProc:

@@ -31,8 +31,7 @@ from typing import Any
 
 import pytest
 
-from netns_helpers import AgentProc, skip_unless_datapath, veth_topology
-from warrant import keys
+from netns_helpers import AgentProc, lab_options, skip_unless_datapath, veth_topology
 from warrant.constants import Kind, Reason
 
 pytestmark = pytest.mark.root
@@ -95,18 +94,13 @@ def test_kernel_drops_and_admits_become_flow_records(topo, tmp_path: Path) -> No
     from warrant.wire import RejectPacket
 
     lab = Lab(time.time(), ports=(PORT,), relays=0)
-    key_file = tmp_path / "receiver.sec"
-    key_file.write_text(keys.encode_secret(lab.receiver_key) + "\n")
-    policy_file = tmp_path / "policy.yaml"
-    policy_file.write_text(lab.policy_yaml())
     store = tmp_path / "flows.db"
     with _xdp_pass_on(topo["a"], topo["va"]):
         with entered(topo["a"]):
             sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
             sock.bind((A_ADDR, SPORT))
-        agent = AgentProc(topo, tmp_path, B_ADDR, PORT, "--policy", str(policy_file), "--key", str(key_file),
-                          "--flows", str(store), "--metrics-port", "0",
-                          "--node", "node-b")  # fmt: skip
+        agent = AgentProc(topo, tmp_path, B_ADDR, PORT, *lab_options(lab, tmp_path),
+                          "--flows", str(store), "--metrics-port", "0", "--node", "node-b")  # fmt: skip
         try:
             agent.wait_for("attached")
             url = str(agent.wait_for("metrics")["url"])

@@ -22,8 +22,7 @@ from pathlib import Path
 
 import pytest
 
-from netns_helpers import AgentProc, in_ns, skip_unless_datapath, veth_topology
-from warrant import keys
+from netns_helpers import AgentProc, in_ns, lab_options, skip_unless_datapath, veth_topology
 from warrant.constants import Reason, Verdict
 
 pytestmark = pytest.mark.root
@@ -79,12 +78,8 @@ def test_only_admitted_datagrams_reach_the_socket_and_survive_kill(topo, tmp_pat
     from warrant.datapath.lab import Lab
 
     lab = Lab(time.time(), ports=(PORT,), relays=0)
-    key_file = tmp_path / "receiver.sec"
-    key_file.write_text(keys.encode_secret(lab.receiver_key) + "\n")
-    policy_file = tmp_path / "policy.yaml"
-    policy_file.write_text(lab.policy_yaml())
-    agent = AgentProc(topo, tmp_path, B_ADDR, PORT, "--policy", str(policy_file),
-                      "--key", str(key_file), "--flows", str(tmp_path / "flows.db"))  # fmt: skip
+    agent = AgentProc(topo, tmp_path, B_ADDR, PORT, *lab_options(lab, tmp_path),
+                      "--flows", str(tmp_path / "flows.db"))  # fmt: skip
     try:
         agent.wait_for("attached")
         sender = lab.sender()
