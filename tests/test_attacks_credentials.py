@@ -14,6 +14,7 @@ import cbor2
 import nacl.signing
 import pytest
 
+from credential_helpers import forge_link, trust
 from warrant import keys
 from warrant.anchors import Anchor, TrustStore
 from warrant.constants import CLOCK_SKEW, SIG_CONTEXT_REVOCATION, Reason
@@ -61,13 +62,6 @@ ROOT_GRANT = Grant(
 )
 
 
-def trust(*entries: tuple[str, nacl.signing.SigningKey]) -> TrustStore:
-    store = TrustStore()
-    for scope, k in entries:
-        store.add(Anchor(scope, pub(k)))
-    return store
-
-
 def make_root(
     signer: nacl.signing.SigningKey,
     scope: str,
@@ -79,15 +73,6 @@ def make_root(
     body = encode_body(scope, anchor_id, holder, grant)
     sig = signer.sign(signed_message(ZERO, body)).signature
     return Credential((Link.decode(body, sig, root=True),))
-
-
-def forge_link(
-    parent: Credential, signer: nacl.signing.SigningKey, holder: bytes, grant: Grant
-) -> Credential:
-    """Append a link signed by `signer`, skipping delegate()'s checks."""
-    body = encode_body(None, None, holder, grant)
-    sig = signer.sign(signed_message(parent.chain_digest, body)).signature
-    return Credential((*parent.links, Link.decode(body, sig, root=False)))
 
 
 def encode_links(links: list[tuple[bytes, bytes]]) -> bytes:

@@ -18,6 +18,7 @@ import nacl.signing
 import pytest
 import yaml
 
+from credential_helpers import forge_link, trust
 from warrant import keys
 from warrant.anchors import Anchor, TrustStore, check_scope
 from warrant.constants import (
@@ -103,13 +104,6 @@ MINIMAL_ROOT = Grant(
 )
 
 
-def trust(*entries: tuple[str, nacl.signing.SigningKey]) -> TrustStore:
-    store = TrustStore()
-    for scope, k in entries:
-        store.add(Anchor(scope, pub(k)))
-    return store
-
-
 def root(grant: Grant = ROOT_GRANT, holder: bytes | None = None) -> Credential:
     return issue(ANCHOR, SCOPE, pub(ALICE) if holder is None else holder, grant)
 
@@ -121,15 +115,6 @@ def chain(depth: int) -> tuple[Credential, ...]:
     for i in range(1, depth):
         out.append(delegate(out[-1], holders[i - 1], pub(holders[i]), Grant()))
     return tuple(out)
-
-
-def forge_link(
-    parent: Credential, signer: nacl.signing.SigningKey, holder: bytes, grant: Grant
-) -> Credential:
-    """Append a link exactly as `delegate` would, but without its narrowing check."""
-    body = encode_body(None, None, holder, grant)
-    sig = signer.sign(signed_message(parent.chain_digest, body)).signature
-    return Credential((*parent.links, Link.decode(body, sig, root=False)))
 
 
 def verifier(store: TrustStore | None = None, **kw: int) -> Verifier:

@@ -17,6 +17,7 @@ import nacl.signing
 import pytest
 from hypothesis import HealthCheck, event, given, settings
 
+from credential_helpers import forge_link
 from warrant import keys
 from warrant.anchors import Anchor, TrustStore
 from warrant.constants import MAX_HOPS, Reason
@@ -28,7 +29,6 @@ from warrant.credential import (
     effective_rights,
     encode_body,
     issue,
-    signed_message,
 )
 from warrant.errors import WarrantError
 from warrant.rights import Destination, Grant, Rights, pattern_covers
@@ -171,14 +171,6 @@ def grants(root: bool) -> st.SearchStrategy[Grant]:
         forbidden_domains=maybe(domain_sets),
         rate=maybe(st.integers(0, 200)),
     )
-
-
-def forge_link(
-    parent: Credential, signer: nacl.signing.SigningKey, holder: bytes, grant: Grant
-) -> Credential:
-    body = encode_body(None, None, holder, grant)
-    sig = signer.sign(signed_message(parent.chain_digest, body)).signature
-    return Credential((*parent.links, Link.decode(body, sig, root=False)))
 
 
 LIST_FIELDS = (
