@@ -37,7 +37,7 @@ matching rule, `default` decides.  A policy without `deny` behaves as before.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -62,6 +62,15 @@ def _port(value: int) -> int:
     return value
 
 
+def _check_all(values: Sequence[str], check: Callable[[str], object]) -> None:
+    """`check` each value; its WarrantError becomes the ValueError pydantic reports."""
+    for v in values:
+        try:
+            check(v)
+        except WarrantError as exc:
+            raise ValueError(exc.detail) from None
+
+
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
 
@@ -80,21 +89,13 @@ class Rule(_Strict):
     @field_validator("operations")
     @classmethod
     def _ops(cls, value: list[str]) -> list[str]:
-        for op in value:
-            try:
-                check_operation_pattern(op)
-            except WarrantError as exc:
-                raise ValueError(exc.detail) from None
+        _check_all(value, check_operation_pattern)
         return value
 
     @field_validator("via", "not_via")
     @classmethod
     def _domains(cls, value: list[str]) -> list[str]:
-        for d in value:
-            try:
-                check_domain(d)
-            except WarrantError as exc:
-                raise ValueError(exc.detail) from None
+        _check_all(value, check_domain)
         return value
 
     @field_validator("issuers")

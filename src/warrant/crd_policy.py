@@ -49,10 +49,9 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from .admission import Limits, Policy, PolicyError, PolicyModel, Rule, _line_of
+from .admission import Limits, Policy, PolicyError, PolicyModel, Rule, _check_all, _line_of
 from .anchors import TrustStore, check_scope
 from .constants import MAX_HOPS
-from .errors import WarrantError
 from .rights import check_domain, check_operation_pattern
 
 GROUP = "warrant.dev"
@@ -76,14 +75,6 @@ _ISSUER = re.compile(r"^[0-9a-f]{16}$")
 
 class _M(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
-
-
-def _check_all(values: Sequence[str], check: Any) -> None:
-    for v in values:
-        try:
-            check(v)
-        except WarrantError as exc:
-            raise ValueError(exc.detail) from None
 
 
 # ---- the document model (mirrors deploy/kubernetes/crd-warrantpolicy.yaml) --------------------
