@@ -14,5 +14,10 @@ if [ ${#missing[@]} -gt 0 ]; then
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
 fi
 
-python3 -m pip install -q --disable-pip-version-check --root-user-action=ignore -e '.[dev,bench,net,k8s]'
+pip_flags=(-q --disable-pip-version-check --root-user-action=ignore)
+# Debian's own python3 refuses pip installs (PEP 668) unless told; a pyenv or venv python does not.
+if python3 -c 'import os, sysconfig, sys; sys.exit(not os.path.exists(os.path.join(sysconfig.get_paths()["stdlib"], "EXTERNALLY-MANAGED")))'; then
+  pip_flags+=(--break-system-packages)
+fi
+python3 -m pip install "${pip_flags[@]}" -e '.[dev,bench,net,k8s]'
 echo "setup: done ($(python3 -c 'import warrant; print("warrant", warrant.__version__)'))"
