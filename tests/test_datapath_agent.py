@@ -178,3 +178,45 @@ def test_kernel_drops_and_admits_become_flow_records(topo, tmp_path: Path) -> No
     assert 'reason="BAD_MAC"' in metrics and 'verdict="DROPPED"' in metrics
     assert 'warrant_datapath_verdicts_total{reason="UNKNOWN_SESSION"} 2.0' in metrics
     assert "warrant_sessions_open 2.0" in metrics
+
+
+def test_policy_reload_keeps_admitted_sessions(topo, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    """Rewriting the policy file changes who may open sessions next; sessions already
+    admitted (and installed in the kernel) keep flowing."""
+    import yaml
+
+    from warrant.datapath.lab import Lab
+    from warrant.topology import entered
+
+    lab = Lab(time.time(), ports=(PORT,), relays=0)
+    with entered(topo["a"]):
+        sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        sock.bind((A_ADDR, SPORT + 1))
+    options = lab_options(lab, tmp_path)
+    policy_file = Path(options[options.index("--policy") + 1])
+    agent = AgentProc(topo, tmp_path, B_ADDR, PORT, *options, "--flows", "")
+    try:
+        agent.wait_for("attached")
+        dst = (B_ADDR, PORT)
+        before = lab.sender()
+        sock.sendto(before.open(b"hello", time.time()), dst)
+        agent.wait_for("installed")
+
+        denying = yaml.safe_load(policy_file.read_text())
+        denying["default"] = "deny"  # no rules: nothing new is admitted
+        policy_file.write_text(yaml.safe_dump(denying))
+        agent.wait_for("policy-reloaded")
+
+        sock.sendto(before.seal(b"still admitted"), dst)
+        after = lab.sender()
+        sock.sendto(after.open(b"too late", time.time()), dst)
+        agent.read(1.0)
+        seen = {(r["kind"], r["session_id"]): r["reason"] for r in agent.lines if r.get("agent") == "socket"}
+        assert seen[("DATA", before.session_id.hex())] == "OK"
+        assert seen[("INIT", after.session_id.hex())] == "POLICY_DENIED"
+
+        policy_file.write_text("rules: [oops")  # broken: reported, old policy kept
+        assert "not valid YAML" in str(agent.wait_for("policy-error")["error"])
+    finally:
+        agent.stop()
+        sock.close()
