@@ -41,13 +41,13 @@ from pathlib import Path
 
 import nacl.signing
 
-from warrant import credential, keys
-from warrant.admission import Policy
-from warrant.anchors import Anchor, TrustStore
-from warrant.constants import Verdict
-from warrant.receiver import Claim, Receiver
-from warrant.rights import Destination, Grant
-from warrant.sender import Sender
+from warrant.core import credential, keys
+from warrant.core.admission import Policy
+from warrant.core.anchors import Anchor, TrustStore
+from warrant.core.constants import Verdict
+from warrant.core.receiver import Claim, Receiver
+from warrant.core.rights import Destination, Grant
+from warrant.core.sender import Sender
 
 PORT = 8443
 SCOPE = "acme.prod"
@@ -126,9 +126,7 @@ def run(args: argparse.Namespace) -> dict[str, float]:
         f"    ports: [{PORT}]\n"
         "limits: {init_rate_per_source: 1000, init_burst: 1000, load_threshold: 100000}\n"
     )
-    receiver = Receiver(
-        receiver_key, policy, started_at=t0 - 1, random=lambda n: rng.randbytes(n)
-    )
+    receiver = Receiver(receiver_key, policy, started_at=t0 - 1, random=lambda n: rng.randbytes(n))
     recv_pub = bytes(receiver_key.verify_key)
     enforcer = IpIdentityEnforcer(rng, args.delay_max)
 
@@ -209,7 +207,9 @@ def table(r: dict[str, float], args: argparse.Namespace) -> None:
         f"propagation delay U[0,{args.delay_max}] s, {args.rate} pkt/s per pod, "
         f"{args.duration} s simulated, seed {args.seed}"
     )
-    print(f"{'enforcer':<14}{'packets':>10}{'false allows':>14}{'false drops':>13}{'wrong share':>13}")
+    print(
+        f"{'enforcer':<14}{'packets':>10}{'false allows':>14}{'false drops':>13}{'wrong share':>13}"
+    )
     for name, fa, fd, share in (
         ("Warrant", r["warrant_false_allows"], r["warrant_false_drops"], r["warrant_wrong_share"]),
         ("IP identity", r["ipid_false_allows"], r["ipid_false_drops"], r["ipid_wrong_share"]),
@@ -227,7 +227,10 @@ def plot(warrant: Counts, ipid: Counts, args: argparse.Namespace) -> None:
 
     seconds = list(range(int(args.duration) + 1))
     fig, ax = plt.subplots(figsize=(8, 3.6))
-    for counts, name, colour in ((ipid, "IP identity", "tab:red"), (warrant, "Warrant", "tab:green")):
+    for counts, name, colour in (
+        (ipid, "IP identity", "tab:red"),
+        (warrant, "Warrant", "tab:green"),
+    ):
         for kind, style in (("false_allows", "-"), ("false_drops", ":")):
             series = counts.per_second[kind]
             ax.plot(seconds, [series.get(s, 0) for s in seconds], style, color=colour,
@@ -247,12 +250,18 @@ def plot(warrant: Counts, ipid: Counts, args: argparse.Namespace) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--quick", action="store_true", help="30 s simulated (finishes well within 60 s)")
+    p = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    p.add_argument(
+        "--quick", action="store_true", help="30 s simulated (finishes well within 60 s)"
+    )
     p.add_argument("--pods", type=int, default=40)
     p.add_argument("--ip-pool", type=int, default=48)
     p.add_argument("--churn-rate", type=float, default=2.0, help="pod recreations per second")
-    p.add_argument("--delay-max", type=float, default=10.0, help="ipcache propagation delay bound (s)")
+    p.add_argument(
+        "--delay-max", type=float, default=10.0, help="ipcache propagation delay bound (s)"
+    )
     p.add_argument("--rate", type=float, default=10.0, help="packets per second per pod")
     p.add_argument("--authorised-share", type=float, default=0.5)
     p.add_argument("--duration", type=float, default=120.0, help="simulated seconds")
@@ -269,7 +278,9 @@ def main(argv: list[str] | None = None) -> int:
     result["wall_seconds"] = round(time.perf_counter() - started, 2)
     warrant_wrong = result["warrant_false_allows"] + result["warrant_false_drops"]
     ipid_wrong = result["ipid_false_allows"] + result["ipid_false_drops"]
-    ratios = {"warrant_wrong_ratio_vs_ipid": round(warrant_wrong / ipid_wrong, 4) if ipid_wrong else None}
+    ratios = {
+        "warrant_wrong_ratio_vs_ipid": round(warrant_wrong / ipid_wrong, 4) if ipid_wrong else None
+    }
     print(json.dumps({**ratios, **result}))
     return 0
 

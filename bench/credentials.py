@@ -57,10 +57,10 @@ from typing import Any
 import nacl.bindings
 import nacl.signing
 
-from warrant import credential as wc
-from warrant.anchors import Anchor, TrustStore
-from warrant.errors import WarrantError
-from warrant.rights import Destination, Grant
+from warrant.core import credential as wc
+from warrant.core.anchors import Anchor, TrustStore
+from warrant.core.errors import WarrantError
+from warrant.core.rights import Destination, Grant
 
 ba: Any  # the optional contenders: None when not installed
 pymacaroons: Any

@@ -45,14 +45,14 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from warrant.constants import AEAD_TAG_LEN, DP_CLOCK_TICK_SHIFT, Reason, Verdict
+from warrant.core.constants import AEAD_TAG_LEN, DP_CLOCK_TICK_SHIFT, Reason, Verdict
+from warrant.core.mac import header_mac
+from warrant.core.wire import DataPacket
 from warrant.datapath import libbpf
 from warrant.datapath.build import build
 from warrant.datapath.lab import Flow, Lab
 from warrant.datapath.loader import Datapath, sid_key, to_kernel_ns
 from warrant.datapath.wire import udp_frame
-from warrant.mac import header_mac
-from warrant.wire import DataPacket
 
 PORT = 4433
 T0 = 1_800_000_000
@@ -190,10 +190,14 @@ class Bench:
             Case("replay", self.repeated(self.xdp, seen, XDP_DROP)),
             Case("malformed", self.repeated(self.xdp, malformed_frame, XDP_DROP)),
             Case("non_warrant", self.repeated(self.xdp, other, XDP_PASS)),
-            Case("unknown_session_with_event",
-                 self.repeated(self.xdp, unknown_frame, XDP_DROP, events=True)),
-            Case("malformed_with_event",
-                 self.repeated(self.xdp, malformed_frame, XDP_DROP, events=True)),
+            Case(
+                "unknown_session_with_event",
+                self.repeated(self.xdp, unknown_frame, XDP_DROP, events=True),
+            ),
+            Case(
+                "malformed_with_event",
+                self.repeated(self.xdp, malformed_frame, XDP_DROP, events=True),
+            ),
             Case("replay_with_event", self.repeated(self.xdp, seen, XDP_DROP, events=True)),
         ]
 

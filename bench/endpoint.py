@@ -23,7 +23,7 @@ Receivers:
                      (recvfrom_into one buffer, copy out) and counts them: the same
                      I/O as Warrant's listener, so the ratio against it is the cost
                      of verification and delivery to the application;
-  warrant            `warrant.endpoint.listen` (batched, INITs steered to their own
+  warrant            `warrant.shells.endpoint.listen` (batched, INITs steered to their own
                      socket), a fresh `Receiver` per pass with the session already
                      installed, and an application task that takes every admitted
                      payload (`async for msg in listener`); no flow sink unless
@@ -72,13 +72,13 @@ from typing import Any
 
 import nacl.signing
 
-from warrant import credential, keys
-from warrant.admission import Policy
-from warrant.constants import Reason
-from warrant.endpoint import FlowFile, listen
-from warrant.receiver import Claim, Receiver
-from warrant.rights import Destination, Grant
-from warrant.sender import Sender
+from warrant.core import credential, keys
+from warrant.core.admission import Policy
+from warrant.core.constants import Reason
+from warrant.core.receiver import Claim, Receiver
+from warrant.core.rights import Destination, Grant
+from warrant.core.sender import Sender
+from warrant.shells.endpoint import FlowFile, listen
 
 PAYLOAD = b"p" * 64
 SRC = ("127.0.0.1", 40000)

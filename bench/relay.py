@@ -7,7 +7,7 @@
    process, forward the same pre-built DATA packets (64-byte payload, a real
    session) to a sink:
 
-   * `warrant`       the relay shell (`warrant.relay.RelayServer`, asyncio,
+   * `warrant`       the relay shell (`warrant.shells.relay.RelayServer`, asyncio,
                      draining up to BATCH datagrams per wakeup), appending a
                      hop record to every packet;
    * `plain`         a plain Python UDP forwarder with the same I/O design
@@ -62,17 +62,17 @@ from typing import Any
 
 import nacl.signing
 
-from warrant import credential, keys
-from warrant.admission import Policy, PolicyModel
-from warrant.anchors import Anchor, TrustStore
-from warrant.constants import MAX_DATAGRAM, Reason
-from warrant.hop import Relay, verify_statements
-from warrant.kdf import transcript
-from warrant.receiver import Claim, Receiver
-from warrant.relay import BATCH, RelayCore, RelayServer, make_relay
-from warrant.rights import Destination, Grant
-from warrant.sender import Sender
-from warrant.wire import InitPacket
+from warrant.core import credential, keys
+from warrant.core.admission import Policy, PolicyModel
+from warrant.core.anchors import Anchor, TrustStore
+from warrant.core.constants import MAX_DATAGRAM, Reason
+from warrant.core.hop import Relay, verify_statements
+from warrant.core.kdf import transcript
+from warrant.core.receiver import Claim, Receiver
+from warrant.core.rights import Destination, Grant
+from warrant.core.sender import Sender
+from warrant.core.wire import InitPacket
+from warrant.shells.relay import BATCH, RelayCore, RelayServer, make_relay
 
 PORT = 8443
 SCOPE = "bench.prod"

@@ -37,18 +37,24 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "src"))
 
-from warrant import keys  # noqa: E402
-from warrant.admission import Policy  # noqa: E402
-from warrant.constants import Reason, Verdict  # noqa: E402
-from warrant.errors import WarrantError  # noqa: E402
-from warrant.receiver import Outcome, Receiver  # noqa: E402
-from warrant.revocation import RevocationStore  # noqa: E402
-from warrant.wire import CookiePacket, DataPacket, InitPacket, RejectPacket, peek_kind  # noqa: E402
+from warrant.core import keys  # noqa: E402
+from warrant.core.admission import Policy  # noqa: E402
+from warrant.core.constants import Reason, Verdict  # noqa: E402
+from warrant.core.errors import WarrantError  # noqa: E402
+from warrant.core.receiver import Outcome, Receiver  # noqa: E402
+from warrant.core.revocation import RevocationStore  # noqa: E402
+from warrant.core.wire import CookiePacket, DataPacket, InitPacket, RejectPacket, peek_kind  # noqa: E402
 
 VECTORS = ROOT / "vectors" / "packets.json"
 PREFIX = "warrant/vectors/packets/v1/"
 PARSE_REASONS = {Reason.TRUNCATED, Reason.MALFORMED, Reason.UNKNOWN_VERSION, Reason.UNKNOWN_KIND}
-DECODERS = (peek_kind, DataPacket.decode, InitPacket.decode, RejectPacket.decode, CookiePacket.decode)
+DECODERS = (
+    peek_kind,
+    DataPacket.decode,
+    InitPacket.decode,
+    RejectPacket.decode,
+    CookiePacket.decode,
+)
 
 
 class Stream:
@@ -79,7 +85,9 @@ class State:
         )
         last = case["packets"][-1]
         for p in case["packets"]:
-            self.receiver.handle(bytes.fromhex(p["hex"]), tuple(p["source"]), p["dst_port"], p["now"])
+            self.receiver.handle(
+                bytes.fromhex(p["hex"]), tuple(p["source"]), p["dst_port"], p["now"]
+            )
         self.now, self.port, self.source = last["now"], last["dst_port"], tuple(last["source"])
 
 

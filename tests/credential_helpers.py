@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import nacl.signing
 
-from warrant.anchors import Anchor, TrustStore
-from warrant.credential import Credential, Link, encode_body, signed_message
-from warrant.rights import Grant
+from warrant.core.anchors import Anchor, TrustStore
+from warrant.core.credential import Credential, Link, encode_body, signed_message
+from warrant.core.rights import Grant
 
 
 def trust(*entries: tuple[str, nacl.signing.SigningKey]) -> TrustStore:

@@ -22,7 +22,7 @@ from typing import Any
 
 import pytest
 
-from warrant import keys
+from warrant.core import keys
 
 
 def run(*cmd: str) -> None:
@@ -95,9 +95,7 @@ def lab_options(lab: Any, tmp: Path) -> list[str]:
 class AgentProc:
     """`warrant agent` on veth end vb in namespace b, its JSON lines collected."""
 
-    def __init__(
-        self, topo: dict[str, str], tmp: Path, host: str, port: int, *args: str
-    ) -> None:
+    def __init__(self, topo: dict[str, str], tmp: Path, host: str, port: int, *args: str) -> None:
         cmd = in_ns(topo["b"], sys.executable, "-m", "warrant.cli", "agent", "--iface", topo["vb"],
                     "--port", str(port), "--host", host, "--pin-root", topo["pin_root"], *args)  # fmt: skip
         self.err = tmp / "agent.err"

@@ -1,4 +1,4 @@
-"""Receiver admission policy (SPEC.md section 9, src/warrant/admission.py).
+"""Receiver admission policy (SPEC.md section 9, src/warrant/core/admission.py).
 
 Two halves: the YAML loader, whose every refusal must name the file and the line
 an operator has to fix; and rule evaluation, where the first rule whose filters
@@ -14,10 +14,10 @@ from pathlib import Path
 import nacl.signing
 import pytest
 
-from warrant import keys
-from warrant.admission import Policy, PolicyError
-from warrant.constants import Reason
-from warrant.rights import Destination, Rights
+from warrant.core import keys
+from warrant.core.admission import Policy, PolicyError
+from warrant.core.constants import Reason
+from warrant.core.rights import Destination, Rights
 
 T = 1_800_000_000
 
@@ -178,7 +178,9 @@ def test_bad_port_in_a_block_list_names_its_own_line() -> None:
     assert msg.startswith("policy.yaml:6:"), msg
 
 
-@pytest.mark.parametrize("pattern", ["orders.*.read", "Orders", "", "*.read", "orders.", "orders..read", "a b"])
+@pytest.mark.parametrize(
+    "pattern", ["orders.*.read", "Orders", "", "*.read", "orders.", "orders..read", "a b"]
+)
 def test_bad_operation_pattern(pattern: str) -> None:
     msg = error(
         f"""
@@ -218,7 +220,9 @@ def test_bad_rule_values(field: str, value: str, detail: str) -> None:
     assert detail in msg
 
 
-@pytest.mark.parametrize("limit", ["init_rate_per_source", "init_burst", "load_threshold", "max_sessions"])
+@pytest.mark.parametrize(
+    "limit", ["init_rate_per_source", "init_burst", "load_threshold", "max_sessions"]
+)
 def test_limits_must_be_positive(limit: str) -> None:
     msg = error(
         f"""
@@ -408,13 +412,25 @@ def decide(
         ({"port": 8444}, (Reason.OK, "orders")),
         ({"scope": "partner.prod", "issuer": B_ID}, (Reason.OK, "partner-readers")),
         ({"scope": "partner.prod", "issuer": A_ID}, (Reason.POLICY_DENIED, None)),
-        ({"scope": "partner.prod", "issuer": B_ID, "operation": "orders.write"}, (Reason.POLICY_DENIED, None)),
+        (
+            {"scope": "partner.prod", "issuer": B_ID, "operation": "orders.write"},
+            (Reason.POLICY_DENIED, None),
+        ),
         ({"domains": ("partner.net",)}, (Reason.OK, "orders")),
         ({"domains": ("a.net", "b.net")}, (Reason.TOO_MANY_HOPS, "orders")),
         ({"domains": ("evil.net",)}, (Reason.FORBIDDEN_DOMAIN, "orders")),
-        ({"operation": "billing.read", "service": "billing", "domains": ("partner.net",)}, (Reason.OK, "billing-via-partner")),
-        ({"operation": "billing.read", "service": "billing"}, (Reason.REQUIRED_DOMAIN_MISSING, "billing-via-partner")),
-        ({"operation": "health", "service": "anything", "port": 1}, (Reason.OK, "catch-all-health")),
+        (
+            {"operation": "billing.read", "service": "billing", "domains": ("partner.net",)},
+            (Reason.OK, "billing-via-partner"),
+        ),
+        (
+            {"operation": "billing.read", "service": "billing"},
+            (Reason.REQUIRED_DOMAIN_MISSING, "billing-via-partner"),
+        ),
+        (
+            {"operation": "health", "service": "anything", "port": 1},
+            (Reason.OK, "catch-all-health"),
+        ),
     ],
 )
 def test_rule_evaluation(kwargs: dict[str, object], expected: tuple[Reason, str | None]) -> None:
@@ -480,7 +496,10 @@ def test_rule_constraints_add_to_the_credentials() -> None:
         """
     )
     two_hops = Rights(("*",), (Destination("*", 0, 65535),), 0, T, max_hops=2)
-    assert decide(pol, rights=two_hops, domains=("a.net", "b.net", "d.net")) == (Reason.TOO_MANY_HOPS, "rule")
+    assert decide(pol, rights=two_hops, domains=("a.net", "b.net", "d.net")) == (
+        Reason.TOO_MANY_HOPS,
+        "rule",
+    )
     assert decide(pol, domains=("a.net", "b.net", "d.net")) == (Reason.OK, "rule")
     assert decide(pol, domains=("a.net",)) == (Reason.REQUIRED_DOMAIN_MISSING, "rule")
     assert decide(pol, domains=("b.net", "c.net")) == (Reason.FORBIDDEN_DOMAIN, "rule")

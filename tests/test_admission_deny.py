@@ -11,7 +11,7 @@ from __future__ import annotations
 import pytest
 
 from test_admission import A_ID, ANCHORS_AB, B_ID, RULES, decide, error, load
-from warrant.constants import Reason
+from warrant.core.constants import Reason
 
 DENY = f"""
 {ANCHORS_AB}

@@ -15,10 +15,10 @@ import nacl.signing
 import pytest
 
 from credential_helpers import forge_link, trust
-from warrant import keys
-from warrant.anchors import Anchor, TrustStore
-from warrant.constants import CLOCK_SKEW, SIG_CONTEXT_REVOCATION, Reason
-from warrant.credential import (
+from warrant.core import keys
+from warrant.core.anchors import Anchor, TrustStore
+from warrant.core.constants import CLOCK_SKEW, SIG_CONTEXT_REVOCATION, Reason
+from warrant.core.credential import (
     Credential,
     Link,
     Verifier,
@@ -27,9 +27,9 @@ from warrant.credential import (
     issue,
     signed_message,
 )
-from warrant.errors import WarrantError
-from warrant.revocation import RevocationList
-from warrant.rights import Destination, Grant
+from warrant.core.errors import WarrantError
+from warrant.core.revocation import RevocationList
+from warrant.core.rights import Destination, Grant
 
 NOW = 1_800_000_000
 SCOPE_A = "acme.prod"

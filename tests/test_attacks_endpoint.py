@@ -25,9 +25,9 @@ import nacl.bindings
 import nacl.signing
 import pytest
 
-from warrant import keys
-from warrant.admission import Policy
-from warrant.constants import (
+from warrant.core import keys
+from warrant.core.admission import Policy
+from warrant.core.constants import (
     CLOCK_SKEW,
     COOKIE_PACKET_LEN,
     DATA_HEADER_LEN,
@@ -56,18 +56,18 @@ from warrant.constants import (
     Reason,
     Verdict,
 )
-from warrant.cookie import cookie_mac
-from warrant.credential import Credential, Link, delegate, encode_body, issue, signed_message
-from warrant.errors import WarrantError
-from warrant.hop import Relay, statement_message
-from warrant.kdf import SessionKeys, session_keys, transcript, x25519
-from warrant.kdf import session_id as derive_session_id
-from warrant.mac import header_mac, hop_mac, seal
-from warrant.receiver import Claim, Outcome, Receiver
-from warrant.revocation import RevocationList, RevocationStore
-from warrant.rights import Destination, Grant
-from warrant.sender import Sender
-from warrant.wire import (
+from warrant.core.cookie import cookie_mac
+from warrant.core.credential import Credential, Link, delegate, encode_body, issue, signed_message
+from warrant.core.errors import WarrantError
+from warrant.core.hop import Relay, statement_message
+from warrant.core.kdf import SessionKeys, session_keys, transcript, x25519
+from warrant.core.kdf import session_id as derive_session_id
+from warrant.core.mac import header_mac, hop_mac, seal
+from warrant.core.receiver import Claim, Outcome, Receiver
+from warrant.core.revocation import RevocationList, RevocationStore
+from warrant.core.rights import Destination, Grant
+from warrant.core.sender import Sender
+from warrant.core.wire import (
     CookiePacket,
     DataPacket,
     HopRecord,
@@ -377,7 +377,9 @@ def forged_root(signer: nacl.signing.SigningKey, anchor_public: bytes, holder: b
     return Credential((Link.decode(body, sig, root=True),)).encode()
 
 
-def forged_link(parent: bytes, signer: nacl.signing.SigningKey, holder: bytes, grant: Grant) -> bytes:
+def forged_link(
+    parent: bytes, signer: nacl.signing.SigningKey, holder: bytes, grant: Grant
+) -> bytes:
     """Append a link signed by `signer`, bypassing delegate()'s attenuation check."""
     cred = Credential.decode(parent)
     body = encode_body(None, None, holder, grant)
@@ -427,7 +429,10 @@ def test_p1_stolen_credential_replayed_with_attackers_ephemeral_key() -> None:
     lazy = dataclasses.replace(init, eph_public=eph, raw=b"").encode()
     dropped(judge(rx, lazy), Reason.BAD_SESSION_ID)
     # Signing with her own key instead: still not the credential's holder.
-    dropped(judge(rx, build_init(holder=MALLORY, eph_secret=b"\x11" * 32).packet), Reason.BAD_HOLDER_PROOF)
+    dropped(
+        judge(rx, build_init(holder=MALLORY, eph_secret=b"\x11" * 32).packet),
+        Reason.BAD_HOLDER_PROOF,
+    )
     admitted(judge(rx, honest), b"alice")  # the honest INIT is untouched by all this
 
 
@@ -497,7 +502,10 @@ def test_p2_honest_narrow_delegation_is_admitted_with_narrow_rights() -> None:
     assert out.authority is not None and out.authority.depth == 2
     # The narrowed right is enforced: Bob may not write, though Alice may.
     write = Claim("orders.write", "orders", PORT)
-    dropped(judge(rx, build_init(holder=BOB, cred=narrow, claim=write).packet), Reason.OPERATION_NOT_GRANTED)
+    dropped(
+        judge(rx, build_init(holder=BOB, cred=narrow, claim=write).packet),
+        Reason.OPERATION_NOT_GRANTED,
+    )
     admitted(judge(rx, build_init(holder=ALICE, claim=write).packet))
 
 
@@ -661,7 +669,9 @@ def test_p3_bit_flip_in_every_byte_of_an_init_with_cookie() -> None:
         else:
             base = init_flip_reasons(init, offset)
             if base & {Reason.BAD_HOLDER_PROOF, Reason.BAD_PAYLOAD_AUTH}:
-                base = (base - {Reason.BAD_HOLDER_PROOF, Reason.BAD_PAYLOAD_AUTH}) | {Reason.BAD_COOKIE}
+                base = (base - {Reason.BAD_HOLDER_PROOF, Reason.BAD_PAYLOAD_AUTH}) | {
+                    Reason.BAD_COOKIE
+                }
             assert out.reason in base, (offset, out.reason.name)
     admitted(judge(rx, genuine), b"first payload")
 
@@ -865,7 +875,9 @@ def test_p5_anchor_validity_window() -> None:
     doc = {
         "anchors": {
             "scopes": {
-                SCOPE_A: {"anchors": [{"key": keys.encode_public(pub(ANCHOR_A)), "not_after": T - 100}]}
+                SCOPE_A: {
+                    "anchors": [{"key": keys.encode_public(pub(ANCHOR_A)), "not_after": T - 100}]
+                }
             }
         },
         "default": "allow",
@@ -891,7 +903,9 @@ def test_p5_init_timestamp_skew(offset_ms: int, reason: Reason) -> None:
 
 
 def test_p5_session_ends_at_credential_expiry() -> None:
-    cred = issue(ANCHOR_A, SCOPE_A, pub(ALICE), dataclasses.replace(GRANT, expires=T + 100)).encode()
+    cred = issue(
+        ANCHOR_A, SCOPE_A, pub(ALICE), dataclasses.replace(GRANT, expires=T + 100)
+    ).encode()
     rx = receiver()
     s = open_session(rx, sender(cred))
     end = NOW + 100 + CLOCK_SKEW
@@ -944,9 +958,20 @@ def relayed_init(n: int = 3, eph: bytes = b"\x01" * 32) -> tuple[bytes, list[Hop
         lambda st: [st[0], st[0], st[1], st[2]],  # duplicated
         lambda st: [*st, st[2]],
     ],
-    ids=["drop-first", "drop-middle", "cut-tail", "drop-all", "swap-01", "swap-12", "dup-0", "dup-last"],
+    ids=[
+        "drop-first",
+        "drop-middle",
+        "cut-tail",
+        "drop-all",
+        "swap-01",
+        "swap-12",
+        "dup-0",
+        "dup-last",
+    ],
 )
-def test_p6_init_hop_statements_edited(edit: Callable[[list[HopStatement]], list[HopStatement]]) -> None:
+def test_p6_init_hop_statements_edited(
+    edit: Callable[[list[HopStatement]], list[HopStatement]],
+) -> None:
     packet, statements = relayed_init()
     rx = receiver()
     dropped(judge(rx, with_statements(packet, edit(statements))), Reason.HOP_CHAIN_BROKEN)
@@ -975,7 +1000,9 @@ def test_p6_statement_inserted_by_an_untrusted_relay() -> None:
     part = HopStatement.signed_part(pub(EVIL_RELAY), RX_ID, "evil.net")
     sig = EVIL_RELAY.sign(statement_message(th, 2, statements[-1].signature, part)).signature
     evil_statement = HopStatement(pub(EVIL_RELAY), RX_ID, "evil.net", sig)
-    dropped(judge(rx, with_statements(packet, [*statements, evil_statement])), Reason.HOP_CHAIN_BROKEN)
+    dropped(
+        judge(rx, with_statements(packet, [*statements, evil_statement])), Reason.HOP_CHAIN_BROKEN
+    )
     # Inserted in the middle: its predecessor named someone else.
     dropped(
         judge(rx, with_statements(packet, [statements[0], evil_statement, statements[1]])),
@@ -999,7 +1026,14 @@ def test_p6_relay_trusted_for_two_domains_may_claim_either() -> None:
     rx = receiver(policy(relays=both))
     for domain in ("a.net", "b.net"):
         relay = Relay(RELAY_KEYS[0], domain, RX_PUB, RX_PUB)
-        out = admitted(judge(rx, relay.forward(build_init(next_hop=relay.tag, eph_secret=domain.encode() * 4).packet)))
+        out = admitted(
+            judge(
+                rx,
+                relay.forward(
+                    build_init(next_hop=relay.tag, eph_secret=domain.encode() * 4).packet
+                ),
+            )
+        )
         assert out.authority is not None and out.authority.hops[0][0] == domain
 
 
@@ -1083,12 +1117,17 @@ def test_p6_malicious_trusted_relay_can_neither_widen_nor_forge() -> None:
     # own statement over the result: the holder's signature no longer verifies.
     t = sender(next_hop=relay.public, seed="victim")
     init = InitPacket.decode(t.open(b"hi", NOW))
-    wider = dataclasses.replace(init, claim=Claim("orders.delete", "orders", PORT).encode(), raw=b"")
+    wider = dataclasses.replace(
+        init, claim=Claim("orders.delete", "orders", PORT).encode(), raw=b""
+    )
     dropped(judge(rx, relay.forward(wider.encode())), Reason.BAD_HOLDER_PROOF)
     # It substitutes a wider credential it holds (its own, issued by the anchor): the session
     # id no longer matches, and fixing it breaks the holder proof.
-    own = issue(ANCHOR_A, SCOPE_A, pub(relay_key), Grant(
-        operations=("*",), destinations=(Destination("*", 0, 65535),), expires=T + 3600)
+    own = issue(
+        ANCHOR_A,
+        SCOPE_A,
+        pub(relay_key),
+        Grant(operations=("*",), destinations=(Destination("*", 0, 65535),), expires=T + 3600),
     ).encode()
     swapped = dataclasses.replace(init, credential=own, raw=b"")
     dropped(judge(rx, relay.forward(swapped.encode())), Reason.BAD_SESSION_ID)
@@ -1107,7 +1146,9 @@ def test_p6_malicious_trusted_relay_can_neither_widen_nor_forge() -> None:
     # It replaces the sender's MAC with one of its own making (it has the hop key, not k_mac).
     data = DataPacket.decode(packet)
     own_mac = hop_mac(bytes(16), data.mac, relay.tag, 0) * 2
-    dropped(judge(rx, relay.forward(dataclasses.replace(data, mac=own_mac).encode())), Reason.BAD_MAC)
+    dropped(
+        judge(rx, relay.forward(dataclasses.replace(data, mac=own_mac).encode())), Reason.BAD_MAC
+    )
     admitted(judge(rx, relay.forward(packet)), b"pay 10")
 
 
@@ -1134,7 +1175,9 @@ def constrained_cred(**rights: Any) -> bytes:
         ({}, [{"via": ["a.net"]}], 2, Reason.OK),
     ],
 )
-def test_p6_path_constraints(rights: dict[str, Any], rules: list[dict[str, Any]], n: int, reason: Reason) -> None:
+def test_p6_path_constraints(
+    rights: dict[str, Any], rules: list[dict[str, Any]], n: int, reason: Reason
+) -> None:
     rx = receiver(policy(rules=rules))
     path = relays(n)
     nxt = path[0].tag if path else RX_ID
@@ -1214,7 +1257,9 @@ def test_p8_revoked_credential_refused() -> None:
 
 
 def test_p8_revoking_a_delegator_revokes_the_delegation() -> None:
-    bobs = delegate(Credential.decode(CRED), ALICE, pub(BOB), Grant(operations=("orders.read",))).encode()
+    bobs = delegate(
+        Credential.decode(CRED), ALICE, pub(BOB), Grant(operations=("orders.read",))
+    ).encode()
     rx = receiver(revocations=revocations(revoked_keys=[pub(ALICE)]))
     dropped(judge(rx, build_init(holder=BOB, cred=bobs).packet), Reason.REVOKED)
     rx = receiver(revocations=revocations(revoked_keys=[pub(BOB)]))
@@ -1225,7 +1270,9 @@ def test_p8_revoking_a_delegator_revokes_the_delegation() -> None:
 def test_p8_revoke_ends_live_sessions() -> None:
     rx = receiver()
     s = open_session(rx)
-    bobs = delegate(Credential.decode(CRED), ALICE, pub(BOB), Grant(operations=("orders.read",))).encode()
+    bobs = delegate(
+        Credential.decode(CRED), ALICE, pub(BOB), Grant(operations=("orders.read",))
+    ).encode()
     bob = open_session(rx, sender(bobs, BOB, seed="bob"))
     admitted(judge(rx, s.seal(b"before")))
     ended = rx.revoke(revocations(revoked_keys=[pub(BOB)]), NOW + 1)
@@ -1250,7 +1297,10 @@ def test_p8_revoke_ends_live_sessions() -> None:
 # P9 exhaustion: per-source rate limits, cookies under load, bounded session table
 # =========================================================================================
 def many_inits(n: int, prefix: str = "flood") -> list[bytes]:
-    return [build_init(eph_secret=hashlib.sha256(f"{prefix}{i}".encode()).digest()).packet for i in range(n)]
+    return [
+        build_init(eph_secret=hashlib.sha256(f"{prefix}{i}".encode()).digest()).packet
+        for i in range(n)
+    ]
 
 
 def test_p9_openings_rate_limited_per_source() -> None:
@@ -1308,9 +1358,13 @@ def test_p9_bad_cookie() -> None:
     later = late + 2 * 120
     for when, reason in ((late + 120, Reason.OK), (later, Reason.BAD_COOKIE)):
         fresh = build_init(ts_ms=int(when * 1000), eph_secret=str(when).encode().ljust(32, b"."))
-        init_ = dataclasses.replace(fresh.init, cookie_mac=cookie_mac(old_cookie, fresh.init.cookie_region()))
-        dropped(judge(rx, build_init(ts_ms=int(when * 1000), eph_secret=b"\x0a" * 32).packet, now=when),
-                Reason.COOKIE_REQUIRED)  # still under load
+        init_ = dataclasses.replace(
+            fresh.init, cookie_mac=cookie_mac(old_cookie, fresh.init.cookie_region())
+        )
+        dropped(
+            judge(rx, build_init(ts_ms=int(when * 1000), eph_secret=b"\x0a" * 32).packet, now=when),
+            Reason.COOKIE_REQUIRED,
+        )  # still under load
         assert judge(rx, init_.encode(), now=when).reason == reason
 
 
@@ -1345,7 +1399,9 @@ def test_p9_session_table_full() -> None:
     assert len(rx.sessions) == 2
     # Once the live sessions are over, their slots are reclaimed.
     late = NOW + SESSION_MAX_LIFETIME
-    admitted(judge(rx, build_init(ts_ms=int(late * 1000), eph_secret=b"\x09" * 32).packet, now=late))
+    admitted(
+        judge(rx, build_init(ts_ms=int(late * 1000), eph_secret=b"\x09" * 32).packet, now=late)
+    )
 
 
 def test_p9_tombstones_do_not_accumulate() -> None:
@@ -1378,7 +1434,10 @@ def test_p9_sender_answers_spoofed_rejects_at_most_once_per_second() -> None:
     assert sid is not None
     assert s.handle(RejectPacket(Reason.UNKNOWN_SESSION, b"\x00" * 8).encode(), NOW) is None
     assert s.handle(RejectPacket(Reason.BAD_MAC, sid).encode(), NOW) is None  # not a resend reason
-    answers = [s.handle(RejectPacket(Reason.UNKNOWN_SESSION, s.session_id or b"").encode(), NOW + i / 100) for i in range(100)]
+    answers = [
+        s.handle(RejectPacket(Reason.UNKNOWN_SESSION, s.session_id or b"").encode(), NOW + i / 100)
+        for i in range(100)
+    ]
     assert sum(a is not None for a in answers) == 1
     assert s.opens == 2 and s.session_id != sid
     # A REJECT naming the session it replaced is stale and ignored.
@@ -1412,7 +1471,9 @@ def test_p10_truncated_data_at_every_length() -> None:
     rx = receiver()
     for n in (0, 2):
         path = relays(n)
-        s = open_session(rx, sender(next_hop=path[0].public if path else None, seed=f"t{n}"), path=path)
+        s = open_session(
+            rx, sender(next_hop=path[0].public if path else None, seed=f"t{n}"), path=path
+        )
         packet = through(s.seal(b"0123456789"), path)
         minimum = DATA_HEADER_LEN + HOP_RECORD_LEN * n + 16
         for length in range(len(packet)):
@@ -1438,7 +1499,11 @@ def test_p10_truncated_init_at_every_length() -> None:
 @pytest.mark.parametrize("kind", ["init", "data"])
 def test_p10_unknown_version_is_never_answered(kind: str) -> None:
     rx = receiver()
-    packet = build_init().packet if kind == "init" else make_data(b"\x01" * 8, 1, SessionKeys(bytes(16), bytes(32)))
+    packet = (
+        build_init().packet
+        if kind == "init"
+        else make_data(b"\x01" * 8, 1, SessionKeys(bytes(16), bytes(32)))
+    )
     for version in range(256):
         if version == 1:
             continue
@@ -1488,7 +1553,13 @@ def test_p10_unknown_flags_reserved_and_hop_count() -> None:
 def test_p10_malformed_fields_behind_valid_signatures() -> None:
     """An attacker holding a credential signs garbage: each field still has its reason."""
     rx = receiver()
-    for claim in (b"", b"\x80", b"\xa0", b"\x83\x01\x02\x03", Claim("orders.read", "orders", PORT).encode() + b"\x00"):
+    for claim in (
+        b"",
+        b"\x80",
+        b"\xa0",
+        b"\x83\x01\x02\x03",
+        Claim("orders.read", "orders", PORT).encode() + b"\x00",
+    ):
         dropped(judge(rx, build_init(claim=claim).packet), Reason.MALFORMED)
     # Non-canonical CBOR for the claim (a 2-byte integer where 1 byte would do).
     noncanon = b"\x83" + b"\x6borders.read" + b"\x66orders" + b"\x1a\x00\x00\x20\xfb"
@@ -1530,7 +1601,10 @@ def test_p10_every_parsed_init_drop_names_its_session() -> None:
         build_init(claim=b"\x80"),  # MALFORMED claim
     ]
     packets = [o.packet for o in drops]
-    packets.append(through(build_init(next_hop=path[0].tag, eph_secret=b"\x04" * 32).packet, path)[:-1] + b"\x00")
+    packets.append(
+        through(build_init(next_hop=path[0].tag, eph_secret=b"\x04" * 32).packet, path)[:-1]
+        + b"\x00"
+    )
     packets.append(flip(build_init(eph_secret=b"\x05" * 32).packet, -1, 0))  # BAD_PAYLOAD_AUTH
     for packet in packets:
         out = judge(rx, packet)
@@ -1600,8 +1674,17 @@ def test_p11_recycled_address_gets_nothing() -> None:
         operations=("catalog.read",), destinations=(Destination("catalog", PORT, PORT),),
         expires=T + 3600,
     )).encode()  # fmt: skip
-    dropped(judge(rx, build_init(holder=MALLORY, cred=mallorys).packet), Reason.OPERATION_NOT_GRANTED)
-    out = admitted(judge(rx, build_init(holder=MALLORY, cred=mallorys, claim=Claim("catalog.read", "catalog", PORT)).packet))
+    dropped(
+        judge(rx, build_init(holder=MALLORY, cred=mallorys).packet), Reason.OPERATION_NOT_GRANTED
+    )
+    out = admitted(
+        judge(
+            rx,
+            build_init(
+                holder=MALLORY, cred=mallorys, claim=Claim("catalog.read", "catalog", PORT)
+            ).packet,
+        )
+    )
     assert out.authority is not None and out.authority.holder == keys.key_id(pub(MALLORY)).hex()
     # Alice, from her new address, carries on.
     admitted(judge(rx, s.seal(b"moved"), source=("10.0.7.7", 40000)), b"moved")

@@ -25,14 +25,14 @@ import pytest
 import typer.main
 from click.testing import CliRunner, Result
 
-from warrant import keys
-from warrant.anchors import TrustStore
 from warrant.cli import app
-from warrant.cli_authority import decode_blob, fmt_time, parse_time
-from warrant.constants import CLOCK_SKEW
-from warrant.credential import Credential, Link, encode_body, signed_message
-from warrant.revocation import RevocationList
-from warrant.rights import Grant
+from warrant.cli.authority import decode_blob, fmt_time, parse_time
+from warrant.core import keys
+from warrant.core.anchors import TrustStore
+from warrant.core.constants import CLOCK_SKEW
+from warrant.core.credential import Credential, Link, encode_body, signed_message
+from warrant.core.revocation import RevocationList
+from warrant.core.rights import Grant
 
 NOW = int(time.time())
 ALICE_EXPIRES = NOW + 3600

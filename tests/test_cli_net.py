@@ -15,11 +15,11 @@ import nacl.signing
 import pytest
 from typer.testing import CliRunner
 
-from warrant import keys
-from warrant.anchors import Anchor, TrustStore
 from warrant.cli import app
-from warrant.credential import Credential, Link, delegate, encode_body, issue, signed_message
-from warrant.rights import Destination, Grant
+from warrant.core import keys
+from warrant.core.anchors import Anchor, TrustStore
+from warrant.core.credential import Credential, Link, delegate, encode_body, issue, signed_message
+from warrant.core.rights import Destination, Grant
 
 SCOPE = "acme.prod"
 CLI = [sys.executable, "-m", "warrant.cli"]

@@ -7,7 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from warrant import constants as c
+from warrant.core import constants as c
 
 ROOT = Path(__file__).resolve().parent.parent
 

@@ -12,13 +12,13 @@ import yaml
 from typer.testing import CliRunner
 
 from test_flow_schema import NOW, SRC, make_world
-from warrant import keys
-from warrant.admission import Policy, PolicyError
 from warrant.cli import app
-from warrant.cli_policy import port_ranges
-from warrant.constants import Reason
-from warrant.crd_policy import compile_documents, load_text, to_policy
-from warrant.receiver import Receiver
+from warrant.cli.policy import port_ranges
+from warrant.core import keys
+from warrant.core.admission import Policy, PolicyError
+from warrant.core.constants import Reason
+from warrant.core.receiver import Receiver
+from warrant.integration.crd_policy import compile_documents, load_text, to_policy
 
 runner = CliRunner()
 ANCHOR_ID = "5c1d6b1c1f3f0a9e"
@@ -309,7 +309,7 @@ def test_anchor_key_format_matches_the_configmap() -> None:
 
 
 def test_documentation_example_in_the_module_docstring_compiles() -> None:
-    import warrant.crd_policy as mod
+    import warrant.integration.crd_policy as mod
 
     doc = mod.__doc__ or ""
     text = textwrap.dedent(doc.split("\n\n", 2)[2].split("\n\n")[0])
@@ -318,7 +318,7 @@ def test_documentation_example_in_the_module_docstring_compiles() -> None:
 
 
 def test_load_any_takes_both_formats(files: Path) -> None:
-    from warrant.crd_policy import load_any
+    from warrant.integration.crd_policy import load_any
 
     plain = files / "admission.yaml"
     plain.write_text("anchors: anchors.yaml\nrules:\n  - name: r\n    operations: ['orders.*']\n")

@@ -19,9 +19,9 @@ import pytest
 import yaml
 
 from credential_helpers import forge_link, trust
-from warrant import keys
-from warrant.anchors import Anchor, TrustStore, check_scope
-from warrant.constants import (
+from warrant.core import keys
+from warrant.core.anchors import Anchor, TrustStore, check_scope
+from warrant.core.constants import (
     ANCHOR_ID_LEN,
     CHAIN_DIGEST_LEN,
     CLOCK_SKEW,
@@ -34,7 +34,7 @@ from warrant.constants import (
     SIG_CONTEXT_REVOCATION,
     Reason,
 )
-from warrant.credential import (
+from warrant.core.credential import (
     Credential,
     Link,
     Verifier,
@@ -44,9 +44,9 @@ from warrant.credential import (
     issue,
     signed_message,
 )
-from warrant.errors import WarrantError
-from warrant.revocation import RevocationList, RevocationStore
-from warrant.rights import (
+from warrant.core.errors import WarrantError
+from warrant.core.revocation import RevocationList, RevocationStore
+from warrant.core.rights import (
     Destination,
     Grant,
     Rights,

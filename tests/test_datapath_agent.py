@@ -32,7 +32,7 @@ from typing import Any
 import pytest
 
 from netns_helpers import AgentProc, lab_options, skip_unless_datapath, veth_topology
-from warrant.constants import Kind, Reason
+from warrant.core.constants import Kind, Reason
 
 pytestmark = pytest.mark.root
 
@@ -55,7 +55,7 @@ def _xdp_pass_on(ns: str, dev: str) -> Iterator[None]:
     kernel's REJECTs) only to a peer with NAPI, which an XDP program turns on."""
     from warrant.datapath import libbpf
     from warrant.datapath.build import build
-    from warrant.topology import entered
+    from warrant.demo.topology import entered
 
     obj = libbpf.BpfObject(str(build("baseline_pass")))
     obj.load()
@@ -87,11 +87,11 @@ def _observe(store: Path, *args: str) -> list[dict[str, Any]]:
 
 
 def test_kernel_drops_and_admits_become_flow_records(topo, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    from warrant.core.wire import RejectPacket
     from warrant.datapath import libbpf
     from warrant.datapath.lab import SCOPE, Lab
     from warrant.datapath.loader import sid_key
-    from warrant.topology import entered
-    from warrant.wire import RejectPacket
+    from warrant.demo.topology import entered
 
     lab = Lab(time.time(), ports=(PORT,), relays=0)
     store = tmp_path / "flows.db"
@@ -139,8 +139,13 @@ def test_kernel_drops_and_admits_become_flow_records(topo, tmp_path: Path) -> No
             agent.wait_for("installed", n=2)
             sock.sendto(sender.seal(b"recovered"), dst)
             agent.read(1.2)  # the agent drains kernel events every 200 ms
-            admitted = [r for r in agent.lines if r.get("agent") == "socket" and r["kind"] == "DATA"]
-            assert [(r["session_id"], r["seq"]) for r in admitted][-1] == (sender.session_id.hex(), 1)
+            admitted = [
+                r for r in agent.lines if r.get("agent") == "socket" and r["kind"] == "DATA"
+            ]
+            assert [(r["session_id"], r["seq"]) for r in admitted][-1] == (
+                sender.session_id.hex(),
+                1,
+            )
 
             with entered(topo["b"]):
                 metrics = urllib.request.urlopen(url, timeout=10).read().decode()
@@ -186,7 +191,7 @@ def test_policy_reload_keeps_admitted_sessions(topo, tmp_path: Path) -> None:  #
     import yaml
 
     from warrant.datapath.lab import Lab
-    from warrant.topology import entered
+    from warrant.demo.topology import entered
 
     lab = Lab(time.time(), ports=(PORT,), relays=0)
     with entered(topo["a"]):
@@ -211,7 +216,11 @@ def test_policy_reload_keeps_admitted_sessions(topo, tmp_path: Path) -> None:  #
         after = lab.sender()
         sock.sendto(after.open(b"too late", time.time()), dst)
         agent.read(1.0)
-        seen = {(r["kind"], r["session_id"]): r["reason"] for r in agent.lines if r.get("agent") == "socket"}
+        seen = {
+            (r["kind"], r["session_id"]): r["reason"]
+            for r in agent.lines
+            if r.get("agent") == "socket"
+        }
         assert seen[("DATA", before.session_id.hex())] == "OK"
         assert seen[("INIT", after.session_id.hex())] == "POLICY_DENIED"
 

@@ -9,7 +9,7 @@ import subprocess
 
 import pytest
 
-from warrant import topology
+from warrant.demo import topology
 
 pytestmark = pytest.mark.root
 
@@ -31,7 +31,9 @@ def test_foreign_xdp_program_is_not_replaced_unless_asked() -> None:
     try:
         foreign.load()
         with topology.entered(ns):
-            subprocess.run(["ip", "link", "add", "wa0", "type", "veth", "peer", "name", "wa1"], check=True)
+            subprocess.run(
+                ["ip", "link", "add", "wa0", "type", "veth", "peer", "name", "wa1"], check=True
+            )
             idx = socket.if_nametoindex("wa0")
             libbpf.xdp_attach(idx, foreign.program_fd("baseline_pass"))
             with Datapath.open(pin_root=None) as dp:

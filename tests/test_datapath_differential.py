@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 
 import pytest
 
-from warrant.constants import (
+from warrant.core.constants import (
     AEAD_TAG_LEN,
     DP_BAD_MAC_BURST,
     MAX_HOPS,
@@ -29,11 +29,11 @@ from warrant.constants import (
     Reason,
     Verdict,
 )
+from warrant.core.mac import header_mac
+from warrant.core.wire import DataPacket, RejectPacket
 from warrant.datapath import wire as dpwire
 from warrant.datapath.lab import Flow, Lab
 from warrant.datapath.reference import REJECT_REASONS, KernelReference, KernelVerdict
-from warrant.mac import header_mac
-from warrant.wire import DataPacket, RejectPacket
 
 pytestmark = pytest.mark.root
 
@@ -219,7 +219,9 @@ def _make(cat: str, w: World, rng: random.Random) -> list[bytes]:
             return [dpwire.ethernet(payload, proto=proto)]
         if k == 3:  # non-first fragment of a datagram to the Warrant port
             udp = dpwire.udp_datagram(b"\x0a\0\0\1", b"\x0a\0\0\2", 1, PORT, payload)
-            ip = dpwire.ipv4_header(b"\x0a\0\0\1", b"\x0a\0\0\2", len(udp), frag=rng.randrange(1, 100))
+            ip = dpwire.ipv4_header(
+                b"\x0a\0\0\1", b"\x0a\0\0\2", len(udp), frag=rng.randrange(1, 100)
+            )
             return [dpwire.ethernet(ip + udp)]
         if k == 4:  # runt frames
             return [bytes(rng.randrange(14, 60))]
@@ -270,12 +272,12 @@ def _make(cat: str, w: World, rng: random.Random) -> list[bytes]:
         k = rng.randrange(4)
         if k == 0:  # swap two records
             i, j = 36, 48
-            b[i:i + 12], b[j:j + 12] = p[j:j + 12], p[i:i + 12]
+            b[i : i + 12], b[j : j + 12] = p[j : j + 12], p[i : i + 12]
         elif k == 1:  # splice the first record of another packet
             b[36:48] = q[36:48]
         elif k == 2:  # drop the last record
             n = b[2]
-            del b[36 + 12 * (n - 1): 36 + 12 * n]
+            del b[36 + 12 * (n - 1) : 36 + 12 * n]
             b[2] = n - 1
         else:  # duplicate the first record
             b[36:36] = p[36:48]
@@ -345,13 +347,13 @@ def run_differential(dp, prog_fd: int, actions: dict[Verdict, int], seed: int, t
             done += 1
         events = dp.events()
         assert len(events) == len(pending), (
-            f"seed={seed}: {len(events)} events for {len(pending)} frames "
-            f"(lost {dp.events_lost()})"
+            f"seed={seed}: {len(events)} events for {len(pending)} frames (lost {dp.events_lost()})"
         )
         for (index, cat, frame, want, retval), ev in zip(pending, events, strict=True):
             got = (retval, (ev.verdict.name, ev.reason.name))
             if retval != actions[want.verdict] or (ev.verdict, ev.reason) != (
-                want.verdict, want.reason
+                want.verdict,
+                want.reason,
             ):
                 raise AssertionError(_describe(seed, index, cat, frame, want, got))
             if want.session_id and ev.session_id != want.session_id:
@@ -370,7 +372,9 @@ def check_state(dp, w: World, seed: int, done: int) -> None:  # type: ignore[no-
         sid = f.session.session_id
         live = w.lab.receiver.sessions.get(sid) is not None
         kernel = dp.window(sid)
-        assert (kernel is not None) == live, f"seed={seed} after {done}: session {sid.hex()} live={live}"
+        assert (kernel is not None) == live, (
+            f"seed={seed} after {done}: session {sid.hex()} live={live}"
+        )
         if kernel is not None:
             top, words = kernel
             assert (top, words) == (f.session.window.top, f.session.window.words), (
@@ -445,7 +449,7 @@ def test_lost_session_is_answered_with_a_reject_built_in_place(dp, vlan) -> None
     """SPEC 6.1 steps 2-3 in the kernel: DATA of an unknown or expired session comes back
     as RejectPacket(reason, session_id), addressed to its sender, from XDP and from TC;
     the DATA's own verdict stays DROP with its reason."""
-    from warrant.constants import DP_REJECT_TTL, REJECT_LEN
+    from warrant.core.constants import DP_REJECT_TTL, REJECT_LEN
     from warrant.datapath import libbpf
 
     lab = Lab(T0, seed=11)
@@ -473,18 +477,20 @@ def test_lost_session_is_answered_with_a_reject_built_in_place(dp, vlan) -> None
             assert len(out) == l3 + 20 + 8 + REJECT_LEN < len(frame)
             assert out[0:6] == frame[6:12] and out[6:12] == frame[0:6]  # MACs swapped
             assert out[12:l3] == frame[12:l3]  # ethertype, VLAN tag
-            ip, udp = out[l3:l3 + 20], out[l3 + 20:l3 + 28]
+            ip, udp = out[l3 : l3 + 20], out[l3 + 20 : l3 + 28]
             assert ip[12:16] == dst and ip[16:20] == src and ip[8] == DP_REJECT_TTL
             assert struct.unpack(">H", ip[2:4])[0] == 44 and _ip_checksum_ok(ip)
             assert struct.unpack(">HHHH", udp) == (PORT, 41000, 24, 0)
-            assert out[l3 + 28:] == RejectPacket(reason, flow.session.session_id).encode()
-            assert RejectPacket.decode(out[l3 + 28:]) == RejectPacket(reason, flow.session.session_id)
+            assert out[l3 + 28 :] == RejectPacket(reason, flow.session.session_id).encode()
+            assert RejectPacket.decode(out[l3 + 28 :]) == RejectPacket(
+                reason, flow.session.session_id
+            )
     assert dp.rejects_sent() == 4
 
 
 def test_kernel_rejects_are_rate_limited_per_cpu(dp) -> None:  # type: ignore[no-untyped-def]
     """DP_REJECT_BURST back to back, then silence until the clock gives a token back."""
-    from warrant.constants import DP_REJECT_BURST, DP_REJECT_RATE
+    from warrant.core.constants import DP_REJECT_BURST, DP_REJECT_RATE
     from warrant.datapath import libbpf
 
     lab = Lab(T0, seed=12)

@@ -20,12 +20,12 @@ from typing import Any
 
 import pytest
 
-from warrant import keys
-from warrant.admission import Policy
-from warrant.constants import Kind, Reason, Verdict
+from warrant.core import keys
+from warrant.core.admission import Policy
+from warrant.core.constants import Kind, Reason, Verdict
+from warrant.core.receiver import Receiver
+from warrant.core.revocation import RevocationStore
 from warrant.datapath.wire import udp_frame
-from warrant.receiver import Receiver
-from warrant.revocation import RevocationStore
 
 pytestmark = pytest.mark.root
 
@@ -100,7 +100,9 @@ def test_vector_case_in_the_kernel(runner, case: dict[str, Any]) -> None:  # typ
             assert ev.reason == want, f"{where}: kernel {ev.reason.name}, vector {want.name}"
             verdict = Verdict.ADMIT if want == Reason.OK else Verdict.DROP
             assert ev.verdict == verdict, where
-            expect = XDP_PASS if verdict == Verdict.ADMIT else XDP_TX if want in REJECTED else XDP_DROP
+            expect = (
+                XDP_PASS if verdict == Verdict.ADMIT else XDP_TX if want in REJECTED else XDP_DROP
+            )
             assert retval == expect, where
             checked += 1
 

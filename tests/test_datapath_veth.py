@@ -23,7 +23,7 @@ from pathlib import Path
 import pytest
 
 from netns_helpers import AgentProc, in_ns, lab_options, skip_unless_datapath, veth_topology
-from warrant.constants import Reason, Verdict
+from warrant.core.constants import Reason, Verdict
 
 pytestmark = pytest.mark.root
 

@@ -14,7 +14,8 @@ from typing import Any
 import pytest
 from rich.console import Console
 
-from warrant import demo, topology
+from warrant.demo import runner as demo
+from warrant.demo import topology
 
 EXPECTED_REASONS = ("REPLAY", "UNKNOWN_ANCHOR", "ESCALATION", "WRONG_SCOPE", "HOP_CHAIN_BROKEN",
                     "BAD_MAC", "BAD_HOLDER_PROOF", "REVOKED", "PORT_MISMATCH", "EXPIRED")  # fmt: skip
@@ -65,7 +66,10 @@ def test_kernel_mode_without_root_refuses_with_one_line(monkeypatch: pytest.Monk
 
 
 @pytest.mark.root
-@pytest.mark.skipif(os.geteuid() != 0 or shutil.which("ip") is None, reason="needs root, netns and bpf; CI runs as root")
+@pytest.mark.skipif(
+    os.geteuid() != 0 or shutil.which("ip") is None,
+    reason="needs root, netns and bpf; CI runs as root",
+)
 def test_demo_kernel_all_steps_expected_and_leaves_nothing_behind(tmp_path: Path) -> None:
     store = tmp_path / "flows.db"
     proc = _demo("--kernel", "--flows", str(store))
@@ -82,4 +86,9 @@ def test_demo_kernel_all_steps_expected_and_leaves_nothing_behind(tmp_path: Path
     assert not os.path.exists(demo.DEMO_PIN_ROOT)
     # `warrant observe` reads the kernel's verdicts like any other flow.
     kernel = [f for f in _observe(store, "--verdict", "DROPPED") if "kernel" in f.get("detail", "")]
-    assert {f["reason"] for f in kernel} >= {"REPLAY", "BAD_MAC", "HOP_CHAIN_BROKEN", "PORT_MISMATCH"}
+    assert {f["reason"] for f in kernel} >= {
+        "REPLAY",
+        "BAD_MAC",
+        "HOP_CHAIN_BROKEN",
+        "PORT_MISMATCH",
+    }

@@ -1,7 +1,7 @@
 """The asyncio shell over loopback: only admitted payloads reach the application.
 
 Real UDP sockets on ephemeral ports, real clocks.  Each test drives a listener
-(`warrant.endpoint.listen`) with senders (`connect`) and with raw sockets that
+(`warrant.shells.endpoint.listen`) with senders (`connect`) and with raw sockets that
 play the attacker, and checks three things: what the application received
 (payload and authority), the flow records (exactly one per datagram, with the
 reason), and the replies the shell sent back (REJECT, COOKIE).
@@ -25,15 +25,16 @@ import nacl.signing
 import pytest
 import yaml
 
-from warrant import endpoint, keys
-from warrant.admission import Policy
-from warrant.constants import Reason
-from warrant.credential import Credential, Link, delegate, encode_body, issue, signed_message
-from warrant.endpoint import Connection, Listener, Message, connect, listen
-from warrant.receiver import Claim, Receiver
-from warrant.rights import Destination, Grant
-from warrant.sender import Sender
-from warrant.wire import RejectPacket
+from warrant.core import keys
+from warrant.core.admission import Policy
+from warrant.core.constants import Reason
+from warrant.core.credential import Credential, Link, delegate, encode_body, issue, signed_message
+from warrant.core.receiver import Claim, Receiver
+from warrant.core.rights import Destination, Grant
+from warrant.core.sender import Sender
+from warrant.core.wire import RejectPacket
+from warrant.shells import endpoint
+from warrant.shells.endpoint import Connection, Listener, Message, connect, listen
 
 T = TypeVar("T")
 SCOPE = "acme.prod"

@@ -18,15 +18,16 @@ import jsonschema
 import nacl.signing
 import pytest
 
-from warrant import flow, keys
-from warrant.admission import Policy, PolicyModel, Rule
-from warrant.anchors import Anchor, TrustStore
-from warrant.constants import REASONS, Reason, Verdict
-from warrant.credential import issue
-from warrant.hop import Relay
-from warrant.receiver import Authority, Claim, Outcome, Receiver
-from warrant.rights import Destination, Grant
-from warrant.sender import Sender
+from warrant.core import keys
+from warrant.core.admission import Policy, PolicyModel, Rule
+from warrant.core.anchors import Anchor, TrustStore
+from warrant.core.constants import REASONS, Reason, Verdict
+from warrant.core.credential import issue
+from warrant.core.hop import Relay
+from warrant.core.receiver import Authority, Claim, Outcome, Receiver
+from warrant.core.rights import Destination, Grant
+from warrant.core.sender import Sender
+from warrant.integration import flow
 
 SCHEMA = json.loads((Path(__file__).parent.parent / "schemas" / "flow.schema.json").read_text())
 VALIDATOR = jsonschema.Draft202012Validator(
@@ -323,9 +324,13 @@ def test_fast_rfc3339_equals_datetime_formatting() -> None:
     import datetime as dt
     import random
 
-    from warrant.flow import rfc3339
+    from warrant.integration.flow import rfc3339
 
     rng = random.Random(7)
     for i in range(20000):
-        t = rng.uniform(0, 4e9) if i % 2 else rng.randrange(0, 4 * 10**15) / 1e6 + rng.choice([0, 5e-7])
+        t = (
+            rng.uniform(0, 4e9)
+            if i % 2
+            else rng.randrange(0, 4 * 10**15) / 1e6 + rng.choice([0, 5e-7])
+        )
         assert rfc3339(t) == dt.datetime.fromtimestamp(t, dt.UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")

@@ -29,9 +29,9 @@ import pytest
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
-from warrant import keys
-from warrant.admission import Policy
-from warrant.constants import (
+from warrant.core import keys
+from warrant.core.admission import Policy
+from warrant.core.constants import (
     COOKIE_LEN,
     COOKIE_NONCE_LEN,
     MAX_HOPS,
@@ -41,16 +41,16 @@ from warrant.constants import (
     Reason,
     Verdict,
 )
-from warrant.cookie import cookie_mac
-from warrant.credential import issue
-from warrant.errors import WarrantError
-from warrant.hop import Relay
-from warrant.kdf import session_id as derive_session_id
-from warrant.receiver import Claim, Outcome, Receiver
-from warrant.replay import ReplayWindow
-from warrant.rights import Destination, Grant
-from warrant.sender import Sender
-from warrant.wire import (
+from warrant.core.cookie import cookie_mac
+from warrant.core.credential import issue
+from warrant.core.errors import WarrantError
+from warrant.core.hop import Relay
+from warrant.core.kdf import session_id as derive_session_id
+from warrant.core.receiver import Claim, Outcome, Receiver
+from warrant.core.replay import ReplayWindow
+from warrant.core.rights import Destination, Grant
+from warrant.core.sender import Sender
+from warrant.core.wire import (
     CookiePacket,
     DataPacket,
     HopRecord,
@@ -102,7 +102,10 @@ POLICY_TEXT = json.dumps(
     {
         "anchors": {
             "scopes": {"acme.prod": {"anchors": [keys.encode_public(bytes(ANCHOR.verify_key))]}},
-            "relays": {d: [keys.encode_public(bytes(k.verify_key))] for d, k in zip(DOMAINS, RELAYS, strict=True)},
+            "relays": {
+                d: [keys.encode_public(bytes(k.verify_key))]
+                for d, k in zip(DOMAINS, RELAYS, strict=True)
+            },
         },
         "default": "allow",
         "limits": {"init_rate_per_source": 1e9, "init_burst": 1e9, "load_threshold": 1e9},
@@ -140,7 +143,9 @@ class Corpus:
 def build_corpus() -> Corpus:
     relays = path()
     direct = Sender(ALICE, CRED, RX_PUB, CLAIM, random=rng("direct"))
-    relayed = Sender(ALICE, CRED, RX_PUB, CLAIM, next_hop_public=relays[0].public, random=rng("relayed"))
+    relayed = Sender(
+        ALICE, CRED, RX_PUB, CLAIM, next_hop_public=relays[0].public, random=rng("relayed")
+    )
     fresh = Sender(ALICE, CRED, RX_PUB, CLAIM, random=rng("fresh"))
     empty = Sender(ALICE, CRED, RX_PUB, CLAIM, random=rng("empty"))
     inits = (direct.open(b"first", NOW), through(relayed.open(b"hop", NOW), relays))
@@ -333,7 +338,10 @@ def test_kernel_steps_agree_with_the_receiver(pair: tuple[bytes, bytes]) -> None
 
 
 @FUZZ
-@given(st.binary(max_size=300) | st.sampled_from([CRED, CRED[:-1], CRED + b"\x00"]), st.binary(max_size=40))
+@given(
+    st.binary(max_size=300) | st.sampled_from([CRED, CRED[:-1], CRED + b"\x00"]),
+    st.binary(max_size=40),
+)
 def test_receiver_never_raises_on_signed_garbage(cred: bytes, claim: bytes) -> None:
     """Arbitrary credential and claim bytes behind a valid session id and holder signature."""
     eph = nacl.bindings.crypto_scalarmult_base(hashlib.sha256(cred + claim).digest())
@@ -440,7 +448,22 @@ class WindowModel:
         return verdict
 
 
-EDGES = [-REPLAY_WINDOW - 1, -REPLAY_WINDOW, -REPLAY_WINDOW + 1, -4096, -64, -63, -1, 0, 1, 63, 64, 4032, 4096, 8192]
+EDGES = [
+    -REPLAY_WINDOW - 1,
+    -REPLAY_WINDOW,
+    -REPLAY_WINDOW + 1,
+    -4096,
+    -64,
+    -63,
+    -1,
+    0,
+    1,
+    63,
+    64,
+    4032,
+    4096,
+    8192,
+]
 
 
 window_ops = st.lists(

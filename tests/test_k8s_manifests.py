@@ -5,7 +5,7 @@ No cluster is available here: the models are the `kubernetes` Python client's (p
 models generated from the API's OpenAPI spec), which check field types and required fields;
 a round trip through them finds misspelled fields (the client drops unknown ones).  The CRD
 schema is applied with jsonschema (Draft 4 semantics, as OpenAPI v3.0 schemas use), and held
-to the same verdicts as src/warrant/crd_policy.py on a corpus of valid and invalid documents.
+to the same verdicts as src/warrant/integration/crd_policy.py on a corpus of valid and invalid documents.
 """
 
 from __future__ import annotations
@@ -19,8 +19,8 @@ import jsonschema
 import pytest
 import yaml
 
-from warrant import crd_policy
-from warrant.admission import PolicyError
+from warrant.core.admission import PolicyError
+from warrant.integration import crd_policy
 
 kubernetes = pytest.importorskip("kubernetes", reason="pip install -e '.[k8s]'")
 from kubernetes import client  # noqa: E402
@@ -66,7 +66,11 @@ def differences(a: Any, b: Any, path: str = "") -> list[str]:
             out += differences(a[k], b[k], f"{path}.{k}")
         return out
     if isinstance(a, list) and isinstance(b, list) and len(a) == len(b):
-        return [d for i, (x, y) in enumerate(zip(a, b, strict=True)) for d in differences(x, y, f"{path}[{i}]")]
+        return [
+            d
+            for i, (x, y) in enumerate(zip(a, b, strict=True))
+            for d in differences(x, y, f"{path}[{i}]")
+        ]
     return [] if a == b else [f"{path}: {a!r} became {b!r}"]
 
 
@@ -140,8 +144,8 @@ def test_daemonset_references_resolve() -> None:
             assert v["secret"]["secretName"] == "warrant-receiver-key"
     agent = pod["containers"][0]
     metrics = next(p for p in agent["ports"] if p["name"] == "metrics")
-    from warrant.cli_observe import DEFAULT_STORE
-    from warrant.metrics import DEFAULT_PORT
+    from warrant.cli.observe import DEFAULT_STORE
+    from warrant.integration.metrics import DEFAULT_PORT
 
     assert metrics["containerPort"] == DEFAULT_PORT
     assert f"--metrics-port={DEFAULT_PORT}" in agent["args"]
@@ -182,7 +186,9 @@ def structural_problems(node: Any, path: str = "", in_junctor: bool = False) -> 
     if not isinstance(node, dict):
         return []
     out = [f"{path}: {k} is not allowed in a CRD schema" for k in _FORBIDDEN & set(node)]
-    special = node.get("x-kubernetes-int-or-string") or node.get("x-kubernetes-preserve-unknown-fields")
+    special = node.get("x-kubernetes-int-or-string") or node.get(
+        "x-kubernetes-preserve-unknown-fields"
+    )
     if in_junctor:
         bad = {"type", "properties", "additionalProperties", "default", "nullable", "description"}
         if not (set(node) == {"type"} and path.endswith(("anyOf[0]", "anyOf[1]"))):
@@ -198,7 +204,9 @@ def structural_problems(node: Any, path: str = "", in_junctor: bool = False) -> 
             out += structural_problems(node[key], f"{path}.{key}")
     for j in _JUNCTORS:
         branches = node.get(j)
-        for i, b in enumerate(branches if isinstance(branches, list) else [branches] if branches else []):
+        for i, b in enumerate(
+            branches if isinstance(branches, list) else [branches] if branches else []
+        ):
             out += structural_problems(b, f"{path}.{j}[{i}]", in_junctor=True)
     return out
 
@@ -221,7 +229,9 @@ def test_crd_schema_is_a_valid_schema() -> None:
 
 # ---- WarrantPolicy documents: CRD schema and converter agree -------------------------------------
 EXAMPLES = docs("example-policy.yaml")
-CM_POLICIES = [d for d in yaml.safe_load_all(docs("configmap-policies.yaml")[0]["data"]["policy.yaml"]) if d]
+CM_POLICIES = [
+    d for d in yaml.safe_load_all(docs("configmap-policies.yaml")[0]["data"]["policy.yaml"]) if d
+]
 
 
 @pytest.mark.parametrize("doc", EXAMPLES + CM_POLICIES, ids=lambda d: d["metadata"]["name"])
@@ -263,8 +273,13 @@ CORPUS: list[tuple[str, dict[str, Any], bool]] = [
     ("inline anchors", variant("spec.anchors", {"scopes": {}}), True),
     ("missing spec", variant("spec", None), False),
     ("missing endpointSelector", variant("spec.endpointSelector", None), False),
-    ("neither ingress nor ingressDeny", variant("spec", {
-        k: v for k, v in BASE["spec"].items() if k not in ("ingress", "ingressDeny")}), False),
+    (
+        "neither ingress nor ingressDeny",
+        variant(
+            "spec", {k: v for k, v in BASE["spec"].items() if k not in ("ingress", "ingressDeny")}
+        ),
+        False,
+    ),
     ("misspelled fromAuthority", variant("spec.ingress.0", {"fromAuthorty": [{}]}), False),
     ("empty fromAuthority", variant("spec.ingress.0.fromAuthority", []), False),
     ("maxHops too large", variant(f"{FA}.maxHops", 9), False),
@@ -280,8 +295,11 @@ CORPUS: list[tuple[str, dict[str, Any], bool]] = [
     ("port integer too large", variant(f"{PORT0}.port", 70000), False),
     ("protocol TCP", variant(f"{PORT0}.protocol", "TCP"), False),
     ("ports empty", variant("spec.ingress.0.toPorts.0.ports", []), False),
-    ("selector operator bad", variant("spec.endpointSelector", {
-        "matchExpressions": [{"key": "app", "operator": "Has"}]}), False),
+    (
+        "selector operator bad",
+        variant("spec.endpointSelector", {"matchExpressions": [{"key": "app", "operator": "Has"}]}),
+        False,
+    ),
     ("limits zero", variant("spec.limits.maxSessions", 0), False),
     ("limits negative rate", variant("spec.limits.initRatePerSource", -1), False),
     ("enableDefaultDeny not bool", variant("spec.enableDefaultDeny", {"ingress": "no"}), False),
@@ -289,10 +307,17 @@ CORPUS: list[tuple[str, dict[str, Any], bool]] = [
 # Stricter in the converter than the CRD's schema can say (the apiserver would accept these; the
 # agent and `warrant policy check` refuse them with a line number).
 CONVERTER_ONLY: list[tuple[str, dict[str, Any]]] = [
-    ("In without values", variant("spec.endpointSelector", {
-        "matchExpressions": [{"key": "app", "operator": "In"}]})),
-    ("Exists with values", variant("spec.endpointSelector", {
-        "matchExpressions": [{"key": "app", "operator": "Exists", "values": ["x"]}]})),
+    (
+        "In without values",
+        variant("spec.endpointSelector", {"matchExpressions": [{"key": "app", "operator": "In"}]}),
+    ),
+    (
+        "Exists with values",
+        variant(
+            "spec.endpointSelector",
+            {"matchExpressions": [{"key": "app", "operator": "Exists", "values": ["x"]}]},
+        ),
+    ),
     ("endPort below port", variant(f"{PORT0}.endPort", 10)),
     ("unknown spec field", variant("spec.egress", [])),
     ("bad metadata name", variant("metadata.name", "Orders_Ingress")),

@@ -9,7 +9,7 @@ import sys
 
 import pytest
 
-from warrant import topology
+from warrant.demo import topology
 
 needs_root = pytest.mark.skipif(
     os.geteuid() != 0 or shutil.which("ip") is None,
@@ -18,7 +18,9 @@ needs_root = pytest.mark.skipif(
 
 
 def _warrant(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "warrant.cli", *args], capture_output=True, text=True, timeout=60)
+    return subprocess.run(
+        [sys.executable, "-m", "warrant.cli", *args], capture_output=True, text=True, timeout=60
+    )
 
 
 def test_lab_refuses_without_root_with_one_line(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -46,7 +48,11 @@ def test_lab_up_status_udp_down() -> None:
             "import socket, time; s=socket.socket(socket.AF_INET, socket.SOCK_DGRAM); "
             "s.bind(('10.77.3.12', 0));\nfor _ in range(20): s.sendto(b'hi', ('10.77.3.2', 7777)); time.sleep(0.05)"
         )
-        subprocess.run(["ip", "netns", "exec", topology.NS_A, sys.executable, "-c", send], timeout=30, check=True)
+        subprocess.run(
+            ["ip", "netns", "exec", topology.NS_A, sys.executable, "-c", send],
+            timeout=30,
+            check=True,
+        )
         out, _ = server.communicate(timeout=10)
         assert out.split() == ["10.77.3.12", "hi"]
     finally:

@@ -12,8 +12,8 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from test_flow_schema import DST, NOW, OUTCOMES, SRC
-from warrant import flow
-from warrant.metrics import Metrics, MetricsServer, start_metrics_server
+from warrant.integration import flow
+from warrant.integration.metrics import Metrics, MetricsServer, start_metrics_server
 
 DASHBOARD = Path(__file__).parent.parent / "deploy" / "grafana" / "warrant.json"
 

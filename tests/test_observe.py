@@ -17,12 +17,12 @@ import pytest
 from typer.testing import CliRunner
 
 from test_flow_schema import NOW, OUTCOMES, SRC, VALIDATOR, make_world
-from warrant import flow
 from warrant.cli import app
-from warrant.cli_observe import parse_line, parse_since
-from warrant.constants import Reason, Verdict
-from warrant.flowstore import FlowFilter, FlowSink, FlowStore, FlowStoreError
-from warrant.receiver import Outcome
+from warrant.cli.observe import parse_line, parse_since
+from warrant.core.constants import Reason, Verdict
+from warrant.core.receiver import Outcome
+from warrant.integration import flow
+from warrant.integration.flowstore import FlowFilter, FlowSink, FlowStore, FlowStoreError
 
 DST = ("10.0.0.9", 8443)
 runner = CliRunner()
@@ -203,7 +203,7 @@ def test_sink_never_raises_into_the_packet_path(tmp_path: Path) -> None:
 
 def test_listener_writes_its_flows_into_the_store(tmp_path: Path) -> None:
     """A real UDP listener with FlowSink as on_flow; then `warrant observe` reads them."""
-    from warrant.endpoint import listen
+    from warrant.shells.endpoint import listen
 
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
         probe.bind(("127.0.0.1", 0))

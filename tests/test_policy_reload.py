@@ -8,14 +8,14 @@ from pathlib import Path
 
 import pytest
 
-from warrant import credential, keys
-from warrant.admission import PolicyError
-from warrant.anchors import Anchor, TrustStore
-from warrant.constants import Reason, Verdict
-from warrant.crd_policy import PolicyWatcher, load_any
-from warrant.receiver import Claim, Receiver
-from warrant.rights import Destination, Grant
-from warrant.sender import Sender
+from warrant.core import credential, keys
+from warrant.core.admission import PolicyError
+from warrant.core.anchors import Anchor, TrustStore
+from warrant.core.constants import Reason, Verdict
+from warrant.core.receiver import Claim, Receiver
+from warrant.core.rights import Destination, Grant
+from warrant.core.sender import Sender
+from warrant.integration.crd_policy import PolicyWatcher, load_any
 
 NOW = 1_800_000_000.0
 ANCHOR, HOLDER, RECV = (keys.from_seed(bytes([i]) * 32) for i in (11, 12, 13))

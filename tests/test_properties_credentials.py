@@ -1,6 +1,6 @@
 """Property tests (hypothesis) for credentials: integrity, monotone narrowing, round trips.
 
-The narrowing oracle below is written independently of `warrant.rights`: it
+The narrowing oracle below is written independently of `warrant.core.rights`: it
 judges rights by what they *admit* over a finite universe of operation names,
 services, ports and domains, not by re-running `narrow`.
 """
@@ -18,10 +18,10 @@ import pytest
 from hypothesis import HealthCheck, event, given, settings
 
 from credential_helpers import forge_link
-from warrant import keys
-from warrant.anchors import Anchor, TrustStore
-from warrant.constants import MAX_HOPS, Reason
-from warrant.credential import (
+from warrant.core import keys
+from warrant.core.anchors import Anchor, TrustStore
+from warrant.core.constants import MAX_HOPS, Reason
+from warrant.core.credential import (
     Credential,
     Link,
     Verifier,
@@ -30,8 +30,8 @@ from warrant.credential import (
     encode_body,
     issue,
 )
-from warrant.errors import WarrantError
-from warrant.rights import Destination, Grant, Rights, pattern_covers
+from warrant.core.errors import WarrantError
+from warrant.core.rights import Destination, Grant, Rights, pattern_covers
 
 NOW = 1_800_000_000
 SCOPE = "acme.prod"

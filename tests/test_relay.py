@@ -1,4 +1,4 @@
-"""The asyncio relay shell (`warrant.relay`) and `warrant relay`, over loopback.
+"""The asyncio relay shell (`warrant.shells.relay`) and `warrant relay`, over loopback.
 
 Sans-I/O hop checks are covered with the receiver; here: what the shell
 forwards, what it drops (and counts), how replies find their way back, that
@@ -27,13 +27,16 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from warrant import credential, keys
-from warrant.admission import Policy, PolicyModel
-from warrant.anchors import Anchor, TrustStore
-from warrant.constants import OFF_HOPS, Kind, Reason, Verdict
-from warrant.hop import Relay
-from warrant.receiver import Claim, Receiver
-from warrant.relay import (
+from warrant.core import credential, keys
+from warrant.core.admission import Policy, PolicyModel
+from warrant.core.anchors import Anchor, TrustStore
+from warrant.core.constants import OFF_HOPS, Kind, Reason, Verdict
+from warrant.core.hop import Relay
+from warrant.core.receiver import Claim, Receiver
+from warrant.core.rights import Destination, Grant
+from warrant.core.sender import Sender
+from warrant.core.wire import CookiePacket, DataPacket, InitPacket, RejectPacket
+from warrant.shells.relay import (
     NO_ROUTE,
     SEND_ERROR,
     WRONG_DIRECTION,
@@ -42,9 +45,6 @@ from warrant.relay import (
     make_relay,
     parse_hostport,
 )
-from warrant.rights import Destination, Grant
-from warrant.sender import Sender
-from warrant.wire import CookiePacket, DataPacket, InitPacket, RejectPacket
 
 SCOPE = "acme.prod"
 PORT = 8443

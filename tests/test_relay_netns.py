@@ -9,7 +9,7 @@ leads anywhere else), and removes them afterwards, also on failure:
                          10.77.2.1  tamperer T (a Python function)  --veth--  10.77.2.2:8443
 
 Honest relays are the real CLI (`ip netns exec ... warrant relay`), started
-once per module.  The receiver is the asyncio endpoint (`warrant.endpoint`)
+once per module.  The receiver is the asyncio endpoint (`warrant.shells.endpoint`)
 when it exists, else the sans-I/O `Receiver` on a plain UDP socket; it runs in
 a thread that entered the receiver namespace, with a policy per test.  The
 tamperer T sits in the relay namespace behind the relays of most paths and
@@ -58,20 +58,21 @@ from typing import Any, TypeVar
 import nacl.signing
 import pytest
 
-from warrant import credential, flow, keys
-from warrant.admission import Policy, PolicyModel
-from warrant.anchors import Anchor, TrustStore
-from warrant.constants import OFF_HOPS, Kind, Reason
-from warrant.hop import Relay, statement_message
-from warrant.kdf import session_id as derive_session_id
-from warrant.kdf import transcript
-from warrant.receiver import Claim, Receiver
-from warrant.rights import Destination, Grant
-from warrant.sender import Sender
-from warrant.wire import CookiePacket, HopStatement, InitPacket, RejectPacket
+from warrant.core import credential, keys
+from warrant.core.admission import Policy, PolicyModel
+from warrant.core.anchors import Anchor, TrustStore
+from warrant.core.constants import OFF_HOPS, Kind, Reason
+from warrant.core.hop import Relay, statement_message
+from warrant.core.kdf import session_id as derive_session_id
+from warrant.core.kdf import transcript
+from warrant.core.receiver import Claim, Receiver
+from warrant.core.rights import Destination, Grant
+from warrant.core.sender import Sender
+from warrant.core.wire import CookiePacket, HopStatement, InitPacket, RejectPacket
+from warrant.integration import flow
 
 try:
-    from warrant import endpoint
+    from warrant.shells import endpoint
 except ImportError:  # the endpoint lands separately; the sans-I/O fallback covers until then
     endpoint = None  # type: ignore[assignment]
 

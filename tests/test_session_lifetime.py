@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import json
 
-from warrant import credential, keys
-from warrant.admission import Policy
-from warrant.anchors import Anchor, TrustStore
-from warrant.constants import CLOCK_SKEW, Reason, Verdict
-from warrant.receiver import Claim, Receiver
-from warrant.rights import Destination, Grant
-from warrant.sender import Sender
+from warrant.core import credential, keys
+from warrant.core.admission import Policy
+from warrant.core.anchors import Anchor, TrustStore
+from warrant.core.constants import CLOCK_SKEW, Reason, Verdict
+from warrant.core.receiver import Claim, Receiver
+from warrant.core.rights import Destination, Grant
+from warrant.core.sender import Sender
 
 NOW = 1_800_000_000.0
 ANCHOR, HOLDER, RECV = (keys.from_seed(bytes([i]) * 32) for i in (1, 2, 3))
@@ -24,7 +24,9 @@ def _setup(rate: int | None = None, anchor_not_after: int | None = None) -> tupl
     trust.add(Anchor("acme.prod", bytes(ANCHOR.verify_key), None, anchor_not_after))
     policy = Policy.from_text(f"anchors: {json.dumps(trust.to_mapping())}\ndefault: allow\n")
     rx = Receiver(RECV, policy, started_at=NOW - 10)
-    tx = Sender(HOLDER, cred.encode(), bytes(RECV.verify_key), Claim("orders.write", "orders", 8443))
+    tx = Sender(
+        HOLDER, cred.encode(), bytes(RECV.verify_key), Claim("orders.write", "orders", 8443)
+    )
     return rx, tx
 
 
@@ -46,6 +48,9 @@ def test_rate_limits_per_second() -> None:
 def test_anchor_expiry_ends_the_session() -> None:
     rx, tx = _setup(anchor_not_after=int(NOW) + 100)
     rx.handle(tx.open(None, NOW), ("10.0.0.1", 1), 8443, NOW)
-    assert rx.handle(tx.seal(b"x"), ("10.0.0.1", 1), 8443, NOW + 100 + CLOCK_SKEW - 1).reason == Reason.OK
+    assert (
+        rx.handle(tx.seal(b"x"), ("10.0.0.1", 1), 8443, NOW + 100 + CLOCK_SKEW - 1).reason
+        == Reason.OK
+    )
     late = rx.handle(tx.seal(b"x"), ("10.0.0.1", 1), 8443, NOW + 100 + CLOCK_SKEW)
     assert late.reason == Reason.SESSION_EXPIRED

@@ -14,12 +14,12 @@ from typing import Any
 import pytest
 
 from vector_helpers import load_generator
-from warrant.anchors import TrustStore
-from warrant.constants import Reason
-from warrant.credential import Verifier
-from warrant.errors import WarrantError
-from warrant.revocation import RevocationStore
-from warrant.rights import Rights
+from warrant.core.anchors import TrustStore
+from warrant.core.constants import Reason
+from warrant.core.credential import Verifier
+from warrant.core.errors import WarrantError
+from warrant.core.revocation import RevocationStore
+from warrant.core.rights import Rights
 
 ROOT = Path(__file__).resolve().parent.parent
 VECTORS = ROOT / "vectors" / "credentials.json"

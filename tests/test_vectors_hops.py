@@ -1,7 +1,7 @@
 """The hop-history test vectors (vectors/hops.json) against the implementation.
 
-(a) keys, hop keys, hop statements and hop records against `warrant.keys`,
-`warrant.kdf`, `warrant.hop`, `warrant.mac` and `warrant.wire`; (b) every relay
+(a) keys, hop keys, hop statements and hop records against `warrant.core.keys`,
+`warrant.core.kdf`, `warrant.core.hop`, `warrant.core.mac` and `warrant.core.wire`; (b) every relay
 case through `hop.Relay.forward`; (c) every INIT and DATA case through a fresh
 `Receiver`; (d) every path case through `hop.check_path`; (e) the vectors
 cover every hop reason; (f) tools/vectors_hops.py reproduces the committed
@@ -20,17 +20,17 @@ import nacl.signing
 import pytest
 
 from vector_helpers import load_generator
-from warrant import keys
-from warrant.admission import Policy, PolicyModel
-from warrant.anchors import TrustStore
-from warrant.constants import Reason, Verdict
-from warrant.errors import WarrantError
-from warrant.hop import Relay, check_path, statement_message, verify_statements
-from warrant.kdf import hop_key, transcript, x25519
-from warrant.mac import hop_mac
-from warrant.receiver import Receiver
-from warrant.rights import Destination, Rights
-from warrant.wire import DataPacket, HopStatement, InitPacket
+from warrant.core import keys
+from warrant.core.admission import Policy, PolicyModel
+from warrant.core.anchors import TrustStore
+from warrant.core.constants import Reason, Verdict
+from warrant.core.errors import WarrantError
+from warrant.core.hop import Relay, check_path, statement_message, verify_statements
+from warrant.core.kdf import hop_key, transcript, x25519
+from warrant.core.mac import hop_mac
+from warrant.core.receiver import Receiver
+from warrant.core.rights import Destination, Rights
+from warrant.core.wire import DataPacket, HopStatement, InitPacket
 
 ROOT = Path(__file__).resolve().parent.parent
 VECTORS = ROOT / "vectors" / "hops.json"

@@ -4,8 +4,8 @@
 datagram must get exactly the recorded verdict, reason, payload and reply, and
 the kernel's share (SPEC 6.1 steps 1-7 via `check_data_header`, recording the
 sequence number after step 7) the recorded kernel reason; (b) the KDF, MAC and
-encoding vectors against `warrant.kdf`, `warrant.mac`, `warrant.cookie` and
-`warrant.wire`; (c) the vectors cover every reason of SPEC 6.1 and 6.2; (d) the
+encoding vectors against `warrant.core.kdf`, `warrant.core.mac`, `warrant.core.cookie` and
+`warrant.core.wire`; (c) the vectors cover every reason of SPEC 6.1 and 6.2; (d) the
 generator tools/vectors_packets.py reproduces the committed file byte for byte.
 """
 
@@ -20,16 +20,16 @@ import nacl.bindings
 import pytest
 
 from vector_helpers import load_generator
-from warrant import keys
-from warrant.admission import Policy
-from warrant.constants import Kind, Reason, Verdict
-from warrant.cookie import CookieJar, cookie_mac, open_cookie, sealing_key
-from warrant.errors import WarrantError
-from warrant.kdf import hop_key, session_id, session_keys, transcript, x25519
-from warrant.mac import header_mac, hop_mac, open_sealed, seal
-from warrant.receiver import Receiver
-from warrant.revocation import RevocationStore
-from warrant.wire import CookiePacket, DataPacket, InitPacket, RejectPacket
+from warrant.core import keys
+from warrant.core.admission import Policy
+from warrant.core.constants import Kind, Reason, Verdict
+from warrant.core.cookie import CookieJar, cookie_mac, open_cookie, sealing_key
+from warrant.core.errors import WarrantError
+from warrant.core.kdf import hop_key, session_id, session_keys, transcript, x25519
+from warrant.core.mac import header_mac, hop_mac, open_sealed, seal
+from warrant.core.receiver import Receiver
+from warrant.core.revocation import RevocationStore
+from warrant.core.wire import CookiePacket, DataPacket, InitPacket, RejectPacket
 
 ROOT = Path(__file__).resolve().parent.parent
 VECTORS = ROOT / "vectors" / "packets.json"
@@ -121,7 +121,9 @@ def test_every_reason_of_spec_6_has_a_vector() -> None:
     assert set(gen.DATA_REASONS) <= kernel_judged
     assert set(gen.INIT_REASONS) <= inits
     # ... and each DATA reason of steps 1-7 at least once as the kernel's own verdict.
-    kernel_reasons = {p["kernel"]["reason"] for p in packets if "kernel" in p and p["kernel"]["same"]}
+    kernel_reasons = {
+        p["kernel"]["reason"] for p in packets if "kernel" in p and p["kernel"]["same"]
+    }
     steps_1_to_7 = set(gen.DATA_REASONS) - {"RATE_LIMITED", "BAD_PAYLOAD_AUTH"}
     assert steps_1_to_7 <= kernel_reasons
     assert all(r in Reason.__members__ for r in kernel_judged | inits)
@@ -160,13 +162,18 @@ def test_kdf(vec: dict[str, Any]) -> None:
     elif f == "session":
         eph = h(vec["eph_public_hex"])
         assert x25519_base(h(vec["eph_secret_hex"])) == eph
-        assert session_id(eph, h(vec["receiver_id_hex"]), h(vec["credential_hex"])).hex() == vec["session_id_hex"]
+        assert (
+            session_id(eph, h(vec["receiver_id_hex"]), h(vec["credential_hex"])).hex()
+            == vec["session_id_hex"]
+        )
         init = InitPacket.decode(h(vec["init_hex"]))
         assert init.signed_region().hex() == vec["signed_region_hex"]
         assert init.holder_sig.hex() == vec["holder_sig_hex"]
         th = transcript(init.signed_region(), init.holder_sig)
         assert th.hex() == vec["transcript_hex"]
-        receiver = next(k for k in KEYS.values() if bytes(k.verify_key) == h(vec["receiver_public_hex"]))
+        receiver = next(
+            k for k in KEYS.values() if bytes(k.verify_key) == h(vec["receiver_public_hex"])
+        )
         shared = x25519(keys.x25519_secret(receiver), eph)
         assert shared.hex() == vec["shared_hex"]
         assert x25519(h(vec["eph_secret_hex"]), h(vec["receiver_x25519_public_hex"])) == shared
@@ -175,8 +182,12 @@ def test_kdf(vec: dict[str, Any]) -> None:
         assert open_sealed(ks.aead, 0, init.ciphertext) == b"hello"
     elif f == "hop_key":
         relay = next(k for k in KEYS.values() if bytes(k.verify_key) == h(vec["relay_public_hex"]))
-        receiver = next(k for k in KEYS.values() if bytes(k.verify_key) == h(vec["receiver_public_hex"]))
-        shared = x25519(keys.x25519_secret(relay), keys.x25519_public(h(vec["receiver_public_hex"])))
+        receiver = next(
+            k for k in KEYS.values() if bytes(k.verify_key) == h(vec["receiver_public_hex"])
+        )
+        shared = x25519(
+            keys.x25519_secret(relay), keys.x25519_public(h(vec["receiver_public_hex"]))
+        )
         assert shared == x25519(keys.x25519_secret(receiver), h(vec["relay_x25519_public_hex"]))
         assert shared.hex() == vec["shared_hex"]
         assert hop_key(shared, h(vec["session_id_hex"])).hex() == vec["k_hop_hex"]
@@ -184,7 +195,10 @@ def test_kdf(vec: dict[str, Any]) -> None:
         jar = CookieJar(h(vec["receiver_public_hex"]), lambda n: h(vec["secret_hex"])[:n])
         cookie = jar.cookie((vec["address"][0], vec["address"][1]), 0.0)
         assert cookie.hex() == vec["cookie_hex"]
-        assert sealing_key(h(vec["receiver_public_hex"]), h(vec["eph_public_hex"])).hex() == vec["sealing_key_hex"]
+        assert (
+            sealing_key(h(vec["receiver_public_hex"]), h(vec["eph_public_hex"])).hex()
+            == vec["sealing_key_hex"]
+        )
         assert cookie_mac(cookie, h(vec["cookie_region_hex"])).hex() == vec["cookie_mac_hex"]
     else:
         pytest.fail(f"unknown function {f}")
@@ -212,10 +226,14 @@ def test_mac(vec: dict[str, Any]) -> None:
 def test_encodings(vec: dict[str, Any]) -> None:
     wire = h(vec["hex"])
     if vec["kind"] == "REJECT":
-        packet = RejectPacket(Reason[vec["reason"]], h(vec["session_id_hex"]), vec["retry_after_ms"])
+        packet = RejectPacket(
+            Reason[vec["reason"]], h(vec["session_id_hex"]), vec["retry_after_ms"]
+        )
         assert RejectPacket.decode(wire) == packet
     else:
-        packet = CookiePacket(h(vec["session_id_hex"]), h(vec["nonce_hex"]), h(vec["sealed_cookie_hex"]))  # type: ignore[assignment]
+        packet = CookiePacket(
+            h(vec["session_id_hex"]), h(vec["nonce_hex"]), h(vec["sealed_cookie_hex"])
+        )  # type: ignore[assignment]
         assert CookiePacket.decode(wire) == packet
     assert packet.encode() == wire
 
@@ -254,7 +272,9 @@ def test_cookie_replies_open_to_the_cookie_of_their_source() -> None:
             init = inits[cookie_packet.session_id]
             opened = open_cookie(cookie_packet, receiver_public, init.eph_public)
             address = p["source"][0].encode() + p["source"][1].to_bytes(2, "big")
-            expected = hashlib.blake2b(address, digest_size=16, key=secret, person=b"warrant1-cookie").digest()
+            expected = hashlib.blake2b(
+                address, digest_size=16, key=secret, person=b"warrant1-cookie"
+            ).digest()
             assert opened == expected, p["note"]
             checked += 1
     assert checked >= 3

@@ -5,7 +5,7 @@
   key `label` has the seed SHA-256(prefix + label); draw i of n bytes from the
   stream `name` is SHAKE-256(prefix + name + '/' + str(i))[:n].
 * `b2b` and `key_id`: BLAKE2b with hashlib, written from SPEC.md 5, not through
-  `warrant.kdf`.
+  `warrant.core.kdf`.
 * `render` and `write_or_check`: the JSON text of a document and the command
   line of every generator (write the file, or `--check` that it is current).
 
@@ -24,7 +24,7 @@ from typing import Any
 import nacl.bindings
 import nacl.signing
 
-from warrant import keys
+from warrant.core import keys
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -72,7 +72,11 @@ class Material:
     def keys_json(self) -> list[dict[str, str]]:
         """The `keys` list of a vector file: label, seed and public key of each key."""
         return [
-            {"label": label, "seed_hex": self.seed(label).hex(), "public_hex": self.pub(label).hex()}
+            {
+                "label": label,
+                "seed_hex": self.seed(label).hex(),
+                "public_hex": self.pub(label).hex(),
+            }
             for label in self.labels
         ]
 

@@ -5,11 +5,11 @@
 
 Links, chains and revocation lists are encoded here directly from SPEC.md
 (deterministic CBOR, BLAKE2b chaining, Ed25519), not through
-`warrant.credential`, so the file is an independent statement of the format.
-Only key derivation comes from `warrant.keys`.  Everything is deterministic
+`warrant.core.credential`, so the file is an independent statement of the format.
+Only key derivation comes from `warrant.core.keys`.  Everything is deterministic
 (fixed seeds, fixed `now`, Ed25519 signatures are deterministic), so the output
 is reproducible byte for byte.  `tests/test_vectors_credentials.py` runs every
-case through `warrant.credential.Verifier` and checks that this script
+case through `warrant.core.credential.Verifier` and checks that this script
 reproduces the committed file.
 """
 

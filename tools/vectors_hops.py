@@ -21,9 +21,9 @@ a.net) then relay-b (b.net), step by step:
   lists of domains, with the reason (SPEC 6.2 step 12).
 
 The derivations are written here from SPEC.md (BLAKE2b with hashlib, X25519
-and SipHash with libsodium), independently of `warrant.kdf`, `warrant.mac` and
-`warrant.hop`; the generator asserts that `hop.Relay` produces the same bytes.
-Senders come from `warrant.sender` with a seeded random stream (draw i of n
+and SipHash with libsodium), independently of `warrant.core.kdf`, `warrant.core.mac` and
+`warrant.core.hop`; the generator asserts that `hop.Relay` produces the same bytes.
+Senders come from `warrant.core.sender` with a seeded random stream (draw i of n
 bytes = SHAKE-256(PREFIX + name + '/' + str(i))[:n]).  Everything is
 deterministic (fixed seeds, fixed `now`, deterministic Ed25519), so the output
 is reproducible byte for byte.  `tests/test_vectors_hops.py` replays it.
@@ -40,13 +40,13 @@ import nacl.signing
 
 import vectorlib
 from vectorlib import b2b, key_id
-from warrant import credential, keys
-from warrant.constants import Kind
-from warrant.errors import WarrantError
-from warrant.hop import Relay
-from warrant.receiver import Claim
-from warrant.rights import Destination, Grant
-from warrant.sender import Sender
+from warrant.core import credential, keys
+from warrant.core.constants import Kind
+from warrant.core.errors import WarrantError
+from warrant.core.hop import Relay
+from warrant.core.receiver import Claim
+from warrant.core.rights import Destination, Grant
+from warrant.core.sender import Sender
 
 OUTPUT = vectorlib.ROOT / "vectors" / "hops.json"
 

@@ -8,12 +8,12 @@ Three parts:
 * `kdf` and `mac`: key ids, session ids, transcripts, session keys, hop keys,
   cookies, SipHash-2-4-128 header MACs, SipHash-2-4-64 hop MACs and
   ChaCha20-Poly1305 seals, computed here from the SPEC's definitions with
-  hashlib's BLAKE2b and libsodium's primitives, not through `warrant.kdf` or
-  `warrant.mac`: an independent statement of the derivations.
+  hashlib's BLAKE2b and libsodium's primitives, not through `warrant.core.kdf` or
+  `warrant.core.mac`: an independent statement of the derivations.
 * `encodings`: REJECT and COOKIE packets from their fields.
 * `cases`: each a receiver setup and an ordered list of datagrams fed to one
   `Receiver`, with the verdict, reason, admitted payload and reply each must
-  get.  INITs are built by `warrant.sender.Sender` and `warrant.hop.Relay` (and
+  get.  INITs are built by `warrant.core.sender.Sender` and `warrant.core.hop.Relay` (and
   checked here against the independent derivations); DATA packets and hop
   records are built here byte by byte.  Every expectation is *declared* by the
   case and the generator fails unless the reference receiver agrees, so the file
@@ -46,17 +46,17 @@ import nacl.signing
 
 import vectorlib
 from vectorlib import b2b, key_id
-from warrant import keys
-from warrant.admission import Policy
-from warrant.constants import Kind, Reason, Verdict
-from warrant.credential import Credential, Link, delegate, encode_body, issue, signed_message
-from warrant.errors import WarrantError
-from warrant.hop import Relay
-from warrant.receiver import Claim, Outcome, Receiver
-from warrant.revocation import RevocationList, RevocationStore
-from warrant.rights import Destination, Grant
-from warrant.sender import Sender
-from warrant.wire import CookiePacket, InitPacket, RejectPacket
+from warrant.core import keys
+from warrant.core.admission import Policy
+from warrant.core.constants import Kind, Reason, Verdict
+from warrant.core.credential import Credential, Link, delegate, encode_body, issue, signed_message
+from warrant.core.errors import WarrantError
+from warrant.core.hop import Relay
+from warrant.core.receiver import Claim, Outcome, Receiver
+from warrant.core.revocation import RevocationList, RevocationStore
+from warrant.core.rights import Destination, Grant
+from warrant.core.sender import Sender
+from warrant.core.wire import CookiePacket, InitPacket, RejectPacket
 
 OUTPUT = vectorlib.ROOT / "vectors" / "packets.json"
 
@@ -122,7 +122,9 @@ def hop_key(relay: str, receiver: str, sid: bytes) -> bytes:
 
 
 def header_mac(k_mac: bytes, sid: bytes, seq: int) -> bytes:
-    return nacl.bindings.crypto_shorthash_siphashx24(bytes([1, Kind.DATA, 0, 0]) + sid + struct.pack(">Q", seq), k_mac)
+    return nacl.bindings.crypto_shorthash_siphashx24(
+        bytes([1, Kind.DATA, 0, 0]) + sid + struct.pack(">Q", seq), k_mac
+    )
 
 
 def hop_mac(k_hop: bytes, prev: bytes, tag: bytes, index: int) -> bytes:
@@ -152,7 +154,9 @@ class Keys:
     receiver: str = "receiver"
 
 
-def session_of(init: bytes, eph_secret: bytes, receiver: str = "receiver", path: Sequence[str] = ()) -> Keys:
+def session_of(
+    init: bytes, eph_secret: bytes, receiver: str = "receiver", path: Sequence[str] = ()
+) -> Keys:
     region, sig = signed_region(init)
     shared = x25519(eph_secret, x_public(receiver))
     k_mac, k_aead = session_keys(shared, transcript(region, sig))
@@ -223,7 +227,9 @@ def anchors_mapping(scopes: Sequence[tuple[str, str]] = ((SCOPE_A, "anchor-a"),)
     }
 
 
-def policy(default: str = "allow", rules: Sequence[dict[str, Any]] = (), **limits: Any) -> dict[str, Any]:
+def policy(
+    default: str = "allow", rules: Sequence[dict[str, Any]] = (), **limits: Any
+) -> dict[str, Any]:
     doc: dict[str, Any] = {"anchors": anchors_mapping(), "default": default}
     if rules:
         doc["rules"] = list(rules)
@@ -297,7 +303,13 @@ class Case:
         return s
 
     def open(
-        self, label: str, payload: bytes | None, *, path: Sequence[str] = (), now: float = NOW, **kw: Any
+        self,
+        label: str,
+        payload: bytes | None,
+        *,
+        path: Sequence[str] = (),
+        now: float = NOW,
+        **kw: Any,
     ) -> tuple[bytes, Keys, bytes]:
         """An INIT from a new sender `label`, through `path`: (packet, session keys, eph secret)."""
         s = self.sender(label, path=path, **kw)
@@ -305,7 +317,11 @@ class Case:
         eph = self.senders[label][1].draws[-1]
         ks = session_of(packet, eph, kw.get("receiver", "receiver"), path)
         # The independent derivations agree with the implementation's sender.
-        assert ks.sid == s.session_id == derive_sid(packet[24:56], packet[12:16], InitPacket.decode(packet).credential)
+        assert (
+            ks.sid
+            == s.session_id
+            == derive_sid(packet[24:56], packet[12:16], InitPacket.decode(packet).credential)
+        )
         return packet, ks, eph
 
     def send(
@@ -329,7 +345,9 @@ class Case:
             kernel = kernel_steps(self.kernel, packet, port, now)
         out = self.rx.handle(packet, source, port, now)
         where = f"{self.name}#{len(self.packets)} ({note})"
-        assert out.reason.name == expect, f"{where}: expected {expect}, got {out.reason.name}: {out.detail}"
+        assert out.reason.name == expect, (
+            f"{where}: expected {expect}, got {out.reason.name}: {out.detail}"
+        )
         assert (out.verdict == Verdict.ADMIT) == (expect == "OK"), where
         if expect == "OK":
             assert out.payload == payload, f"{where}: payload {out.payload!r}"
@@ -410,18 +428,31 @@ def hand_init(
 
 
 def case_direct() -> Case:
-    c = Case("direct-session", "INIT with a payload, then DATA with no hops: fresh, replayed, out of order.")
+    c = Case(
+        "direct-session",
+        "INIT with a payload, then DATA with no hops: fresh, replayed, out of order.",
+    )
     init, ks, eph = c.open("s", b"hello")
     c.send(init, "OK", "INIT carrying the first payload (seq 0)", payload=b"hello", eph_secret=eph)
     c.send(data_packet(ks, 1, b"one"), "OK", "DATA seq 1", payload=b"one")
     c.send(data_packet(ks, 2, b"two"), "OK", "DATA seq 2", payload=b"two")
     c.send(data_packet(ks, 1, b"one"), "REPLAY", "DATA seq 1 again")
     c.send(data_packet(ks, 4, b"four"), "OK", "DATA seq 4 (out of order)", payload=b"four")
-    c.send(data_packet(ks, 3, b"three"), "OK", "DATA seq 3 (late, within the window)", payload=b"three")
+    c.send(
+        data_packet(ks, 3, b"three"), "OK", "DATA seq 3 (late, within the window)", payload=b"three"
+    )
     c.send(data_packet(ks, 0, b"zero"), "REPLAY", "DATA seq 0: reserved for the INIT's payload")
-    c.send(data_packet(ks, 5, b""), "OK", "DATA seq 5, empty payload (16-byte tag only)", payload=b"")
+    c.send(
+        data_packet(ks, 5, b""), "OK", "DATA seq 5, empty payload (16-byte tag only)", payload=b""
+    )
     c.send(init, "REPLAY", "the INIT replayed")
-    c.send(data_packet(ks, 6, b"moved"), "OK", "DATA from another address", source=("192.0.2.7", 1234), payload=b"moved")
+    c.send(
+        data_packet(ks, 6, b"moved"),
+        "OK",
+        "DATA from another address",
+        source=("192.0.2.7", 1234),
+        payload=b"moved",
+    )
     return c
 
 
@@ -434,7 +465,10 @@ def case_no_payload() -> Case:
 
 
 def case_one_hop() -> Case:
-    c = Case("one-hop", "A session through relay-a (domain a.net): INIT with one hop statement, DATA with one hop record.")
+    c = Case(
+        "one-hop",
+        "A session through relay-a (domain a.net): INIT with one hop statement, DATA with one hop record.",
+    )
     init, ks, eph = c.open("s", b"via a", path=["relay-a"])
     c.send(init, "OK", "INIT through relay-a", payload=b"via a", eph_secret=eph)
     genuine = relay(c.senders["s"][0].seal(b"one"), ["relay-a"])
@@ -442,8 +476,16 @@ def case_one_hop() -> Case:
     c.send(genuine, "OK", "DATA with relay-a's record", payload=b"one")
     c.send(data_packet(ks, 2, b"x", hops=[]), "HOP_CHAIN_BROKEN", "DATA without the hop record")
     c.send(flip(data_packet(ks, 2, b"x"), 36 + 4 + 7), "HOP_CHAIN_BROKEN", "hop MAC flipped")
-    c.send(data_packet(ks, 2, b"x", hops=["relay-b"]), "HOP_CHAIN_BROKEN", "a record by another (trusted) relay")
-    c.send(data_packet(ks, 2, b"x", hops=["relay-a", "relay-a"]), "HOP_CHAIN_BROKEN", "record duplicated")
+    c.send(
+        data_packet(ks, 2, b"x", hops=["relay-b"]),
+        "HOP_CHAIN_BROKEN",
+        "a record by another (trusted) relay",
+    )
+    c.send(
+        data_packet(ks, 2, b"x", hops=["relay-a", "relay-a"]),
+        "HOP_CHAIN_BROKEN",
+        "record duplicated",
+    )
     c.send(data_packet(ks, 2, b"two"), "OK", "DATA seq 2 with the right record", payload=b"two")
     return c
 
@@ -462,12 +504,18 @@ def case_four_hops() -> Case:
     c.send(data_packet(ks, 2, b"two", hops=path[:3]), "HOP_CHAIN_BROKEN", "last record cut off")
     c.send(data_packet(ks, 2, b"two", hops=path[1:]), "HOP_CHAIN_BROKEN", "first record cut off")
     c.send(two, "OK", "DATA seq 2 intact", payload=b"two")
-    c.send(without_statement(init, 1), "REPLAY", "the INIT replayed with statement 1 removed: step 5 first")
+    c.send(
+        without_statement(init, 1),
+        "REPLAY",
+        "the INIT replayed with statement 1 removed: step 5 first",
+    )
     return c
 
 
 def case_data_parse() -> Case:
-    c = Case("data-parse", "DATA packets refused by the parser (SPEC 3, 6.1 step 1); no session needed.")
+    c = Case(
+        "data-parse", "DATA packets refused by the parser (SPEC 3, 6.1 step 1); no session needed."
+    )
     sid = bytes.fromhex("0102030405060708")
     header = bytes([1, 2, 0, 0]) + sid + struct.pack(">Q", 1) + bytes(16)
     good_len = header + bytes(16)
@@ -482,13 +530,29 @@ def case_data_parse() -> Case:
     c.send(edit(good_len, 1, b"\x00"), "UNKNOWN_KIND", "kind 0")
     c.send(edit(good_len, 1, b"\x05"), "UNKNOWN_KIND", "kind 5")
     c.send(edit(good_len, 1, b"\xff"), "UNKNOWN_KIND", "kind 255")
-    c.send(RejectPacket(Reason.UNKNOWN_SESSION, sid).encode(), "UNKNOWN_KIND", "a REJECT sent to a receiver")
-    c.send(CookiePacket(sid, bytes(24), bytes(32)).encode(), "UNKNOWN_KIND", "a COOKIE sent to a receiver")
+    c.send(
+        RejectPacket(Reason.UNKNOWN_SESSION, sid).encode(),
+        "UNKNOWN_KIND",
+        "a REJECT sent to a receiver",
+    )
+    c.send(
+        CookiePacket(sid, bytes(24), bytes(32)).encode(),
+        "UNKNOWN_KIND",
+        "a COOKIE sent to a receiver",
+    )
     c.send(edit(good_len, 3, b"\x01"), "MALFORMED", "flags 0x01")
     c.send(edit(good_len, 3, b"\x80"), "MALFORMED", "flags 0x80")
-    c.send(edit(good_len, 3, b"\x80")[:20], "MALFORMED", "flags 0x80 in a 20-byte packet: flags before length")
+    c.send(
+        edit(good_len, 3, b"\x80")[:20],
+        "MALFORMED",
+        "flags 0x80 in a 20-byte packet: flags before length",
+    )
     c.send(edit(good_len, 2, b"\x09"), "MALFORMED", "hop_count 9 > MAX_HOPS")
-    c.send(edit(good_len, 2, b"\xff")[:10], "MALFORMED", "hop_count 255 in a 10-byte packet: hop count before length")
+    c.send(
+        edit(good_len, 2, b"\xff")[:10],
+        "MALFORMED",
+        "hop_count 255 in a 10-byte packet: hop count before length",
+    )
     c.send(good_len, "UNKNOWN_SESSION", "well formed, unknown session: REJECT", reply="REJECT")
     return c
 
@@ -498,14 +562,23 @@ def case_data_session() -> Case:
     init, ks, eph = c.open("s", b"hi")
     c.send(init, "OK", "INIT", payload=b"hi", eph_secret=eph)
     other = replace(ks, sid=bytes.fromhex("ffeeddccbbaa9988"))
-    c.send(data_packet(other, 1, b"x"), "UNKNOWN_SESSION", "unknown session id: REJECT asks for the credential", reply="REJECT")
+    c.send(
+        data_packet(other, 1, b"x"),
+        "UNKNOWN_SESSION",
+        "unknown session id: REJECT asks for the credential",
+        reply="REJECT",
+    )
     c.send(data_packet(ks, 1, b"one"), "PORT_MISMATCH", "sent to another UDP port", port=PORT + 1)
     c.send(flip(data_packet(ks, 1, b"one"), 19), "BAD_MAC", "seq changed (last byte)")
     c.send(flip(data_packet(ks, 1, b"one"), 20), "BAD_MAC", "MAC byte 0 flipped")
     c.send(flip(data_packet(ks, 1, b"one"), 35, 0x80), "BAD_MAC", "MAC byte 15 flipped")
     foreign = Keys(ks.sid, b"\x00" * 16, ks.aead)
     c.send(data_packet(foreign, 1, b"one"), "BAD_MAC", "MAC under another key")
-    c.send(data_packet(ks, 1, b"one", hops=["relay-a"]), "HOP_CHAIN_BROKEN", "a relay's record on a direct session")
+    c.send(
+        data_packet(ks, 1, b"one", hops=["relay-a"]),
+        "HOP_CHAIN_BROKEN",
+        "a relay's record on a direct session",
+    )
     c.send(data_packet(ks, 1, b"one"), "OK", "DATA seq 1", payload=b"one")
     c.send(data_packet(ks, 1, b"one"), "REPLAY", "seq 1 again")
     c.send(data_packet(ks, 5000, b"far"), "OK", "seq 5000", payload=b"far")
@@ -513,39 +586,78 @@ def case_data_session() -> Case:
     c.send(data_packet(ks, 969, b"edge"), "OK", "seq 969: the oldest fresh number", payload=b"edge")
     c.send(data_packet(ks, 969, b"edge"), "REPLAY", "seq 969 again")
     tampered = flip(data_packet(ks, 5001, b"pay"), -1)
-    c.send(tampered, "BAD_PAYLOAD_AUTH", "payload tag flipped: the kernel passes it (it has no payload key)")
+    c.send(
+        tampered,
+        "BAD_PAYLOAD_AUTH",
+        "payload tag flipped: the kernel passes it (it has no payload key)",
+    )
     c.send(
         data_packet(ks, 5001, b"pay"),
         "OK",
         "the genuine seq 5001: user space never recorded it; the kernel did (after step 7)",
         payload=b"pay",
     )
-    c.send(data_packet(ks, 5002, b"x", aead_key=bytes(32)), "BAD_PAYLOAD_AUTH", "payload sealed under another key")
+    c.send(
+        data_packet(ks, 5002, b"x", aead_key=bytes(32)),
+        "BAD_PAYLOAD_AUTH",
+        "payload sealed under another key",
+    )
     c.send(data_packet(ks, 2**64 - 1, b"max"), "OK", "seq 2^64-1", payload=b"max")
-    c.send(data_packet(ks, 6000, b"late"), "TOO_OLD", "everything before 2^64-1-4031 is now too old")
+    c.send(
+        data_packet(ks, 6000, b"late"), "TOO_OLD", "everything before 2^64-1-4031 is now too old"
+    )
     end = NOW + 600
-    c.send(data_packet(ks, 7000, b"x"), "SESSION_EXPIRED", "SESSION_MAX_LIFETIME (600 s) after opening: REJECT", now=end, reply="REJECT")
-    c.send(data_packet(ks, 7001, b"x"), "UNKNOWN_SESSION", "the expired session was removed", now=end, reply="REJECT")
+    c.send(
+        data_packet(ks, 7000, b"x"),
+        "SESSION_EXPIRED",
+        "SESSION_MAX_LIFETIME (600 s) after opening: REJECT",
+        now=end,
+        reply="REJECT",
+    )
+    c.send(
+        data_packet(ks, 7001, b"x"),
+        "UNKNOWN_SESSION",
+        "the expired session was removed",
+        now=end,
+        reply="REJECT",
+    )
     return c
 
 
 def case_data_rate() -> Case:
-    c = Case("data-rate-limited", "A credential with rate 2 packets/s: SPEC 6.1 step 8 (user space only).")
+    c = Case(
+        "data-rate-limited",
+        "A credential with rate 2 packets/s: SPEC 6.1 step 8 (user space only).",
+    )
     init, ks, eph = c.open("s", None, credential=cred(rate=2))
     c.send(init, "OK", "INIT (rate 2)", eph_secret=eph)
     c.send(data_packet(ks, 1, b"1"), "OK", "first", payload=b"1")
     c.send(data_packet(ks, 2, b"2"), "OK", "second", payload=b"2")
     c.send(data_packet(ks, 3, b"3"), "RATE_LIMITED", "third in the same instant")
-    c.send(data_packet(ks, 3, b"3"), "OK", "the same packet half a second later", now=NOW + 0.5, payload=b"3")
+    c.send(
+        data_packet(ks, 3, b"3"),
+        "OK",
+        "the same packet half a second later",
+        now=NOW + 0.5,
+        payload=b"3",
+    )
     return c
 
 
 def case_credential_expiry() -> Case:
-    c = Case("session-ends-at-credential-expiry", "Session lifetime min(600 s, expiry + CLOCK_SKEW).")
+    c = Case(
+        "session-ends-at-credential-expiry", "Session lifetime min(600 s, expiry + CLOCK_SKEW)."
+    )
     init, ks, eph = c.open("s", None, credential=cred(expires=NOW + 100))
     c.send(init, "OK", "INIT; credential expires at now + 100", eph_secret=eph)
     c.send(data_packet(ks, 1, b"x"), "OK", "at expiry + 29.5 s", now=NOW + 129.5, payload=b"x")
-    c.send(data_packet(ks, 2, b"y"), "SESSION_EXPIRED", "at expiry + 30 s", now=NOW + 130, reply="REJECT")
+    c.send(
+        data_packet(ks, 2, b"y"),
+        "SESSION_EXPIRED",
+        "at expiry + 30 s",
+        now=NOW + 130,
+        reply="REJECT",
+    )
     again, _, eph2 = c.open("t", None, credential=cred(expires=NOW + 100), now=NOW + 131)
     c.send(again, "EXPIRED", "a new INIT at expiry + 31 s", now=NOW + 131, eph_secret=eph2)
     return c
@@ -568,12 +680,18 @@ def case_init_parse() -> Case:
     c.send(init + b"\x00", "MALFORMED", "one trailing byte")
     domain_at = len(relayed) - 64 - len("a.net")
     c.send(edit(relayed, domain_at, b"\xe1"), "MALFORMED", "hop statement domain not ASCII")
-    c.send(edit(relayed, 2, b"\x00"), "MALFORMED", "hop_count 0 with a statement present (trailing bytes)")
+    c.send(
+        edit(relayed, 2, b"\x00"),
+        "MALFORMED",
+        "hop_count 0 with a statement present (trailing bytes)",
+    )
     return c
 
 
 def case_init_checks() -> Case:
-    c = Case("init-checks", "SPEC 6.2 steps 2-14, one failing step at a time, then the genuine INIT.")
+    c = Case(
+        "init-checks", "SPEC 6.2 steps 2-14, one failing step at a time, then the genuine INIT."
+    )
     rid = key_id(pub("receiver"))
     wrong, _, _ = c.open("wrong-receiver", None, receiver="other-receiver")
     c.send(wrong, "WRONG_RECEIVER", "addressed to other-receiver")
@@ -590,9 +708,24 @@ def case_init_checks() -> Case:
     c.send(flip(good, 30), "BAD_SESSION_ID", "eph_pub changed: session id no longer matches")
     c.send(flip(good, 100), "BAD_SESSION_ID", "a credential byte changed")
     cases = [
-        ("scope-b", cred(scope=SCOPE_B, anchor="anchor-b"), "WRONG_SCOPE", "credential of partner.prod"),
-        ("anchor-b", cred(anchor="anchor-b"), "UNKNOWN_ANCHOR", "acme.prod credential rooted in partner's anchor"),
-        ("forged", forged_root("mallory", "anchor-a"), "BAD_SIGNATURE", "root naming anchor-a, signed by mallory"),
+        (
+            "scope-b",
+            cred(scope=SCOPE_B, anchor="anchor-b"),
+            "WRONG_SCOPE",
+            "credential of partner.prod",
+        ),
+        (
+            "anchor-b",
+            cred(anchor="anchor-b"),
+            "UNKNOWN_ANCHOR",
+            "acme.prod credential rooted in partner's anchor",
+        ),
+        (
+            "forged",
+            forged_root("mallory", "anchor-a"),
+            "BAD_SIGNATURE",
+            "root naming anchor-a, signed by mallory",
+        ),
         ("escalated", escalated(), "ESCALATION", "delegation widening orders.read to orders.*"),
         ("expired", cred(expires=NOW - 31, not_before=NOW - 3600), "EXPIRED", "expired 31 s ago"),
         ("early", cred(not_before=NOW + 31), "NOT_YET_VALID", "valid from 31 s ahead"),
@@ -602,12 +735,28 @@ def case_init_checks() -> Case:
         packet, _, _ = c.open(label, None, credential=credential, holder=holder)
         c.send(packet, reason, note)
     garbage = b"\x82\x01\x40"
-    c.send(hand_init(credential=garbage, eph_public=x25519_base(b"\x01" * 32)), "MALFORMED", "credential [1, h''] behind a valid session id")
-    c.send(hand_init(credential=b"\x83\x02\x40\x40", eph_public=x25519_base(b"\x02" * 32)), "UNKNOWN_VERSION", "credential version 2")
+    c.send(
+        hand_init(credential=garbage, eph_public=x25519_base(b"\x01" * 32)),
+        "MALFORMED",
+        "credential [1, h''] behind a valid session id",
+    )
+    c.send(
+        hand_init(credential=b"\x83\x02\x40\x40", eph_public=x25519_base(b"\x02" * 32)),
+        "UNKNOWN_VERSION",
+        "credential version 2",
+    )
     theft, _, _ = c.open("theft", None, holder="mallory")
     c.send(theft, "BAD_HOLDER_PROOF", "alice's credential, INIT signed by mallory")
-    c.send(flip(good, len(good) - len(b"payload") - 16 - 1), "BAD_HOLDER_PROOF", "holder signature flipped")
-    c.send(hand_init(claim=b"\x82\x01\x02", eph_public=x25519_base(b"\x03" * 32)), "MALFORMED", "claim [1, 2]")
+    c.send(
+        flip(good, len(good) - len(b"payload") - 16 - 1),
+        "BAD_HOLDER_PROOF",
+        "holder signature flipped",
+    )
+    c.send(
+        hand_init(claim=b"\x82\x01\x02", eph_public=x25519_base(b"\x03" * 32)),
+        "MALFORMED",
+        "claim [1, 2]",
+    )
     c.send(good, "PORT_MISMATCH", "claims 8443, sent to 9000", port=9000)
     op, _, _ = c.open("op", None, claim=Claim("payments.write", "orders", PORT))
     c.send(op, "OPERATION_NOT_GRANTED", "payments.write")
@@ -615,19 +764,31 @@ def case_init_checks() -> Case:
     c.send(dst, "DESTINATION_NOT_GRANTED", "service billing")
     relayed, _, _ = c.open("relayed", None, path=["relay-a", "relay-b"])
     c.send(without_statement(relayed, 0), "HOP_CHAIN_BROKEN", "first hop statement removed")
-    c.send(without_statement(relayed, 1), "HOP_CHAIN_BROKEN", "tail cut off: last next_hop is relay-b, not us")
+    c.send(
+        without_statement(relayed, 1),
+        "HOP_CHAIN_BROKEN",
+        "tail cut off: last next_hop is relay-b, not us",
+    )
     evil, _, _ = c.open("evil", None, path=["relay-a", "relay-evil"])
     c.send(evil, "UNTRUSTED_RELAY", "relay-evil is trusted for no domain")
     hops, _, _ = c.open("hops", None, path=["relay-a", "relay-b"], credential=cred(max_hops=1))
     c.send(hops, "TOO_MANY_HOPS", "credential max_hops 1, two relays")
-    forbidden, _, _ = c.open("forbidden", None, path=["relay-b"], credential=cred(forbidden_domains=("b.net",)))
+    forbidden, _, _ = c.open(
+        "forbidden", None, path=["relay-b"], credential=cred(forbidden_domains=("b.net",))
+    )
     c.send(forbidden, "FORBIDDEN_DOMAIN", "credential forbids b.net")
-    allowed, _, _ = c.open("allowed", None, path=["relay-c"], credential=cred(allowed_domains=("a.net",)))
+    allowed, _, _ = c.open(
+        "allowed", None, path=["relay-c"], credential=cred(allowed_domains=("a.net",))
+    )
     c.send(allowed, "DOMAIN_NOT_ALLOWED", "credential allows a.net only; crossed c.net")
     required, _, _ = c.open("required", None, credential=cred(required_domains=("a.net",)))
     c.send(required, "REQUIRED_DOMAIN_MISSING", "credential requires a.net; sent directly")
     c.send(flip(good, len(good) - 1), "BAD_PAYLOAD_AUTH", "first payload's tag flipped")
-    c.send(hand_init(eph_public=bytes(32)), "MALFORMED", "low-order ephemeral key (X25519 result all zeros)")
+    c.send(
+        hand_init(eph_public=bytes(32)),
+        "MALFORMED",
+        "low-order ephemeral key (X25519 result all zeros)",
+    )
     c.send(good, "OK", "the genuine INIT", payload=b"payload", eph_secret=good_eph)
     c.send(good, "REPLAY", "the genuine INIT again")
     assert rid == good[12:16]
@@ -636,10 +797,21 @@ def case_init_checks() -> Case:
 
 def case_policy() -> Case:
     rules = [
-        {"name": "readers", "operations": ["orders.read"], "services": ["orders"], "ports": [PORT], "max_hops": 1, "not_via": ["c.net"]},
+        {
+            "name": "readers",
+            "operations": ["orders.read"],
+            "services": ["orders"],
+            "ports": [PORT],
+            "max_hops": 1,
+            "not_via": ["c.net"],
+        },
         {"name": "writers", "operations": ["orders.write"], "via": ["a.net"]},
     ]
-    c = Case("init-policy", "Receiver policy (SPEC 9): default deny, two rules with path constraints.", policy=policy("deny", rules))
+    c = Case(
+        "init-policy",
+        "Receiver policy (SPEC 9): default deny, two rules with path constraints.",
+        policy=policy("deny", rules),
+    )
     ok, _, eph = c.open("ok", None, path=["relay-a"])
     c.send(ok, "OK", "orders.read through a.net: rule readers", eph_secret=eph)
     two, _, _ = c.open("two", None, path=["relay-a", "relay-b"])
@@ -656,10 +828,16 @@ def case_policy() -> Case:
 def case_revoked() -> Case:
     link_id = Credential.decode(ALICE).link_ids()[0]
     rl = RevocationList.sign(K["anchor-a"], SCOPE_A, 1, link_ids=[link_id]).encode()
-    c = Case("init-revoked", "A signed revocation list naming alice's root link is loaded.", revocations=[rl])
+    c = Case(
+        "init-revoked",
+        "A signed revocation list naming alice's root link is loaded.",
+        revocations=[rl],
+    )
     init, _, _ = c.open("s", None)
     c.send(init, "REVOKED", "alice's credential")
-    bob = delegate(Credential.decode(ALICE), K["alice"], pub("bob"), Grant(operations=("orders.read",))).encode()
+    bob = delegate(
+        Credential.decode(ALICE), K["alice"], pub("bob"), Grant(operations=("orders.read",))
+    ).encode()
     derived, _, _ = c.open("bob", None, holder="bob", credential=bob)
     c.send(derived, "REVOKED", "bob's delegation from the revoked link")
     return c
@@ -672,22 +850,44 @@ def case_restart() -> Case:
         started_at=NOW + 5,
     )
     old, ks, _ = c.open("s", b"once")
-    c.send(old, "TOO_OLD", "INIT stamped before the receiver's state: REJECT", now=NOW + 10, reply="REJECT")
-    c.send(data_packet(ks, 1, b"x"), "UNKNOWN_SESSION", "DATA of a session from before the restart", now=NOW + 10, reply="REJECT")
+    c.send(
+        old,
+        "TOO_OLD",
+        "INIT stamped before the receiver's state: REJECT",
+        now=NOW + 10,
+        reply="REJECT",
+    )
+    c.send(
+        data_packet(ks, 1, b"x"),
+        "UNKNOWN_SESSION",
+        "DATA of a session from before the restart",
+        now=NOW + 10,
+        reply="REJECT",
+    )
     new, _, eph = c.open("t", b"again", now=NOW + 10)
     c.send(new, "OK", "a fresh INIT", now=NOW + 10, payload=b"again", eph_secret=eph)
     return c
 
 
 def case_init_rate() -> Case:
-    c = Case("init-rate-limited", "Session openings per source: rate 1/s, burst 2.", policy=policy(init_rate_per_source=1, init_burst=2))
+    c = Case(
+        "init-rate-limited",
+        "Session openings per source: rate 1/s, burst 2.",
+        policy=policy(init_rate_per_source=1, init_burst=2),
+    )
     for i in range(2):
         p, _, eph = c.open(f"s{i}", None)
         c.send(p, "OK", f"opening {i + 1}", eph_secret=eph)
     third, _, eph = c.open("s2", None)
     c.send(third, "RATE_LIMITED", "third opening from 10.0.0.1 in the same instant")
     c.send(third, "RATE_LIMITED", "same address, another port", source=(SRC[0], 1))
-    c.send(third, "OK", "the same INIT from another address", source=("10.0.0.2", 40000), eph_secret=eph)
+    c.send(
+        third,
+        "OK",
+        "the same INIT from another address",
+        source=("10.0.0.2", 40000),
+        eph_secret=eph,
+    )
     fourth, _, eph = c.open("s3", None, now=NOW + 1)
     c.send(fourth, "OK", "one second later", now=NOW + 1, eph_secret=eph)
     return c
@@ -702,15 +902,42 @@ def case_cookie() -> Case:
     first, _, eph = c.open("first", None)
     c.send(first, "OK", "opening 1", eph_secret=eph)
     second, ks, eph = c.open("second", b"loaded")
-    out = c.send(second, "COOKIE_REQUIRED", "opening 2: answered with a COOKIE", reply="COOKIE", eph_secret=eph)
+    out = c.send(
+        second,
+        "COOKIE_REQUIRED",
+        "opening 2: answered with a COOKIE",
+        reply="COOKIE",
+        eph_secret=eph,
+    )
     assert out.reply is not None
     s = c.senders["second"][0]
     with_cookie = s.handle(out.reply, NOW + 0.01)
     assert with_cookie is not None
-    c.send(flip(with_cookie, len(with_cookie) - 1), "BAD_COOKIE", "cookie MAC flipped", now=NOW + 0.01, reply="COOKIE")
-    c.send(with_cookie, "BAD_COOKIE", "the right cookie MAC from another address", source=("10.0.0.9", 40000), now=NOW + 0.01, reply="COOKIE")
-    c.send(with_cookie, "OK", "the INIT resent with the cookie MAC (flag 0x01)", now=NOW + 0.01, payload=b"loaded")
-    c.send(data_packet(ks, 1, b"d"), "OK", "DATA never needs a cookie", now=NOW + 0.02, payload=b"d")
+    c.send(
+        flip(with_cookie, len(with_cookie) - 1),
+        "BAD_COOKIE",
+        "cookie MAC flipped",
+        now=NOW + 0.01,
+        reply="COOKIE",
+    )
+    c.send(
+        with_cookie,
+        "BAD_COOKIE",
+        "the right cookie MAC from another address",
+        source=("10.0.0.9", 40000),
+        now=NOW + 0.01,
+        reply="COOKIE",
+    )
+    c.send(
+        with_cookie,
+        "OK",
+        "the INIT resent with the cookie MAC (flag 0x01)",
+        now=NOW + 0.01,
+        payload=b"loaded",
+    )
+    c.send(
+        data_packet(ks, 1, b"d"), "OK", "DATA never needs a cookie", now=NOW + 0.02, payload=b"d"
+    )
     return c
 
 
@@ -807,7 +1034,9 @@ def kdf_vectors() -> list[dict[str, Any]]:
         )
     secret = hashlib.sha256(b"cookie secret").digest()
     for address in (("10.0.0.1", 40000), ("2001:db8::7", 443)):
-        cookie = b2b(address[0].encode() + struct.pack(">H", address[1]), 16, b"warrant1-cookie", key=secret)
+        cookie = b2b(
+            address[0].encode() + struct.pack(">H", address[1]), 16, b"warrant1-cookie", key=secret
+        )
         out.append(
             {
                 "name": f"cookie/{address[0]}",
@@ -819,7 +1048,9 @@ def kdf_vectors() -> list[dict[str, Any]]:
                 "receiver_public_hex": pub("receiver").hex(),
                 "eph_public_hex": eph_public.hex(),
                 "cookie_region_hex": (region + sig + init[len(region) + 64 :]).hex(),
-                "cookie_mac_hex": b2b(region + sig + init[len(region) + 64 :], 16, b"warrant1-cookie", key=cookie).hex(),
+                "cookie_mac_hex": b2b(
+                    region + sig + init[len(region) + 64 :], 16, b"warrant1-cookie", key=cookie
+                ).hex(),
             }
         )
     return out
@@ -879,7 +1110,11 @@ def mac_vectors() -> list[dict[str, Any]]:
 def encoding_vectors() -> list[dict[str, Any]]:
     sid = bytes.fromhex("8899aabbccddeeff")
     out: list[dict[str, Any]] = []
-    for reason, retry in ((Reason.UNKNOWN_SESSION, 0), (Reason.SESSION_EXPIRED, 1000), (Reason.TOO_OLD, 2**32 - 1)):
+    for reason, retry in (
+        (Reason.UNKNOWN_SESSION, 0),
+        (Reason.SESSION_EXPIRED, 1000),
+        (Reason.TOO_OLD, 2**32 - 1),
+    ):
         wire = bytes([1, Kind.REJECT, reason, 0]) + sid + struct.pack(">I", retry)
         assert RejectPacket(reason, sid, retry).encode() == wire
         out.append({"name": f"reject/{reason.name}", "kind": "REJECT", "reason": reason.name,

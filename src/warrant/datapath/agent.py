@@ -14,7 +14,7 @@ is not an INIT or an admitted packet of a live session, so the socket only
 sees work the agent must do anyway.
 
 Observability: every verdict becomes a Hubble-shaped flow record
-(`warrant.flow.record`): user-space verdicts as they happen, kernel drops from
+(`warrant.integration.flow.record`): user-space verdicts as they happen, kernel drops from
 the ring buffer (`kernel_outcomes`, drained every MAINTENANCE_S).  Records go
 to a `FlowStore` (`warrant observe --store PATH` reads it) and are counted in
 `Metrics` (Prometheus), each when the Agent is given one.  Admitted DATA is
@@ -43,13 +43,13 @@ from typing import Any, TextIO
 
 import nacl.signing
 
-from .. import flow
-from ..admission import Policy, PolicyError
-from ..constants import MAX_DATAGRAM, Kind, Reason, Verdict
-from ..crd_policy import PolicyWatcher
-from ..flowstore import FlowSink, FlowStore
-from ..metrics import Metrics
-from ..receiver import Outcome, Receiver
+from ..core.admission import Policy, PolicyError
+from ..core.constants import MAX_DATAGRAM, Kind, Reason, Verdict
+from ..core.receiver import Outcome, Receiver
+from ..integration import flow
+from ..integration.crd_policy import PolicyWatcher
+from ..integration.flowstore import FlowSink, FlowStore
+from ..integration.metrics import Metrics
 from .loader import PIN_ROOT, Datapath, Event
 
 MAINTENANCE_S = 0.2  # expire sessions and drain kernel events this often

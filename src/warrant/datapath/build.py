@@ -2,7 +2,7 @@
 
 The objects are build products (gitignored).  Every header in bpf/ counts as a
 source of every object, so editing one header rebuilds all of them; the
-constants header is regenerated first from src/warrant/constants.py so C and
+constants header is regenerated first from src/warrant/core/constants.py so C and
 Python cannot drift.
 """
 
@@ -29,7 +29,9 @@ def _constants_header() -> None:
     """Rewrite bpf/warrant_constants.h if constants.py changed (same renderer as the tool)."""
     import importlib.util
 
-    spec = importlib.util.spec_from_file_location("gen_constants", ROOT / "tools" / "gen_constants.py")
+    spec = importlib.util.spec_from_file_location(
+        "gen_constants", ROOT / "tools" / "gen_constants.py"
+    )
     if spec is None or spec.loader is None:  # pragma: no cover - repository layout broken
         raise BuildError("tools/gen_constants.py not found")
     mod = importlib.util.module_from_spec(spec)

@@ -15,22 +15,24 @@ from dataclasses import dataclass
 
 import nacl.signing
 
-from .. import credential, keys
-from ..admission import Limits, Policy, PolicyModel
-from ..anchors import Anchor, TrustStore
-from ..constants import Verdict
-from ..hop import Relay
-from ..receiver import Claim, Receiver
-from ..rights import Destination, Grant
-from ..sender import Sender
-from ..session import Session
+from ..core import credential, keys
+from ..core.admission import Limits, Policy, PolicyModel
+from ..core.anchors import Anchor, TrustStore
+from ..core.constants import Verdict
+from ..core.hop import Relay
+from ..core.receiver import Claim, Receiver
+from ..core.rights import Destination, Grant
+from ..core.sender import Sender
+from ..core.session import Session
 
 SCOPE = "dp.lab"
 SERVICE = "svc"
 
 
 def seeded(name: str) -> nacl.signing.SigningKey:
-    return keys.from_seed(hashlib.blake2b(b"warrant-dp-lab:" + name.encode(), digest_size=32).digest())
+    return keys.from_seed(
+        hashlib.blake2b(b"warrant-dp-lab:" + name.encode(), digest_size=32).digest()
+    )
 
 
 def seeded_random(seed: int) -> Callable[[int], bytes]:

@@ -2,7 +2,7 @@
 
     dp = Datapath.open()                    # builds bpf/ if stale, reuses pinned maps
     dp.set_ports([4433])
-    dp.install_session(session)             # a warrant.session.Session from the Receiver
+    dp.install_session(session)             # a warrant.core.session.Session from the Receiver
     dp.attach_xdp(ifindex)                  # or attach_tc(ifindex)
 
 Maps are pinned under /sys/fs/bpf/warrant (one file per map, named as in the C
@@ -25,7 +25,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..constants import (
+from ..core.constants import (
     DP_ADMIT_SAMPLE,
     DP_BAD_MAC_BURST,
     DP_REPLAY_SLOT_BITS,
@@ -37,7 +37,7 @@ from ..constants import (
     Reason,
     Verdict,
 )
-from ..session import Session
+from ..core.session import Session
 from . import libbpf
 from .build import build
 
@@ -86,7 +86,7 @@ class ReplayValue(ctypes.Structure):
     """struct warrant_replay (bpf/replay.h): top and 128 slots of (u32 tag << 32 | 32 bits).
 
     `from_window` / `to_window` convert from and to the reference's layout
-    (src/warrant/replay.py: 64 words of 64 bits), so that the same window can be
+    (src/warrant/core/replay.py: 64 words of 64 bits), so that the same window can be
     installed from a Python session and compared with it."""
 
     _fields_ = [
@@ -376,7 +376,9 @@ class Datapath(MapView):
             os.rmdir(pin_root)
 
     # ---- attach ------------------------------------------------------------------------
-    def attach_xdp(self, ifindex: int, mode: str = "auto", *, replace_foreign: bool = False) -> None:
+    def attach_xdp(
+        self, ifindex: int, mode: str = "auto", *, replace_foreign: bool = False
+    ) -> None:
         """Attach; mode 'native', 'generic' or 'auto'.
 
         An earlier Warrant program on the interface is replaced (an agent restart).  Another
@@ -555,6 +557,7 @@ class Datapath(MapView):
             bit = self._filter_bit(sid)
             self._filter_counts[bit] = self._filter_counts.get(bit, 0) + 1
         self._write_filter()
+
 
 def _mono_coarse_ns() -> int:
     return time.clock_gettime_ns(_CLOCK_MONOTONIC_COARSE)

@@ -20,7 +20,7 @@ from __future__ import annotations
 from collections.abc import Container
 from dataclasses import dataclass
 
-from ..constants import (
+from ..core.constants import (
     DP_BAD_MAC_BURST,
     DP_BAD_MAC_REFILL,
     DP_CLOCK_TICK_SHIFT,
@@ -30,9 +30,9 @@ from ..constants import (
     Reason,
     Verdict,
 )
-from ..errors import WarrantError
-from ..receiver import Receiver
-from ..wire import RejectPacket, peek_kind
+from ..core.errors import WarrantError
+from ..core.receiver import Receiver
+from ..core.wire import RejectPacket, peek_kind
 from .loader import to_kernel_ns
 from .wire import parse_frame, reject_frame
 

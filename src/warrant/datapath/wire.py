@@ -3,7 +3,7 @@
 `parse_frame` is the Python statement of the kernel's frame policy (which
 frames are Warrant traffic at all, and which Warrant frames are malformed);
 `udp_frame` builds Ethernet/IPv4/UDP frames for tests, benchmarks and the veth
-test.  The DATA header itself is parsed by `warrant.wire`, the reference.
+test.  The DATA header itself is parsed by `warrant.core.wire`, the reference.
 """
 
 from __future__ import annotations
@@ -12,8 +12,8 @@ import struct
 from collections.abc import Container
 from dataclasses import dataclass
 
-from ..constants import DP_REJECT_TTL, Reason
-from ..wire import RejectPacket
+from ..core.constants import DP_REJECT_TTL, Reason
+from ..core.wire import RejectPacket
 
 ETH_HLEN = 14
 ETH_P_IP = 0x0800
@@ -104,8 +104,16 @@ def _checksum(data: bytes) -> int:
     return ~total & 0xFFFF
 
 
-def ipv4_header(src: bytes, dst: bytes, payload_len: int, proto: int = IPPROTO_UDP,
-                ident: int = 0, frag: int = 0, ttl: int = 64, options: bytes = b"") -> bytes:
+def ipv4_header(
+    src: bytes,
+    dst: bytes,
+    payload_len: int,
+    proto: int = IPPROTO_UDP,
+    ident: int = 0,
+    frag: int = 0,
+    ttl: int = 64,
+    options: bytes = b"",
+) -> bytes:
     ihl = 5 + len(options) // 4
     head = struct.pack(">BBHHHBBH4s4s", 0x40 | ihl, 0, ihl * 4 + payload_len, ident, frag, ttl,
                        proto, 0, src, dst) + options  # fmt: skip
@@ -121,15 +129,25 @@ def udp_datagram(src: bytes, dst: bytes, sport: int, dport: int, payload: bytes)
     return struct.pack(">HHHH", sport, dport, length, csum) + payload
 
 
-def ethernet(payload: bytes, proto: int = ETH_P_IP, dst_mac: bytes = b"\x02\x00\x00\x00\x00\x02",
-             src_mac: bytes = b"\x02\x00\x00\x00\x00\x01", vlan: int | None = None) -> bytes:
+def ethernet(
+    payload: bytes,
+    proto: int = ETH_P_IP,
+    dst_mac: bytes = b"\x02\x00\x00\x00\x00\x02",
+    src_mac: bytes = b"\x02\x00\x00\x00\x00\x01",
+    vlan: int | None = None,
+) -> bytes:
     tag = b"" if vlan is None else struct.pack(">HH", ETH_P_8021Q, vlan)
     return dst_mac + src_mac + tag + struct.pack(">H", proto) + payload
 
 
-def udp_frame(payload: bytes, dport: int, sport: int = 40000,
-              src: bytes = b"\x0a\x00\x00\x01", dst: bytes = b"\x0a\x00\x00\x02",
-              vlan: int | None = None) -> bytes:
+def udp_frame(
+    payload: bytes,
+    dport: int,
+    sport: int = 40000,
+    src: bytes = b"\x0a\x00\x00\x01",
+    dst: bytes = b"\x0a\x00\x00\x02",
+    vlan: int | None = None,
+) -> bytes:
     """A well-formed Ethernet/IPv4/UDP frame carrying `payload`."""
     udp = udp_datagram(src, dst, sport, dport, payload)
     return ethernet(ipv4_header(src, dst, len(udp)) + udp, vlan=vlan)

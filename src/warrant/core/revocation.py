@@ -42,10 +42,21 @@ class RevocationList:
 
     @staticmethod
     def body_bytes(
-        scope: str, anchor_id: bytes, serial: int, link_ids: Iterable[bytes], revoked: Iterable[bytes]
+        scope: str,
+        anchor_id: bytes,
+        serial: int,
+        link_ids: Iterable[bytes],
+        revoked: Iterable[bytes],
     ) -> bytes:
         return cbor2.dumps(
-            [REVOCATION_VERSION, scope, anchor_id, serial, sorted(set(link_ids)), sorted(set(revoked))],
+            [
+                REVOCATION_VERSION,
+                scope,
+                anchor_id,
+                serial,
+                sorted(set(link_ids)),
+                sorted(set(revoked)),
+            ],
             canonical=True,
         )
 

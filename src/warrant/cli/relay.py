@@ -23,9 +23,10 @@ import typer
 from rich.console import Console
 from rich.markup import escape
 
-from .errors import WarrantError
-from .keys import KeyFormatError
-from .relay import (
+from ..core.errors import WarrantError
+from ..core.keys import KeyFormatError
+from ..core.rights import check_domain
+from ..shells.relay import (
     DEFAULT_INIT_RATE,
     DEFAULT_MAX_SESSIONS,
     RelayServer,
@@ -34,8 +35,7 @@ from .relay import (
     parse_hostport,
     run,
 )
-from .relay import log as relay_log
-from .rights import check_domain
+from ..shells.relay import log as relay_log
 
 err = Console(stderr=True, highlight=False)
 
@@ -85,7 +85,7 @@ def relay_command(
     verbose: Annotated[bool, typer.Option("-v", "--verbose", help="Log every drop.")] = False,
 ) -> None:
     """Forward Warrant packets, appending this relay's hop; route replies back."""
-    from .cli_authority import load_public_key, load_secret_key
+    from .authority import load_public_key, load_secret_key
 
     try:
         listen_addr = parse_hostport(listen, "--listen")

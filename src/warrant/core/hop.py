@@ -74,14 +74,22 @@ def verify_statements(
     expected, prev_sig, path = init.next_hop, b"", []
     for i, st in enumerate(init.statements):
         if keys.key_id(st.relay_public) != expected:
-            raise WarrantError(Reason.HOP_CHAIN_BROKEN, f"hop {i} is not the hop its predecessor named")
-        msg = statement_message(th, i, prev_sig, st.signed_part(st.relay_public, st.next_hop, st.domain))
+            raise WarrantError(
+                Reason.HOP_CHAIN_BROKEN, f"hop {i} is not the hop its predecessor named"
+            )
+        msg = statement_message(
+            th, i, prev_sig, st.signed_part(st.relay_public, st.next_hop, st.domain)
+        )
         try:
             nacl.signing.VerifyKey(st.relay_public).verify(msg, st.signature)
         except (nacl.exceptions.BadSignatureError, ValueError):
-            raise WarrantError(Reason.HOP_CHAIN_BROKEN, f"hop {i} statement does not verify") from None
+            raise WarrantError(
+                Reason.HOP_CHAIN_BROKEN, f"hop {i} statement does not verify"
+            ) from None
         if st.relay_public not in trust.relays.get(st.domain, ()):
-            raise WarrantError(Reason.UNTRUSTED_RELAY, f"relay {i} not trusted for domain {st.domain!r}")
+            raise WarrantError(
+                Reason.UNTRUSTED_RELAY, f"relay {i} not trusted for domain {st.domain!r}"
+            )
         shared = x25519(receiver_x_secret, keys.x25519_public(st.relay_public))
         path.append(PathHop(st.domain, st.relay_public, expected, hop_key(shared, init.session_id)))
         expected, prev_sig = st.next_hop, st.signature
@@ -112,7 +120,9 @@ def check_path(
             raise WarrantError(Reason.REQUIRED_DOMAIN_MISSING, f"did not cross {d!r}")
 
 
-def verify_data_hops(hops: Sequence[HopRecord], origin_mac: bytes, path: Sequence[PathHop]) -> Reason:
+def verify_data_hops(
+    hops: Sequence[HopRecord], origin_mac: bytes, path: Sequence[PathHop]
+) -> Reason:
     if len(hops) != len(path):
         return Reason.HOP_CHAIN_BROKEN
     prev = origin_mac
@@ -155,7 +165,9 @@ class Relay:
     def _forward_init(self, packet: bytes) -> bytes:
         init = InitPacket.decode(packet)
         if init.receiver_id != self.receiver_id:
-            raise WarrantError(Reason.WRONG_RECEIVER, "INIT is for a receiver this relay does not serve")
+            raise WarrantError(
+                Reason.WRONG_RECEIVER, "INIT is for a receiver this relay does not serve"
+            )
         if len(init.statements) >= MAX_HOPS:
             raise WarrantError(Reason.TOO_MANY_HOPS, "hop limit of the wire format reached")
         expected = init.statements[-1].next_hop if init.statements else init.next_hop
@@ -180,7 +192,9 @@ class Relay:
             raise WarrantError(Reason.MALFORMED, f"unknown DATA flags {flags:#04x}")
         cut = OFF_HOPS + HOP_RECORD_LEN * n
         if len(packet) < cut + AEAD_TAG_LEN:
-            raise WarrantError(Reason.TRUNCATED, f"DATA with {n} hops needs {cut + AEAD_TAG_LEN} bytes")
+            raise WarrantError(
+                Reason.TRUNCATED, f"DATA with {n} hops needs {cut + AEAD_TAG_LEN} bytes"
+            )
         if n >= MAX_HOPS:
             raise WarrantError(Reason.TOO_MANY_HOPS, "hop limit of the wire format reached")
         sid = packet[OFF_SESSION_ID : OFF_SESSION_ID + SESSION_ID_LEN]

@@ -101,7 +101,9 @@ class Sender:
         self._seq += 1
         seq = self._seq
         mac = header_mac(self._mac_key, DataPacket.mac_input(self.session_id, seq))
-        return DataPacket(self.session_id, seq, mac, (), seal(self._aead_key, seq, payload)).encode()
+        return DataPacket(
+            self.session_id, seq, mac, (), seal(self._aead_key, seq, payload)
+        ).encode()
 
     def send(self, payload: bytes, now: float) -> bytes:
         if self.session_id is None or now - self._opened > SESSION_MAX_LIFETIME - REOPEN_MARGIN:
@@ -140,5 +142,3 @@ class Sender:
 
 def x25519_base(secret: bytes) -> bytes:
     return nacl.bindings.crypto_scalarmult_base(secret)
-
-

@@ -27,16 +27,17 @@ from typing import Annotated, Any, NoReturn, ParamSpec, TypeVar
 
 import typer
 
-from . import flow, keys
-from .admission import Policy
-from .cli_authority import load_public_key, load_secret_key, read_blob
-from .constants import MAX_DATAGRAM, Verdict
-from .crd_policy import load_any
-from .credential import Credential
-from .endpoint import FlowFile, Listener, Message, connect, listen
-from .errors import WarrantError
-from .receiver import Authority, Claim, Outcome, Receiver
-from .sender import Sender
+from ..core import keys
+from ..core.admission import Policy
+from ..core.constants import MAX_DATAGRAM, Verdict
+from ..core.credential import Credential
+from ..core.errors import WarrantError
+from ..core.receiver import Authority, Claim, Outcome, Receiver
+from ..core.sender import Sender
+from ..integration import flow
+from ..integration.crd_policy import load_any
+from ..shells.endpoint import FlowFile, Listener, Message, connect, listen
+from .authority import load_public_key, load_secret_key, read_blob
 
 P = ParamSpec("P")
 R = TypeVar("R")

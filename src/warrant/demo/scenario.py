@@ -19,10 +19,10 @@ from dataclasses import dataclass, field
 
 import nacl.signing
 
-from . import credential, keys
-from .admission import Policy
-from .anchors import Anchor, TrustStore
-from .rights import Destination, Grant
+from ..core import credential, keys
+from ..core.admission import Policy
+from ..core.anchors import Anchor, TrustStore
+from ..core.rights import Destination, Grant
 
 SCOPE = "acme.prod"
 RELAY_DOMAIN = "partner.net"
@@ -31,7 +31,9 @@ BILLING_PORT = 9443
 
 
 def seeded_key(name: str) -> nacl.signing.SigningKey:
-    return keys.from_seed(hashlib.blake2b(b"warrant-demo:" + name.encode(), digest_size=32).digest())
+    return keys.from_seed(
+        hashlib.blake2b(b"warrant-demo:" + name.encode(), digest_size=32).digest()
+    )
 
 
 @dataclass

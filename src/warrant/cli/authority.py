@@ -32,13 +32,13 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from . import keys
-from .anchors import Anchor, TrustStore, check_scope
-from .constants import CLOCK_SKEW, LINK_ID_LEN, REASONS, Reason
-from .credential import Credential, Link, Verifier, delegate, effective_rights, issue
-from .errors import WarrantError
-from .revocation import RevocationList, RevocationStore
-from .rights import Destination, Grant, Rights, check_operation_pattern
+from ..core import keys
+from ..core.anchors import Anchor, TrustStore, check_scope
+from ..core.constants import CLOCK_SKEW, LINK_ID_LEN, REASONS, Reason
+from ..core.credential import Credential, Link, Verifier, delegate, effective_rights, issue
+from ..core.errors import WarrantError
+from ..core.revocation import RevocationList, RevocationStore
+from ..core.rights import Destination, Grant, Rights, check_operation_pattern
 
 out = Console(highlight=False)
 err = Console(stderr=True, highlight=False)

@@ -10,7 +10,7 @@
 The core decides everything (`Receiver.handle`, `Sender.handle`).  This module
 moves bytes, reads the clock (`time.time()`, handed to the core as `now`),
 sends replies (REJECT, COOKIE) back to their source, turns every verdict into
-exactly one flow record (`warrant.flow.record`) when a flow sink is given, and
+exactly one flow record (`warrant.integration.flow.record`) when a flow sink is given, and
 expires sessions once a second.
 
 Batching.  Python has no `recvmmsg`, and asyncio's datagram transport reads one
@@ -59,11 +59,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any, NamedTuple
 
-from . import flow
-from .constants import MAX_DATAGRAM, VERSION, Kind, Reason, Verdict
-from .errors import WarrantError
-from .receiver import Authority, Outcome, Receiver
-from .sender import Sender
+from ..core.constants import MAX_DATAGRAM, VERSION, Kind, Reason, Verdict
+from ..core.errors import WarrantError
+from ..core.receiver import Authority, Outcome, Receiver
+from ..core.sender import Sender
+from ..integration import flow
 
 Address = tuple[str, int]
 FlowSink = Callable[[dict[str, Any]], None]
@@ -536,7 +536,7 @@ async def listen(
 ) -> Listener:
     """Bind a UDP port and serve `receiver` on it.  Port 0 picks a free port.
 
-    `on_flow` receives one flow record (`warrant.flow.record`) per verdict, admitted or
+    `on_flow` receives one flow record (`warrant.integration.flow.record`) per verdict, admitted or
     dropped; `FlowFile(path)` writes them as JSON lines.  `on_outcome` receives the
     core's `Outcome` itself (e.g. to print drops).  Records are built only when a
     sink is given.  `batch=False` reads through `asyncio.DatagramProtocol`, one

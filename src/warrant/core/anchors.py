@@ -151,7 +151,8 @@ class TrustStore:
         data: dict[str, Any] = {"scopes": scopes}
         if self.relays:
             data["relays"] = {
-                d: sorted(keys.encode_public(k) for k in ks) for d, ks in sorted(self.relays.items())
+                d: sorted(keys.encode_public(k) for k in ks)
+                for d, ks in sorted(self.relays.items())
             }
         return data
 

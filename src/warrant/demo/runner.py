@@ -35,16 +35,18 @@ from rich.console import Console
 from rich.live import Live
 from rich.table import Table
 
-from . import credential, flow, topology
-from .constants import MAX_DATAGRAM, Reason, Verdict
-from .credential import Credential, Link, encode_body, signed_message
-from .hop import Relay
-from .receiver import Claim, Outcome, Receiver
-from .relay import RelayServer
-from .revocation import RevocationList, RevocationStore
-from .rights import Grant
+from ..core import credential
+from ..core.constants import MAX_DATAGRAM, Reason, Verdict
+from ..core.credential import Credential, Link, encode_body, signed_message
+from ..core.hop import Relay
+from ..core.receiver import Claim, Outcome, Receiver
+from ..core.revocation import RevocationList, RevocationStore
+from ..core.rights import Grant
+from ..core.sender import Sender
+from ..integration import flow
+from ..shells.relay import RelayServer
+from . import topology
 from .scenario import BILLING_PORT, ORDERS_PORT, RELAY_DOMAIN, SCOPE, World, pub
-from .sender import Sender
 
 Address = tuple[str, int]
 DEMO_PIN_ROOT = "/sys/fs/bpf/warrant-demo"
@@ -103,7 +105,11 @@ class Net:
 
 class Scenario:
     def __init__(
-        self, net: Net, result: DemoResult, judged: asyncio.Queue[Judged], on_step: Callable[[Step], None]
+        self,
+        net: Net,
+        result: DemoResult,
+        judged: asyncio.Queue[Judged],
+        on_step: Callable[[Step], None],
     ) -> None:
         self.net, self.result, self.judged, self.on_step = net, result, judged, on_step
         self.sockets: dict[tuple[str, bool], socket.socket] = {}
@@ -128,7 +134,9 @@ class Scenario:
         for key in list(self.sockets):
             self.sockets.pop(key).close()
 
-    async def send(self, actor: str, packet: bytes, to: Address, what: str, expect: Reason) -> Outcome:
+    async def send(
+        self, actor: str, packet: bytes, to: Address, what: str, expect: Reason
+    ) -> Outcome:
         self.sock(actor, to == self.net.relay).sendto(packet, to)
         out, source, _, where = await asyncio.wait_for(self.judged.get(), timeout=5.0)
         step = Step(actor, what, expect, out.reason, out, source[0], where)
@@ -193,14 +201,20 @@ async def script(sc: Scenario, w: World, revoke: Callable[[RevocationStore], Non
     m = Sender(w.mallory, _escalated(w), recv_pub, Claim("orders.write", "orders", op_port))
     await sc.send("mallory", m.send(b"widen me", now()), net.orders,
                   "escalated delegation from web-2", Reason.ESCALATION)  # fmt: skip
-    other = credential.issue(w.mallory_anchor, "mallory.corp", pub(w.mallory), w.team_cred.links[0].grant)
+    other = credential.issue(
+        w.mallory_anchor, "mallory.corp", pub(w.mallory), w.team_cred.links[0].grant
+    )
     m = Sender(w.mallory, other.encode(), recv_pub, Claim("orders.write", "orders", op_port))
     await sc.send("mallory", m.send(b"hi", now()), net.orders,
                   "credential of an untrusted scope", Reason.WRONG_SCOPE)  # fmt: skip
-    b1 = Sender(w.batch1, w.batch1_cred.encode(), recv_pub, Claim("billing.read", "billing", net.billing[1]))
+    b1 = Sender(
+        w.batch1, w.batch1_cred.encode(), recv_pub, Claim("billing.read", "billing", net.billing[1])
+    )
     await sc.send("batch-1", b1.send(b"report", now()), net.billing,
                   "expired credential", Reason.EXPIRED)  # fmt: skip
-    direct = Sender(w.web1, w.web1_cred.encode(), recv_pub, Claim("orders.write", "orders", op_port))
+    direct = Sender(
+        w.web1, w.web1_cred.encode(), recv_pub, Claim("orders.write", "orders", op_port)
+    )
     await sc.send("web-1", direct.send(b"skip the relay", now()), net.orders,
                   "bypasses the required relay", Reason.REQUIRED_DOMAIN_MISSING)  # fmt: skip
     # Hop records are deterministic: the same relay key yields what the real relay appends.
@@ -218,7 +232,9 @@ async def script(sc: Scenario, w: World, revoke: Callable[[RevocationStore], Non
     stolen[20] ^= 1  # mallory has web-2's address but not its session key
     await sc.send("mallory-as-web-2", bytes(stolen), net.orders,
                   "reused IP of web-2, no key", Reason.BAD_MAC)  # fmt: skip
-    thief = Sender(w.mallory, w.web2_cred.encode(), recv_pub, Claim("orders.read", "orders", op_port))
+    thief = Sender(
+        w.mallory, w.web2_cred.encode(), recv_pub, Claim("orders.read", "orders", op_port)
+    )
     await sc.send("mallory-as-web-2", thief.send(b"hi", now()), net.orders,
                   "reused IP + stolen credential", Reason.BAD_HOLDER_PROOF)  # fmt: skip
     await sc.send("web-2 (moved)", web2.seal(b"GET /orders/1002"), net.orders,
@@ -243,7 +259,18 @@ async def script(sc: Scenario, w: World, revoke: Callable[[RevocationStore], Non
 # ---- presentation -------------------------------------------------------------------------
 def flow_table(result: DemoResult) -> tuple[Table, Callable[[Step], None]]:
     table = Table(title=f"Warrant demo ({result.mode}): flows at the receiving node", expand=True)
-    for col in ("#", "from", "what", "kind", "decided", "verdict", "reason", "authority", "hops", ""):
+    for col in (
+        "#",
+        "from",
+        "what",
+        "kind",
+        "decided",
+        "verdict",
+        "reason",
+        "authority",
+        "hops",
+        "",
+    ):
         table.add_column(col, overflow="fold")
 
     def on_step(step: Step) -> None:
@@ -265,7 +292,8 @@ def flow_table(result: DemoResult) -> tuple[Table, Callable[[Step], None]]:
 
 def summary(console: Console, result: DemoResult) -> None:
     verdicts = Counter(
-        ("FORWARDED" if o.verdict == Verdict.ADMIT else "DROPPED", o.reason.name) for o in result.outcomes
+        ("FORWARDED" if o.verdict == Verdict.ADMIT else "DROPPED", o.reason.name)
+        for o in result.outcomes
     )
     t = Table(title="Summary: verdicts by reason")
     for col, justify in (("verdict", "left"), ("reason", "left"), ("packets", "right")):
@@ -278,15 +306,21 @@ def summary(console: Console, result: DemoResult) -> None:
             f"kernel (XDP): {sum(result.kernel_counters.values())} frames judged, "
             f"{result.kernel_cost_ns:.0f} ns per frame on average (kernel BPF run-time stats)"
         )
-    data_ns = sorted(n for n, o in zip(result.handle_ns, result.outcomes, strict=False) if o.kind == "DATA")
+    data_ns = sorted(
+        n for n, o in zip(result.handle_ns, result.outcomes, strict=False) if o.kind == "DATA"
+    )
     if data_ns and result.mode == "user space":
-        console.print(f"user-space receiver: median DATA decision {data_ns[len(data_ns) // 2] / 1000:.1f} µs")
+        console.print(
+            f"user-space receiver: median DATA decision {data_ns[len(data_ns) // 2] / 1000:.1f} µs"
+        )
     ok = sum(s.ok for s in result.steps)
     colour = "green" if result.passed else "red"
     console.print(f"[{colour}]{ok}/{len(result.steps)} steps gave the expected verdict[/{colour}]")
 
 
-async def _run(result: DemoResult, console: Console, live: bool, body: Callable[..., Any]) -> DemoResult:
+async def _run(
+    result: DemoResult, console: Console, live: bool, body: Callable[..., Any]
+) -> DemoResult:
     table, on_step = flow_table(result)
     ctx = Live(table, console=console, refresh_per_second=8) if live else contextlib.nullcontext()
     with ctx:
@@ -308,7 +342,9 @@ def _record(result: DemoResult, judged: asyncio.Queue[Judged], item: Judged, now
 class _ReceiverProtocol(asyncio.DatagramProtocol):
     """Receiving node in user space: every datagram goes through the sans-I/O receiver."""
 
-    def __init__(self, receiver: Receiver, port: int, result: DemoResult, judged: asyncio.Queue[Judged]) -> None:
+    def __init__(
+        self, receiver: Receiver, port: int, result: DemoResult, judged: asyncio.Queue[Judged]
+    ) -> None:
         self.receiver, self.port, self.result, self.judged = receiver, port, result, judged
         self.transport: asyncio.DatagramTransport | None = None
 
@@ -374,11 +410,13 @@ async def run_user_space(console: Console, *, live: bool = True) -> DemoResult:
 # ---- kernel mode ----------------------------------------------------------------------------
 async def run_kernel(console: Console, *, live: bool = True) -> DemoResult:
     """The same script in the lab: XDP on the receiving node, agent beside it (needs root)."""
-    from .datapath.agent import Agent
-    from .datapath.loader import Datapath
+    from ..datapath.agent import Agent
+    from ..datapath.loader import Datapath
 
     topology.require_root()
-    console.print("setting up the lab (namespaces warrant-a, warrant-p, warrant-b) and loading XDP…")
+    console.print(
+        "setting up the lab (namespaces warrant-a, warrant-p, warrant-b) and loading XDP…"
+    )
     topology.up()
     result = DemoResult("kernel")
     judged: asyncio.Queue[Judged] = asyncio.Queue()
@@ -452,7 +490,9 @@ async def run_kernel(console: Console, *, live: bool = True) -> DemoResult:
         devnull.close()
 
 
-def _serve_agent(agent: Any, loop: asyncio.AbstractEventLoop, result: DemoResult, judged: asyncio.Queue[Judged]) -> None:
+def _serve_agent(
+    agent: Any, loop: asyncio.AbstractEventLoop, result: DemoResult, judged: asyncio.Queue[Judged]
+) -> None:
     """Datagrams the kernel let through (INITs, admitted DATA) go to the agent."""
     for sock in agent.socks:
         sock.setblocking(False)
@@ -510,7 +550,9 @@ def _bpf_stats() -> Iterator[None]:
 def _xdp_cost_ns() -> float | None:
     """Average run time per invocation of the attached XDP program (bpftool, BPF stats)."""
     try:
-        out = subprocess.run(["bpftool", "-j", "prog", "show"], capture_output=True, text=True, timeout=10)
+        out = subprocess.run(
+            ["bpftool", "-j", "prog", "show"], capture_output=True, text=True, timeout=10
+        )
         progs = json.loads(out.stdout or "[]")
     except (OSError, ValueError, subprocess.SubprocessError):
         return None

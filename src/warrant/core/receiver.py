@@ -63,7 +63,9 @@ class Claim:
             op, service, port = cbor2.loads(data)
             claim = cls(op, service, port)
         except Exception:
-            raise WarrantError(Reason.MALFORMED, "claim must be [operation, service, port]") from None
+            raise WarrantError(
+                Reason.MALFORMED, "claim must be [operation, service, port]"
+            ) from None
         if (
             not isinstance(op, str)
             or not isinstance(service, str)
@@ -249,7 +251,9 @@ class Receiver:
                 Verdict.ADMIT, Reason.OK, "DATA", len(packet), payload=payload,
                 authority=s.authority, session_id=data.session_id, seq=data.seq,
             )  # fmt: skip
-        out = Outcome(Verdict.DROP, reason, "DATA", len(packet), session_id=data.session_id, seq=data.seq)
+        out = Outcome(
+            Verdict.DROP, reason, "DATA", len(packet), session_id=data.session_id, seq=data.seq
+        )
         if reason in (Reason.UNKNOWN_SESSION, Reason.SESSION_EXPIRED):
             if s is not None:
                 self.sessions.remove(s.session_id, now)
@@ -268,14 +272,18 @@ class Receiver:
     # ---- INIT: once per session, the slow path ---------------------------------------------
     def _init(self, packet: bytes, source: Address, dst_port: int, now: float) -> Outcome:
         init = InitPacket.decode(packet)
-        out = Outcome(Verdict.DROP, Reason.OK, "INIT", len(packet), session_id=init.session_id, seq=0)
+        out = Outcome(
+            Verdict.DROP, Reason.OK, "INIT", len(packet), session_id=init.session_id, seq=0
+        )
         try:
             return self._open(init, out, source, dst_port, now)
         except WarrantError as exc:  # raised by the verifier, hop checks, claim or AEAD
             out.reason, out.detail = exc.reason, exc.detail
             return out
 
-    def _open(self, init: InitPacket, out: Outcome, source: Address, dst_port: int, now: float) -> Outcome:
+    def _open(
+        self, init: InitPacket, out: Outcome, source: Address, dst_port: int, now: float
+    ) -> Outcome:
         def drop(reason: Reason, detail: str = "") -> Outcome:
             out.reason, out.detail = reason, detail
             return out
@@ -299,7 +307,9 @@ class Receiver:
         if self.under_load(now):
             verdict = self.cookies.check(source, init.cookie_region(), init.cookie_mac, now)
             if verdict != Reason.OK:
-                out.reply = self.cookies.reply(source, init.session_id, init.eph_public, now).encode()
+                out.reply = self.cookies.reply(
+                    source, init.session_id, init.eph_public, now
+                ).encode()
                 return drop(verdict, "under load: answer the cookie")
         if not self._init_limiter.take(source[0], now):
             return drop(Reason.RATE_LIMITED, "too many session openings from this source")
@@ -320,7 +330,9 @@ class Receiver:
             return drop(Reason.DESTINATION_NOT_GRANTED, f"{claim.service}:{claim.port} not granted")
 
         th = transcript(init.signed_region(), init.holder_sig)
-        path: list[PathHop] = verify_statements(init, th, self.key_id, self._x_secret, self.policy.trust)
+        path: list[PathHop] = verify_statements(
+            init, th, self.key_id, self._x_secret, self.policy.trust
+        )
         decision = self.policy.decide(
             chain.scope,
             chain.anchor.anchor_id.hex(),
@@ -348,7 +360,9 @@ class Receiver:
             expires=min(
                 now + SESSION_MAX_LIFETIME,
                 chain.rights.expires + CLOCK_SKEW,
-                float("inf") if chain.anchor.not_after is None else chain.anchor.not_after + CLOCK_SKEW,
+                float("inf")
+                if chain.anchor.not_after is None
+                else chain.anchor.not_after + CLOCK_SKEW,
             ),
             rule=decision.rule,
             bucket=(  # burst of one second's worth; rate 0 admits no DATA at all

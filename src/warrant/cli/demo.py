@@ -9,8 +9,8 @@ from typing import Annotated
 import typer
 from rich.console import Console
 
-from . import demo
-from .flowstore import FlowStore
+from ..demo import runner as demo
+from ..integration.flowstore import FlowStore
 
 
 def register(app: typer.Typer) -> None:
@@ -24,7 +24,11 @@ def register(app: typer.Typer) -> None:
         no_live: bool = typer.Option(False, "--no-live", help="Print the table once at the end."),
         flows: Annotated[
             Path | None,
-            typer.Option("--flows", metavar="DB", help="Also keep every flow record in this store (for `warrant observe`)."),
+            typer.Option(
+                "--flows",
+                metavar="DB",
+                help="Also keep every flow record in this store (for `warrant observe`).",
+            ),
         ] = None,
     ) -> None:
         """Run the scripted scenario: governed traffic, attacks, and why each verdict fell."""
@@ -35,5 +39,7 @@ def register(app: typer.Typer) -> None:
         if flows is not None:
             with FlowStore(flows) as store:
                 store.add_many(result.flows)
-            console.print(f"{len(result.flows)} flow records in {flows}: warrant observe --store {flows}")
+            console.print(
+                f"{len(result.flows)} flow records in {flows}: warrant observe --store {flows}"
+            )
         raise typer.Exit(0 if result.passed else 1)

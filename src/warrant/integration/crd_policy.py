@@ -49,10 +49,10 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from .admission import Limits, Policy, PolicyError, PolicyModel, Rule, _check_all, _line_of
-from .anchors import TrustStore, check_scope
-from .constants import MAX_HOPS
-from .rights import check_domain, check_operation_pattern
+from ..core.admission import Limits, Policy, PolicyError, PolicyModel, Rule, _check_all, _line_of
+from ..core.anchors import TrustStore, check_scope
+from ..core.constants import MAX_HOPS
+from ..core.rights import check_domain, check_operation_pattern
 
 GROUP = "warrant.dev"
 VERSION = "v1alpha1"
@@ -579,7 +579,7 @@ def is_warrant_policy(text: str) -> bool:
 
 
 def admission_yaml(compiled: Compiled) -> str:
-    """The equivalent plain admission policy file (src/warrant/admission.py's format)."""
+    """The equivalent plain admission policy file (src/warrant/core/admission.py's format)."""
     data = compiled.model.model_dump(mode="json", exclude_defaults=False)
     for section in ("rules", "deny"):
         data[section] = [

@@ -308,7 +308,9 @@ class CookiePacket:
     sealed_cookie: bytes  # cookie (16) + AEAD tag (16)
 
     def encode(self) -> bytes:
-        return bytes([VERSION, Kind.COOKIE, 0, 0]) + self.session_id + self.nonce + self.sealed_cookie
+        return (
+            bytes([VERSION, Kind.COOKIE, 0, 0]) + self.session_id + self.nonce + self.sealed_cookie
+        )
 
     @classmethod
     def decode(cls, packet: bytes) -> CookiePacket:
@@ -321,4 +323,3 @@ class CookiePacket:
         sid = packet[4 : 4 + SESSION_ID_LEN]
         nonce = packet[12 : 12 + COOKIE_NONCE_LEN]
         return cls(sid, nonce, packet[12 + COOKIE_NONCE_LEN :])
-

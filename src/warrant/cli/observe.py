@@ -30,9 +30,9 @@ from typing import IO, Annotated, Any, NoReturn
 
 import typer
 
-from . import flow
-from .constants import Reason
-from .flowstore import FlowFilter, FlowStore, FlowStoreError, StoredFlow
+from ..core.constants import Reason
+from ..integration import flow
+from ..integration.flowstore import FlowFilter, FlowStore, FlowStoreError, StoredFlow
 
 DEFAULT_STORE = os.environ.get("WARRANT_FLOW_STORE", "/var/run/warrant/flows.db")
 DEFAULT_LAST = 20

@@ -42,7 +42,7 @@ from typing import Any
 
 import nacl.signing
 
-from .constants import (
+from ..core.constants import (
     COMMON_HEADER_LEN,
     COOKIE_PACKET_LEN,
     MAX_DATAGRAM,
@@ -53,12 +53,12 @@ from .constants import (
     Kind,
     Reason,
 )
+from ..core.errors import WarrantError
+from ..core.hop import Relay
+from ..core.ratelimit import KeyedLimiter
 from .endpoint import resolve_udp
-from .errors import WarrantError
-from .hop import Relay
-from .ratelimit import KeyedLimiter
 
-log = logging.getLogger("warrant.relay")
+log = logging.getLogger("warrant.shells.relay")
 
 Address = tuple[Any, ...]  # (host, port) for IPv4, (host, port, flow, scope) for IPv6
 

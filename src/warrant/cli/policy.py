@@ -1,7 +1,7 @@
 """CLI: `warrant policy check FILE` and `warrant policy compile FILE`.
 
 FILE holds WarrantPolicy documents (the CRD's YAML, one or more, `---`
-separated) or a plain admission policy (src/warrant/admission.py's format).
+separated) or a plain admission policy (src/warrant/core/admission.py's format).
 
     warrant policy check deploy/kubernetes/example-policy.yaml
     warrant policy compile deploy/kubernetes/example-policy.yaml --labels app=orders
@@ -22,8 +22,8 @@ from typing import Annotated, Any, NoReturn
 
 import typer
 
-from . import crd_policy
-from .admission import Policy, PolicyError, Rule
+from ..core.admission import Policy, PolicyError, Rule
+from ..integration import crd_policy
 
 EXIT_INVALID = 1
 EXIT_USAGE = 2

@@ -91,7 +91,10 @@ class Destination:
             return cls(service, 0, 65535)
         m = _PORTS.fullmatch(ports)  # a typo must not silently widen to "any port"
         if m is None:
-            raise WarrantError(Reason.MALFORMED, f"bad destination {text!r}: expected service:port or service:lo-hi")
+            raise WarrantError(
+                Reason.MALFORMED,
+                f"bad destination {text!r}: expected service:port or service:lo-hi",
+            )
         lo = int(m.group(1))
         return cls(service, lo, int(m.group(2) or lo))
 

@@ -31,9 +31,9 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, star
 from prometheus_client.core import CounterMetricFamily
 from prometheus_client.registry import Collector
 
+from ..core.constants import REASONS
+from ..core.receiver import Outcome
 from . import flow
-from .constants import REASONS
-from .receiver import Outcome
 
 NAMESPACE = "warrant"
 # Cilium's agent serves metrics on 9962, its operator on 9963, its Envoy on 9964 and Hubble on

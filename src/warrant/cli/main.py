@@ -12,18 +12,16 @@ import typer
 from rich.console import Console
 from rich.markup import escape
 
-from . import (
-    cli_agent,
-    cli_authority,
-    cli_demo,
-    cli_lab,
-    cli_net,
-    cli_observe,
-    cli_policy,
-    cli_relay,
-)
-from .errors import WarrantError
-from .keys import KeyFormatError
+from ..core.errors import WarrantError
+from ..core.keys import KeyFormatError
+from . import agent as cli_agent
+from . import authority as cli_authority
+from . import demo as cli_demo
+from . import lab as cli_lab
+from . import net as cli_net
+from . import observe as cli_observe
+from . import policy as cli_policy
+from . import relay as cli_relay
 
 app = typer.Typer(
     name="warrant",

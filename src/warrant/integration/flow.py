@@ -36,8 +36,8 @@ import uuid as uuidlib
 from dataclasses import dataclass, field
 from typing import Any
 
-from .constants import REASONS, Reason, Verdict
-from .receiver import Authority, Outcome
+from ..core.constants import REASONS, Reason, Verdict
+from ..core.receiver import Authority, Outcome
 
 # Hubble's DropReason enum (cilium api/v1/flow/flow.proto), the values Warrant uses.
 HUBBLE_DROP_REASONS: dict[str, int] = {

@@ -6,11 +6,13 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from . import topology
+from ..demo import topology
 
 
 def register(app: typer.Typer) -> None:
-    lab = typer.Typer(help="The multi-domain lab in network namespaces (needs root).", no_args_is_help=True)
+    lab = typer.Typer(
+        help="The multi-domain lab in network namespaces (needs root).", no_args_is_help=True
+    )
     app.add_typer(lab, name="lab")
     console = Console()
 

@@ -100,7 +100,10 @@ def up() -> None:
         for link in LINKS:
             _ip("link", "add", link.if1, "netns", link.ns1, "type", "veth",
                 "peer", "name", link.if2, "netns", link.ns2)  # fmt: skip
-            for ns, ifname, addr in ((link.ns1, link.if1, link.addr1), (link.ns2, link.if2, link.addr2)):
+            for ns, ifname, addr in (
+                (link.ns1, link.if1, link.addr1),
+                (link.ns2, link.if2, link.addr2),
+            ):
                 _ip("addr", "add", addr, "dev", ifname, ns=ns)
                 _ip("link", "set", ifname, "up", ns=ns)
         for name in WORKLOAD_HOSTS:

@@ -27,19 +27,24 @@ from typing import Annotated
 
 import typer
 
-from . import keys
-from .cli_observe import DEFAULT_STORE
-from .crd_policy import PolicyWatcher, load_any
+from ..core import keys
+from ..integration.crd_policy import PolicyWatcher, load_any
+from .observe import DEFAULT_STORE
 
 
 def agent_cmd(
     iface: Annotated[str, typer.Option("--iface", help="Interface to enforce on.")],
-    policy: Annotated[Path, typer.Option("--policy", metavar="POLICY.yaml", help="Admission policy.")],
+    policy: Annotated[
+        Path, typer.Option("--policy", metavar="POLICY.yaml", help="Admission policy.")
+    ],
     key: Annotated[Path, typer.Option("--key", metavar="SEC", help="Receiver secret key file.")],
     port: Annotated[
-        list[int] | None, typer.Option("--port", min=1, max=65535, help="Warrant UDP port (repeat).")
+        list[int] | None,
+        typer.Option("--port", min=1, max=65535, help="Warrant UDP port (repeat)."),
     ] = None,
-    host: Annotated[str, typer.Option("--host", help="Address the Warrant sockets bind.")] = "0.0.0.0",
+    host: Annotated[
+        str, typer.Option("--host", help="Address the Warrant sockets bind.")
+    ] = "0.0.0.0",
     tc: Annotated[bool, typer.Option("--tc", help="Attach at TC ingress instead of XDP.")] = False,
     xdp_mode: Annotated[str, typer.Option("--xdp-mode", help="auto, native or generic.")] = "auto",
     pin_root: Annotated[str, typer.Option("--pin-root", help="bpffs directory for the maps.")] = (
@@ -52,13 +57,21 @@ def agent_cmd(
     detach: Annotated[bool, typer.Option("--detach", help="Remove the program on exit.")] = False,
     flows: Annotated[
         str,
-        typer.Option("--flows", metavar="PATH", envvar="WARRANT_FLOW_STORE",
-                     help="Flow store (SQLite) for every verdict; '' for none."),
+        typer.Option(
+            "--flows",
+            metavar="PATH",
+            envvar="WARRANT_FLOW_STORE",
+            help="Flow store (SQLite) for every verdict; '' for none.",
+        ),
     ] = DEFAULT_STORE,
     metrics_port: Annotated[
         int | None,
-        typer.Option("--metrics-port", min=0, max=65535,
-                     help="Serve Prometheus /metrics on this port (0: any free port)."),
+        typer.Option(
+            "--metrics-port",
+            min=0,
+            max=65535,
+            help="Serve Prometheus /metrics on this port (0: any free port).",
+        ),
     ] = None,
     metrics_addr: Annotated[
         str, typer.Option("--metrics-addr", help="Address the metrics endpoint binds.")
@@ -68,14 +81,17 @@ def agent_cmd(
     ] = None,
     anchors_dir: Annotated[
         Path | None,
-        typer.Option("--anchors-dir", metavar="DIR",
-                     help="Where the policy's relative anchor file is read (default: beside it)."),
+        typer.Option(
+            "--anchors-dir",
+            metavar="DIR",
+            help="Where the policy's relative anchor file is read (default: beside it).",
+        ),
     ] = None,
 ) -> None:
     """Enforce Warrant in the kernel on IFACE and admit sessions from user space."""
-    from .datapath.agent import Agent
-    from .flowstore import FlowStore
-    from .metrics import Metrics, start_metrics_server
+    from ..datapath.agent import Agent
+    from ..integration.flowstore import FlowStore
+    from ..integration.metrics import Metrics, start_metrics_server
 
     try:
         ifindex = socket.if_nametoindex(iface)

@@ -1,0 +1,1 @@
+"""Thin asyncio shells around the sans-I/O core: the UDP endpoint and the relay."""
