@@ -8,6 +8,7 @@ Python cannot drift.
 
 from __future__ import annotations
 
+import os
 import shutil
 import subprocess
 from pathlib import Path
@@ -63,7 +64,8 @@ def build(name: str, force: bool = False) -> Path:
     if clang is None:
         raise BuildError("clang not found (run scripts/setup.sh)")
     BUILD_DIR.mkdir(exist_ok=True)
-    tmp = out.with_suffix(".o.tmp")
+    # A per-process temporary: concurrent builds (parallel test runs) never share one.
+    tmp = out.with_suffix(f".o.{os.getpid()}.tmp")
     proc = subprocess.run(
         [clang, *CFLAGS, "-c", str(src), "-o", str(tmp)], capture_output=True, text=True
     )
