@@ -31,7 +31,7 @@ from .constants import (
     Verdict,
 )
 from .cookie import CookieJar
-from .credential import Verifier
+from .credential import VerifiedChain, Verifier
 from .errors import WarrantError
 from .hop import PathHop, verify_data_hops, verify_statements
 from .kdf import session_id as derive_session_id
@@ -277,32 +277,50 @@ class Receiver:
         )
         try:
             return self._open(init, out, source, dst_port, now)
-        except WarrantError as exc:  # raised by the verifier, hop checks, claim or AEAD
+        except WarrantError as exc:  # every step of _open refuses by raising
             out.reason, out.detail = exc.reason, exc.detail
             return out
 
     def _open(
         self, init: InitPacket, out: Outcome, source: Address, dst_port: int, now: float
     ) -> Outcome:
-        def drop(reason: Reason, detail: str = "") -> Outcome:
-            out.reason, out.detail = reason, detail
-            return out
+        """SPEC 6.2 steps 2-14, one method per step group; each refuses by raising."""
+        self._check_receiver(init)  # step 2
+        self._check_freshness(init, out, source, now)  # steps 3-5
+        self._check_load(init, out, source, now)  # steps 6-7
+        chain = self._verify_chain(init, now)  # steps 8-9
+        claim = self._authorize_claim(init, chain, dst_port)  # step 10
+        th = transcript(init.signed_region(), init.holder_sig)
+        path = verify_statements(init, th, self.key_id, self._x_secret, self.policy.trust)  # 11
+        rule = self._apply_policy(chain, claim, path)  # step 12
+        session, payload = self._derive_session(init, th, chain, claim, path, rule, now)  # 13
+        self._install(session, payload, now)  # step 14
+        out.verdict, out.payload, out.authority = Verdict.ADMIT, payload, session.authority
+        return out
 
+    def _check_receiver(self, init: InitPacket) -> None:
         if init.receiver_id != self.key_id:
-            return drop(Reason.WRONG_RECEIVER, f"addressed to key id {init.receiver_id.hex()}")
+            raise WarrantError(
+                Reason.WRONG_RECEIVER, f"addressed to key id {init.receiver_id.hex()}"
+            )
+
+    def _check_freshness(self, init: InitPacket, out: Outcome, source: Address, now: float) -> None:
+        """Timestamp window, session id derivation, and not a replay of a known opening."""
         ts = init.timestamp_ms / 1000.0
         if ts > now + CLOCK_SKEW:
-            return drop(Reason.NOT_YET_VALID, "session opening stamped in the future")
+            raise WarrantError(Reason.NOT_YET_VALID, "session opening stamped in the future")
         if ts < now - INIT_MAX_AGE - CLOCK_SKEW:
-            return drop(Reason.TOO_OLD, "stale session opening")
+            raise WarrantError(Reason.TOO_OLD, "stale session opening")
         if ts < self.started_at:
             out.reply = self._reject(Reason.TOO_OLD, init.session_id, source, now)
-            return drop(Reason.TOO_OLD, "session opening predates this receiver's state")
+            raise WarrantError(Reason.TOO_OLD, "session opening predates this receiver's state")
         if derive_session_id(init.eph_public, init.receiver_id, init.credential) != init.session_id:
-            return drop(Reason.BAD_SESSION_ID)
+            raise WarrantError(Reason.BAD_SESSION_ID)
         if self.sessions.seen(init.session_id):
-            return drop(Reason.REPLAY, "session already opened")
+            raise WarrantError(Reason.REPLAY, "session already opened")
 
+    def _check_load(self, init: InitPacket, out: Outcome, source: Address, now: float) -> None:
+        """Cookie under load, then the per-source opening rate: both before any signature."""
         self._init_meter.add(now)
         if self.under_load(now):
             verdict = self.cookies.check(source, init.cookie_region(), init.cookie_mac, now)
@@ -310,29 +328,37 @@ class Receiver:
                 out.reply = self.cookies.reply(
                     source, init.session_id, init.eph_public, now
                 ).encode()
-                return drop(verdict, "under load: answer the cookie")
+                raise WarrantError(verdict, "under load: answer the cookie")
         if not self._init_limiter.take(source[0], now):
-            return drop(Reason.RATE_LIMITED, "too many session openings from this source")
+            raise WarrantError(Reason.RATE_LIMITED, "too many session openings from this source")
 
+    def _verify_chain(self, init: InitPacket, now: float) -> VerifiedChain:
+        """The credential (SPEC 4.4), then proof that the sender holds its final key."""
         chain = self.verifier.verify(init.credential, now)
         try:
             nacl.signing.VerifyKey(chain.holder).verify(
                 SIG_CONTEXT_INIT + init.signed_region(), init.holder_sig
             )
         except (nacl.exceptions.BadSignatureError, ValueError):
-            return drop(Reason.BAD_HOLDER_PROOF)
+            raise WarrantError(Reason.BAD_HOLDER_PROOF) from None
+        return chain
+
+    def _authorize_claim(self, init: InitPacket, chain: VerifiedChain, dst_port: int) -> Claim:
         claim = Claim.decode(init.claim)
         if claim.port != dst_port:
-            return drop(Reason.PORT_MISMATCH, f"claims port {claim.port}, sent to {dst_port}")
+            raise WarrantError(
+                Reason.PORT_MISMATCH, f"claims port {claim.port}, sent to {dst_port}"
+            )
         if not chain.rights.grants_operation(claim.operation):
-            return drop(Reason.OPERATION_NOT_GRANTED, f"{claim.operation!r} not granted")
+            raise WarrantError(Reason.OPERATION_NOT_GRANTED, f"{claim.operation!r} not granted")
         if not chain.rights.grants_destination(claim.service, claim.port):
-            return drop(Reason.DESTINATION_NOT_GRANTED, f"{claim.service}:{claim.port} not granted")
+            raise WarrantError(
+                Reason.DESTINATION_NOT_GRANTED, f"{claim.service}:{claim.port} not granted"
+            )
+        return claim
 
-        th = transcript(init.signed_region(), init.holder_sig)
-        path: list[PathHop] = verify_statements(
-            init, th, self.key_id, self._x_secret, self.policy.trust
-        )
+    def _apply_policy(self, chain: VerifiedChain, claim: Claim, path: list[PathHop]) -> str | None:
+        """The receiver's policy and path constraints; the matching rule's name."""
         decision = self.policy.decide(
             chain.scope,
             chain.anchor.anchor_id.hex(),
@@ -343,8 +369,20 @@ class Receiver:
             chain.rights,
         )
         if decision.reason != Reason.OK:
-            return drop(decision.reason, decision.detail)
+            raise WarrantError(decision.reason, decision.detail)
+        return decision.rule
 
+    def _derive_session(
+        self,
+        init: InitPacket,
+        th: bytes,
+        chain: VerifiedChain,
+        claim: Claim,
+        path: list[PathHop],
+        rule: str | None,
+        now: float,
+    ) -> tuple[Session, bytes | None]:
+        """Session keys from the ephemeral exchange; the first payload opened under them."""
         ks = session_keys(x25519(self._x_secret, init.eph_public), th)
         payload = open_sealed(ks.aead, 0, init.ciphertext) if init.ciphertext else None
         session = Session(
@@ -364,21 +402,23 @@ class Receiver:
                 if chain.anchor.not_after is None
                 else chain.anchor.not_after + CLOCK_SKEW,
             ),
-            rule=decision.rule,
+            rule=rule,
             bucket=(  # burst of one second's worth; rate 0 admits no DATA at all
                 TokenBucket(chain.rights.rate, float(chain.rights.rate), now)
                 if chain.rights.rate is not None
                 else None
             ),
         )
+        return session, payload
+
+    def _install(self, session: Session, payload: bytes | None, now: float) -> None:
+        """Into the table with seq 0 (the INIT's payload) already seen."""
         session.window.update(0)
         if not self.sessions.add(session, now):
-            return drop(Reason.SESSION_TABLE_FULL)
+            raise WarrantError(Reason.SESSION_TABLE_FULL)
         session.authority = Authority.of(session)
         if payload is not None:
             session.packets, session.bytes = 1, len(payload)
-        out.verdict, out.payload, out.authority = Verdict.ADMIT, payload, session.authority
-        return out
 
 
 def _kind_name(packet: bytes) -> str:
