@@ -188,93 +188,81 @@ def encode_body(scope: str | None, anchor: bytes | None, holder: bytes, grant: G
 
 
 def _str_list(value: Any, what: str) -> tuple[str, ...]:
-    if isinstance(value, list):
-        for v in value:
-            if not isinstance(v, str):
-                break
-        else:
-            return tuple(value)
-    raise _malformed(f"{what} must be a list of strings")
+    """A list of strings, strictly increasing (the encoder writes sorted(set(...)))."""
+    if type(value) is not list:
+        raise _malformed(f"{what} must be a list of strings")
+    prev = None
+    for v in value:
+        if type(v) is not str:
+            raise _malformed(f"{what} must be a list of strings")
+        if prev is not None and not prev < v:
+            raise _malformed("link body is not in deterministic encoding")
+        prev = v
+    return tuple(value)
 
 
 def _uint(value: Any, what: str) -> int:
-    if type(value) is int and value >= 0:
+    if type(value) is int and value >= 0:  # type(), not isinstance: a bool is no integer here
         return value
-    if not isinstance(value, int) or isinstance(value, bool) or value < 0:
-        raise _malformed(f"{what} must be an unsigned integer")
-    return value
-
-
-def _port(p: Any) -> bool:
-    return isinstance(p, int) and not isinstance(p, bool)
+    raise _malformed(f"{what} must be an unsigned integer")
 
 
 def _destinations(value: Any) -> tuple[Destination, ...]:
-    if not isinstance(value, list):
+    """[[service, port] | [service, lo, hi], ...], sorted, distinct, [s, p] for one port."""
+    if type(value) is not list:
         raise _malformed("destinations must be a list")
     out = []
+    last: tuple[Any, ...] = ()
     for item in value:
         if (
-            not isinstance(item, list)
+            type(item) is not list
             or not 2 <= len(item) <= 3
-            or not isinstance(item[0], str)
-            or not _port(item[1])
-            or (len(item) == 3 and not _port(item[2]))
+            or type(item[0]) is not str
+            or type(item[1]) is not int
+            or (len(item) == 3 and type(item[2]) is not int)
         ):
             raise _malformed("destination must be [service, port] or [service, lo, hi]")
-        lo = item[1]
-        hi = item[2] if len(item) == 3 else lo
-        out.append(Destination(item[0], lo, hi))
+        service, lo, hi = item[0], item[1], item[-1]
+        this = (service, lo, hi)
+        if (len(item) == 3 and lo == hi) or (last and not last < this):
+            raise _malformed("link body is not in deterministic encoding")
+        last = this
+        out.append(Destination(service, lo, hi))
     return tuple(out)
 
 
-def _increasing(values: list[Any]) -> bool:
-    """values == sorted(set(values))."""
-    for i in range(1, len(values)):  # noqa: SIM110 - cheaper than all() over a generator
-        if not values[i - 1] < values[i]:
-            return False
-    return True
+def _split_credential(data: bytes) -> list[bytes] | None:
+    """The items after the version of [1, body_1, sig_1, ...] in its deterministic
+    encoding, read straight from the bytes; None for anything else.
 
-
-def _deterministic(m: dict[Any, Any], body: bytes) -> bool:
-    """encode_body(<what m decodes to>) == body, without building that encoding.
-
-    Only for an `m = cbor2.loads(body)` that passed every other check of
-    Link.decode.  encode_body emits the keys in ascending order, every string
-    list as sorted(set(list)), the destinations sorted and deduplicated with
-    [service, port] for a single port, and everything else as decoded, through
-    cbor2's default encoder.  Since a CBOR round trip of ints, strings, bytes,
-    lists and maps is the identity, its bytes equal `body` exactly when m is
-    already in that normal form (exact int keys, ascending; lists strictly
-    increasing; destinations normalised) and cbor2 re-encodes m to `body`.
+    Deterministic CBOR of an array of the int 1 and byte strings is one
+    shortest-form header per item and nothing more, so this strict reading
+    both decodes and proves the encoding (no re-encoding needed).  None sends
+    the caller to the general decoder, which names what is wrong.
     """
-    prev = -1
-    for k in m:
-        if type(k) is not int or k <= prev:
-            return False
-        prev = k
-    for k in (K_OPS, K_ALLOWED, K_REQUIRED, K_FORBIDDEN):
-        values = m.get(k)
-        if values is not None and not _increasing(values):
-            return False
-    dsts = m.get(K_DSTS)
-    if dsts is not None:
-        last: tuple[Any, ...] = ()
-        for item in dsts:
-            if len(item) == 3 and item[1] == item[2]:
-                return False
-            this = (item[0], item[1], item[-1])
-            if last and not last < this:
-                return False
-            last = this
-    return bool(cbor2.dumps(m) == body)
-
-
-def _int_keys(m: dict[Any, Any]) -> bool:
-    for k in m:  # noqa: SIM110 - a plain loop is cheaper than all() over a generator
-        if not isinstance(k, int):
-            return False
-    return True
+    n = len(data)
+    count = data[0] - 0x80 if n > 2 else 0  # array header, up to 23 items
+    if not 3 <= count <= 23 or data[1] != CREDENTIAL_VERSION:
+        return None
+    pos, out = 2, []
+    for _ in range(count - 1):
+        if pos >= n:
+            return None
+        h = data[pos]
+        if 0x40 <= h < 0x58:  # byte string, length in the header
+            size, pos = h - 0x40, pos + 1
+        elif h == 0x58 and pos + 1 < n and data[pos + 1] >= 24:
+            size, pos = data[pos + 1], pos + 2
+        elif h == 0x59 and pos + 2 < n and data[pos + 1]:
+            size, pos = (data[pos + 1] << 8) | data[pos + 2], pos + 3
+        else:
+            return None
+        end = pos + size
+        if end > n:
+            return None
+        out.append(data[pos:end])
+        pos = end
+    return out if pos == n else None
 
 
 @dataclass(frozen=True)
@@ -294,39 +282,57 @@ class Link:
 
     @classmethod
     def _decode(cls, body: bytes, signature: bytes, root: bool) -> Link:
+        # Decoded once with cbor2's C decoder; the deterministic encoding is
+        # proven by the checks below (key order, sorted distinct lists,
+        # normalised destinations) plus one C re-encode compared with `body`:
+        # a CBOR round trip of ints, strings, bytes, lists and maps is the
+        # identity, so equal bytes mean `body` is what encode_body writes.
         try:
             m = cbor2.loads(body)
         except Exception as exc:  # cbor2 raises several types on garbage
             raise _malformed(f"link body is not CBOR ({type(exc).__name__})") from None
-        if not isinstance(m, dict) or not _int_keys(m):
+        if type(m) is not dict:
             raise _malformed("link body must be a map with integer keys")
-        if not m.keys() <= _LINK_KEYS:
-            raise _malformed(f"unknown link field(s) {sorted(set(m) - _LINK_KEYS)}")
+        prev = -1
+        for k, v in m.items():
+            if type(k) is not int:
+                raise _malformed("link body must be a map with integer keys")
+            if k not in _LINK_KEYS:
+                raise _malformed(f"unknown link field {k}")
+            if k <= prev:
+                raise _malformed("link body is not in deterministic encoding")
+            if v is None:  # a field is stated or absent, never null
+                raise _malformed(f"link field {k} is null")
+            prev = k
         if root != (K_SCOPE in m) or root != (K_ANCHOR in m):
             raise _malformed("scope and anchor appear in the root link and only there")
         holder = m.get(K_HOLDER)
-        if not isinstance(holder, bytes) or len(holder) != PUBKEY_LEN:
+        if type(holder) is not bytes or len(holder) != PUBKEY_LEN:
             raise _malformed("holder must be a 32-byte key")
         scope = anchor = None
         if root:
-            if not isinstance(m[K_SCOPE], str):
+            if type(m[K_SCOPE]) is not str:
                 raise _malformed("scope must be a string")
             scope = check_scope(m[K_SCOPE])
             anchor = m[K_ANCHOR]
-            if not isinstance(anchor, bytes) or len(anchor) != ANCHOR_ID_LEN:
+            if type(anchor) is not bytes or len(anchor) != ANCHOR_ID_LEN:
                 raise _malformed("anchor id must be 8 bytes")
+        get = m.get
+        ops, dsts, nbf, exp = get(K_OPS), get(K_DSTS), get(K_NBF), get(K_EXP)
+        hops, allowed, required = get(K_HOPS), get(K_ALLOWED), get(K_REQUIRED)
+        forbidden, rate = get(K_FORBIDDEN), get(K_RATE)
         grant = Grant(
-            operations=_str_list(m[K_OPS], "operations") if K_OPS in m else None,
-            destinations=_destinations(m[K_DSTS]) if K_DSTS in m else None,
-            not_before=_uint(m[K_NBF], "not_before") if K_NBF in m else None,
-            expires=_uint(m[K_EXP], "expires") if K_EXP in m else None,
-            max_hops=_uint(m[K_HOPS], "max_hops") if K_HOPS in m else None,
-            allowed_domains=_str_list(m[K_ALLOWED], "allowed") if K_ALLOWED in m else None,
-            required_domains=_str_list(m[K_REQUIRED], "required") if K_REQUIRED in m else None,
-            forbidden_domains=_str_list(m[K_FORBIDDEN], "forbidden") if K_FORBIDDEN in m else None,
-            rate=_uint(m[K_RATE], "rate") if K_RATE in m else None,
+            operations=None if ops is None else _str_list(ops, "operations"),
+            destinations=None if dsts is None else _destinations(dsts),
+            not_before=None if nbf is None else _uint(nbf, "not_before"),
+            expires=None if exp is None else _uint(exp, "expires"),
+            max_hops=None if hops is None else _uint(hops, "max_hops"),
+            allowed_domains=None if allowed is None else _str_list(allowed, "allowed"),
+            required_domains=None if required is None else _str_list(required, "required"),
+            forbidden_domains=None if forbidden is None else _str_list(forbidden, "forbidden"),
+            rate=None if rate is None else _uint(rate, "rate"),
         )
-        if not _deterministic(m, body):
+        if cbor2.dumps(m) != body:
             raise _malformed("link body is not in deterministic encoding")
         return cls(body, signature, holder, grant, scope, anchor)
 
@@ -432,6 +438,19 @@ class Credential:
 
     @classmethod
     def _decode(cls, data: bytes) -> Credential:
+        items = _split_credential(data) if type(data) is bytes else None
+        if items is None or len(items) // 2 > MAX_CHAIN_LINKS:
+            return cls._decode_general(data)
+        links = []
+        for i in range(0, len(items), 2):
+            if len(items[i + 1]) != SIGNATURE_LEN:
+                raise _malformed("signature must be 64 bytes")
+            links.append(Link.decode(items[i], items[i + 1], root=(i == 0)))
+        return cls(tuple(links))
+
+    @classmethod
+    def _decode_general(cls, data: bytes) -> Credential:
+        """Any CBOR: refuses with the precise reason, accepts only the deterministic encoding."""
         try:
             items = cbor2.loads(data)
         except Exception as exc:
