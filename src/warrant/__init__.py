@@ -1,3 +1,8 @@
 """Warrant: a network protocol whose packets carry their own authority."""
 
-__version__ = "0.1.0"
+from importlib.metadata import PackageNotFoundError, version
+
+try:
+    __version__ = version("warrant")  # pyproject.toml is the only place the version is written
+except PackageNotFoundError:  # imported from a source tree that was never installed
+    __version__ = "0+unknown"
