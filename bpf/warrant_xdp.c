@@ -84,13 +84,37 @@ static __always_inline int warrant_check_data(struct warrant_data *d, __u8 *data
 	return warrant_replay_update(w, d->seq);
 }
 
+/* What the attach point knows about the frame beyond its bytes. */
+struct warrant_meta {
+	void *ctx;     /* XDP: for bpf_check_mtu against the ingress device */
+	__u32 segs;    /* TC: datagrams in the skb (gso_segs; 0 = not yet counted); XDP: 1 */
+	__u8 unread;   /* TC: the headers could not be made linear (failed pull) */
+};
+
+/* Several datagrams in one frame (SPEC 3: MERGED_FRAME).  TC sees the GSO count; XDP
+ * sees no skb, so generic XDP (which runs after GRO) can only tell a merged frame by an
+ * IP length above the ingress device's MTU (merges that fit in the MTU pass unseen). */
+static __always_inline int warrant_merged(struct warrant_meta *m, struct warrant_frame *f,
+					  int xdp)
+{
+	if (!xdp)
+		return m->segs != 1;
+	__u32 mtu = f->ip_len; /* input: an L3 length to check against the device's MTU */
+	return bpf_check_mtu(m->ctx, 0, &mtu, 0, 0) == BPF_MTU_CHK_RET_FRAG_NEEDED;
+}
+
 /* The whole decision for one frame.  Returns a verdict; ev holds reason and context. */
 static __always_inline int warrant_decide(__u8 *data, __u8 *data_end, __u32 pkt_len,
+					  struct warrant_meta *m, int xdp,
 					  struct warrant_event *ev, struct warrant_frame *f)
 {
 	struct warrant_data d;
 	int reason;
 
+	if (m->unread) { /* fail closed: nothing was judged */
+		ev->reason = WARRANT_REASON_UNPARSED_FRAME;
+		return WARRANT_VERDICT_DROP;
+	}
 	reason = warrant_parse_frame(data, data_end, pkt_len, f);
 	if (reason == WARRANT_REASON_NOT_WARRANT) {
 		ev->reason = reason;
@@ -100,11 +124,12 @@ static __always_inline int warrant_decide(__u8 *data, __u8 *data_end, __u32 pkt_
 	ev->daddr = f->daddr;
 	ev->sport = f->sport;
 	ev->dport = f->dport;
+	if (reason == WARRANT_REASON_OK && warrant_merged(m, f, xdp))
+		reason = WARRANT_REASON_MERGED_FRAME;
 	if (reason != WARRANT_REASON_OK) {
 		ev->reason = reason;
 		return WARRANT_VERDICT_DROP;
 	}
-	ev->saddr = f->saddr;
 	ev->len = f->len;
 
 	d.kind = 0;
@@ -131,11 +156,11 @@ static __always_inline int warrant_decide(__u8 *data, __u8 *data_end, __u32 pkt_
  * REJECT (reject.h: the reason asks for one and this CPU's bucket has a token), the
  * frame has been rewritten into it and *reject_len is its new length. */
 static __always_inline int warrant_run(__u8 *data, __u8 *data_end, __u32 pkt_len,
-				       __u32 *reject_len)
+				       struct warrant_meta *m, int xdp, __u32 *reject_len)
 {
 	struct warrant_event ev = {};
 	struct warrant_frame f = {};
-	int verdict = warrant_decide(data, data_end, pkt_len, &ev, &f);
+	int verdict = warrant_decide(data, data_end, pkt_len, m, xdp, &ev, &f);
 	ev.verdict = verdict;
 	*reject_len = 0;
 	if (!warrant_reject_wanted(ev.verdict, ev.reason)) {
@@ -161,7 +186,8 @@ int warrant_xdp(struct xdp_md *ctx)
 	__u8 *data = (__u8 *)(long)ctx->data;
 	__u8 *data_end = (__u8 *)(long)ctx->data_end;
 	__u32 reject_len;
-	int verdict = warrant_run(data, data_end, (__u32)(data_end - data), &reject_len);
+	struct warrant_meta m = {.ctx = ctx, .segs = 1};
+	int verdict = warrant_run(data, data_end, (__u32)(data_end - data), &m, 1, &reject_len);
 	if (reject_len) {
 		/* the REJECT is at the front of the frame; cut the rest and send it back */
 		if (bpf_xdp_adjust_tail(ctx, (int)reject_len - (int)(data_end - data)))
@@ -171,21 +197,23 @@ int warrant_xdp(struct xdp_md *ctx)
 	return verdict == WARRANT_VERDICT_DROP ? XDP_DROP : XDP_PASS;
 }
 
-/* Headers the core reads: Ethernet, one VLAN tag, IPv4 with options, UDP, the DATA
+/* Bytes the core reads: frame headers up to the parse horizon (wire.h), the DATA
  * header and MAX_HOPS records. */
-#define WARRANT_TC_PULL (14 + 4 + 60 + 8 + WARRANT_DATA_HEADER_LEN + \
+#define WARRANT_TC_PULL (WARRANT_DP_PARSE_HORIZON + WARRANT_DATA_HEADER_LEN + \
 			 WARRANT_MAX_HOPS * WARRANT_HOP_RECORD_LEN)
 
 SEC("tc")
 int warrant_tc(struct __sk_buff *skb)
 {
 	__u32 len = skb->len;
-	/* Make the headers linear before taking packet pointers (never after). */
-	bpf_skb_pull_data(skb, len < WARRANT_TC_PULL ? len : WARRANT_TC_PULL);
+	struct warrant_meta m = {.ctx = skb, .segs = skb->gso_size ? skb->gso_segs : 1};
+	/* Make the headers linear before taking packet pointers (never after).  A failed
+	 * pull (no memory) leaves them unreadable: the frame is dropped, not passed. */
+	m.unread = bpf_skb_pull_data(skb, len < WARRANT_TC_PULL ? len : WARRANT_TC_PULL) != 0;
 	__u8 *data = (__u8 *)(long)skb->data;
 	__u8 *data_end = (__u8 *)(long)skb->data_end;
 	__u32 reject_len;
-	int verdict = warrant_run(data, data_end, len, &reject_len);
+	int verdict = warrant_run(data, data_end, len, &m, 0, &reject_len);
 	if (reject_len) {
 		/* Cut after the REJECT and send it out of the interface it came in on
 		 * (egress): the TC analogue of XDP_TX.  A redirect rather than a clone:

@@ -136,3 +136,39 @@ def test_hop_vector_in_the_kernel(runner, case: dict[str, Any]) -> None:  # type
     want = Reason[case["expect"]]  # every expectation here is a step 1-7 reason
     assert (ev.reason, ev.verdict) == (want, Verdict.ADMIT if want == Reason.OK else Verdict.DROP)
     assert retval == (XDP_PASS if want == Reason.OK else XDP_TX if want in REJECTED else XDP_DROP)
+
+
+FRAMES = Path(__file__).resolve().parent.parent / "vectors" / "frames.json"
+FDOC: dict[str, Any] = json.loads(FRAMES.read_text()) if FRAMES.exists() else {"cases": []}
+TC_OK, TC_SHOT, TC_REDIRECT = 0, 2, 7
+
+
+@pytest.mark.skipif(not FDOC["cases"], reason="vectors/frames.json not present")
+def test_frame_vectors_in_the_kernel(runner) -> None:  # type: ignore[no-untyped-def]
+    """vectors/frames.json (IPv4, IPv6, VLAN stacks, fragments, merged skbs) through XDP
+    and TC: verdict, reason and the bytes of each REJECT built in place.  Cases with an
+    `skb` (GSO count and size) run at TC only: XDP has no skb."""
+    from warrant.datapath import libbpf
+
+    with runner.open(pin_root=None) as dp:
+        dp.set_ports(FDOC["ports"])
+        dp.set_time(1_800_000_000)
+        dp.set_config(admit_sample=1, pass_events=True, budget=False)
+        xdp = libbpf.TestRunner(dp.xdp_fd, 4096, data_out=True)
+        tc = libbpf.TestRunner(dp.tc_fd, 4096, data_out=True)
+        for case in FDOC["cases"]:
+            frame = bytes.fromhex(case["frame_hex"])
+            verdict, reason = Verdict[case["verdict"]], Reason[case["reason"]]
+            reply = bytes.fromhex(case["reply_hex"]) if "reply_hex" in case else None
+            skb = case.get("skb")
+            runs = [(tc, libbpf.skb_ctx(**skb), TC_SHOT, TC_REDIRECT, TC_OK)] if skb else [
+                (xdp, None, XDP_DROP, XDP_TX, XDP_PASS), (tc, None, TC_SHOT, TC_REDIRECT, TC_OK)]  # fmt: skip
+            for run, ctx, drop, tx, ok in runs:
+                where = f"{case['name']} ({case['note']}) at {'TC' if run is tc else 'XDP'}"
+                retval, _ = run.run(frame, ctx=ctx)
+                (ev,) = dp.events()
+                assert (ev.verdict, ev.reason) == (verdict, reason), where
+                if reply is not None:
+                    assert retval == tx and run.output() == reply, where
+                else:
+                    assert retval == (drop if verdict == Verdict.DROP else ok), where

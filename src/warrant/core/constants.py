@@ -102,7 +102,10 @@ DP_EVENT_BUDGET = 4096  # ring-buffer events per CPU per tick; beyond, floods ar
 DP_REPLAY_SLOT_BITS = 32  # kernel window: 4096 bits as 128 slots of (u32 tag, 32 bits), lock-free
 DP_REJECT_RATE = 1000  # kernel REJECTs (SPEC 6.1 steps 2-3) per second per CPU; beyond, silent drop
 DP_REJECT_BURST = 64  # kernel REJECTs a CPU may send back to back before the rate applies
-DP_REJECT_TTL = 64  # IPv4 TTL of a REJECT the kernel builds in place
+DP_REJECT_TTL = 64  # IPv4 TTL (IPv6 hop limit) of a REJECT the kernel builds in place
+DP_MAX_VLAN_TAGS = 2  # 802.1Q / 802.1ad tags parsed in front of IP; a deeper stack is dropped
+DP_MAX_IPV6_EXT = 4  # IPv6 extension headers walked to find UDP; a longer chain is dropped
+DP_PARSE_HORIZON = 256  # the UDP header must end within this many bytes of the frame's start
 
 # ---- key derivation personalisations (BLAKE2b "person", 16 bytes max) -----------
 PERSON_SESSION_ID = b"warrant1-sid"
@@ -171,6 +174,9 @@ class Reason(IntEnum):
     DOMAIN_NOT_ALLOWED = 33
     PORT_MISMATCH = 34
     SESSION_TABLE_FULL = 35
+    MERGED_FRAME = 36
+    FRAGMENTED = 37
+    UNPARSED_FRAME = 38
 
 
 REASONS: dict[Reason, ReasonInfo] = {
@@ -291,6 +297,24 @@ REASONS: dict[Reason, ReasonInfo] = {
             "no room for another session",
             ("P9",),
             "CT_MAP_INSERTION_FAILED",
+        ),
+        (
+            Reason.MERGED_FRAME,
+            "several datagrams merged into one frame (GRO/GSO): not judged one by one",
+            ("P10",),
+            "INVALID_PACKET_DROPPED",
+        ),
+        (
+            Reason.FRAGMENTED,
+            "IP fragment of a datagram to a Warrant port",
+            ("P10",),
+            "INVALID_PACKET_DROPPED",
+        ),
+        (
+            Reason.UNPARSED_FRAME,
+            "frame headers the datapath cannot read to the UDP port: dropped unjudged",
+            ("P10",),
+            "INVALID_PACKET_DROPPED",
         ),
     ]
 }

@@ -11,6 +11,7 @@ import ctypes
 import ctypes.util
 import errno
 import os
+import struct
 from collections.abc import Callable
 from typing import Any
 
@@ -127,6 +128,7 @@ def lib() -> ctypes.CDLL:
         "bpf_tc_hook_destroy": (c_int, [ctypes.POINTER(TcHook)]),
         "bpf_tc_attach": (c_int, [ctypes.POINTER(TcHook), ctypes.POINTER(TcOpts)]),
         "bpf_tc_detach": (c_int, [ctypes.POINTER(TcHook), ctypes.POINTER(TcOpts)]),
+        "bpf_tc_query": (c_int, [ctypes.POINTER(TcHook), ctypes.POINTER(TcOpts)]),
         "ring_buffer__new": (c_void_p, [c_int, SampleFn, c_void_p, c_void_p]),
         "ring_buffer__poll": (c_int, [c_void_p, c_int]),
         "ring_buffer__consume": (c_int, [c_void_p]),
@@ -278,13 +280,19 @@ class TestRunner:
         self._run = lib().bpf_prog_test_run_opts
         self._ref = ctypes.byref(self._opts)
         self.max_len = max_len
+        self._ctx: ctypes.Array[ctypes.c_char] | None = None  # kept alive across the call
 
-    def run(self, data: bytes, repeat: int = 1) -> tuple[int, int]:
+    def run(self, data: bytes, repeat: int = 1, ctx: bytes | None = None) -> tuple[int, int]:
+        """Run the program on `data`; `ctx` is its context as the kernel takes it in
+        (`skb_ctx` for TC, `xdp_ctx` for XDP), or None for the defaults."""
         n = len(data)
         if n > self.max_len:
             raise ValueError(f"frame of {n} bytes above {self.max_len}")
         ctypes.memmove(self._buf, data, n)
         self._opts.data_size_in = n
+        self._ctx = None if ctx is None else ctypes.create_string_buffer(ctx, len(ctx))
+        self._opts.ctx_in = None if self._ctx is None else ctypes.cast(self._ctx, c_void_p)
+        self._opts.ctx_size_in = 0 if ctx is None else len(ctx)
         # the kernel writes the output size back; with a buffer, it is the buffer's size
         self._opts.data_size_out = len(self._out) if self._out is not None else 0
         self._opts.repeat = repeat
@@ -298,6 +306,25 @@ class TestRunner:
         if self._out is None:
             raise ValueError("TestRunner(data_out=True) keeps the output frame")
         return self._out.raw[: self._opts.data_size_out]
+
+
+# struct __sk_buff (linux/bpf.h): the fields BPF_PROG_TEST_RUN takes from user space
+_SKB_CTX_LEN, _SKB_GSO_SEGS, _SKB_GSO_SIZE = 192, 164, 176
+_XDP_CTX_LEN = 24  # struct xdp_md
+
+
+def skb_ctx(gso_segs: int = 0, gso_size: int = 0) -> bytes:
+    """A TC test-run context: the skb's GSO segment count and size (a merged skb)."""
+    ctx = bytearray(_SKB_CTX_LEN)
+    struct.pack_into("<I", ctx, _SKB_GSO_SEGS, gso_segs)
+    struct.pack_into("<I", ctx, _SKB_GSO_SIZE, gso_size)
+    return bytes(ctx)
+
+
+def xdp_ctx(frame_len: int, ingress_ifindex: int) -> bytes:
+    """An XDP test-run context: the frame arrives on `ingress_ifindex` (its rx queue 0),
+    so that helpers such as bpf_check_mtu see that device (in the caller's netns)."""
+    return struct.pack("<IIIIII", 0, frame_len, 0, ingress_ifindex, 0, 0)  # data, data_end, meta
 
 
 def xdp_attach(ifindex: int, prog_fd: int, flags: int = 0) -> None:
@@ -329,6 +356,16 @@ def prog_name(prog_id: int) -> str:
         os.close(fd)
 
 
+def prog_id(prog_fd: int) -> int:
+    """The id of a program we hold an fd for (bpf_prog_info.id).  Unlike `prog_name` on a
+    foreign id, this needs no CAP_SYS_ADMIN: BPF_PROG_GET_FD_BY_ID does, OBJ_GET_INFO
+    on our own fd does not."""
+    info = ctypes.create_string_buffer(256)
+    size = c_uint(len(info))
+    check(lib().bpf_obj_get_info_by_fd(prog_fd, info, ctypes.byref(size)), "BPF program info")
+    return int.from_bytes(info.raw[4:8], "little")  # struct bpf_prog_info: __u32 type, id
+
+
 def _tc_hook(ifindex: int) -> TcHook:
     hook = TcHook()
     hook.sz = ctypes.sizeof(TcHook)
@@ -350,6 +387,20 @@ def tc_attach(ifindex: int, prog_fd: int, handle: int = 1, priority: int = 1) ->
     opts.priority = priority
     opts.flags = 1  # BPF_TC_F_REPLACE
     check(lib().bpf_tc_attach(ctypes.byref(hook), ctypes.byref(opts)), "tc attach")
+
+
+def tc_query_id(ifindex: int, handle: int = 1, priority: int = 1) -> int:
+    """The id of the program in our TC ingress filter (handle, priority), 0 when none."""
+    hook = _tc_hook(ifindex)
+    opts = TcOpts()
+    opts.sz = ctypes.sizeof(TcOpts)
+    opts.handle = handle
+    opts.priority = priority
+    rc = lib().bpf_tc_query(ctypes.byref(hook), ctypes.byref(opts))
+    if rc == -errno.ENOENT or rc == -errno.EINVAL:  # no filter there, or no clsact qdisc
+        return 0
+    check(rc, "tc query")
+    return int(opts.prog_id)
 
 
 def tc_detach(ifindex: int, handle: int = 1, priority: int = 1) -> None:

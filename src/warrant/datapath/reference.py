@@ -5,7 +5,10 @@ the sequence number after step 7; around them it adds what only a datapath
 needs, each stated here so that differential tests compare whole frames:
 
   * frame policy (`warrant.datapath.wire.parse_frame`): not Warrant traffic
-    passes as NOT_WARRANT, a malformed frame to a Warrant port is MALFORMED;
+    passes as NOT_WARRANT; a frame the kernel cannot read to its UDP port is
+    UNPARSED_FRAME, a fragment to a Warrant port FRAGMENTED, a malformed one
+    MALFORMED, several datagrams merged into one (GRO/GSO; `wire.merged`, from what
+    the attach point reports) MERGED_FRAME: all dropped;
   * INIT passes to user space (PASS, OK): chains are verified there (SPEC 6.2);
   * an expired session is removed (as `Receiver._data` does);
   * the per-session bad-MAC token bucket (bpf/verdict.h) in front of step 5;
@@ -34,7 +37,7 @@ from ..core.errors import WarrantError
 from ..core.receiver import Receiver
 from ..core.wire import RejectPacket, peek_kind
 from .loader import to_kernel_ns
-from .wire import parse_frame, reject_frame
+from .wire import merged, parse_frame, reject_frame
 
 REJECT_REASONS = frozenset({Reason.UNKNOWN_SESSION, Reason.SESSION_EXPIRED})
 _REJECT_INTERVAL_NS = 1_000_000_000 // DP_REJECT_RATE
@@ -102,12 +105,24 @@ class KernelReference:
         """A session (re)installed into the kernel starts with a full bucket."""
         self._buckets.pop(session_id, None)
 
-    def decide(self, frame: bytes, now: float) -> KernelVerdict:
+    def decide(
+        self,
+        frame: bytes,
+        now: float,
+        *,
+        gso_segs: int = 1,
+        gso_size: int = 0,
+        mtu: int | None = None,
+    ) -> KernelVerdict:
+        """The kernel's verdict on `frame`.  TC reports the skb's gso_segs and gso_size;
+        XDP the ingress device's `mtu` (see `wire.merged`)."""
         reason, f = parse_frame(frame, self.ports)
         if reason == Reason.NOT_WARRANT:
             return KernelVerdict(Verdict.PASS, reason)
         if f is None:
             return KernelVerdict(Verdict.DROP, reason)
+        if merged(f, gso_segs, gso_size, mtu):
+            return KernelVerdict(Verdict.DROP, Reason.MERGED_FRAME)
         packet = f.payload
         try:
             kind = peek_kind(packet)
