@@ -1,0 +1,8 @@
+"""atheris harness: the claim parser contract (see fuzz/harnesses.py)."""
+
+import sys
+
+from fuzzmain import main
+
+if __name__ == "__main__":
+    sys.exit(main("claim", sys.argv))

@@ -1,0 +1,8 @@
+"""atheris harness: the packets parser contract (see fuzz/harnesses.py)."""
+
+import sys
+
+from fuzzmain import main
+
+if __name__ == "__main__":
+    sys.exit(main("packets", sys.argv))
