@@ -7,8 +7,9 @@
  * the same reason for the same packet; tests/test_datapath_differential.py holds
  * them to it.
  *
- *   ADMIT (DATA passed steps 1-7, seq recorded) -> XDP_PASS / TC_ACT_OK
- *   PASS  (INIT for user space, NOT_WARRANT)   -> XDP_PASS / TC_ACT_OK
+ *   ADMIT (DATA passed steps 1-7, seq recorded) -> XDP_PASS / TC_ACT_UNSPEC
+ *   PASS  (INIT for user space, NOT_WARRANT)   -> XDP_PASS / TC_ACT_UNSPEC
+ *         (TC: "next", so that the filters and tcx programs after it still run)
  *   DROP  (everything else)                    -> XDP_DROP / TC_ACT_SHOT
  *   DROP  UNKNOWN_SESSION or SESSION_EXPIRED, within the REJECT rate:
  *         the frame becomes the REJECT (reject.h) -> XDP_TX / bpf_redirect to
@@ -222,5 +223,7 @@ int warrant_tc(struct __sk_buff *skb)
 			return TC_ACT_SHOT;
 		return bpf_redirect(skb->ifindex, 0);
 	}
-	return verdict == WARRANT_VERDICT_DROP ? TC_ACT_SHOT : TC_ACT_OK;
+	/* Not ours to drop: TC_ACT_UNSPEC lets the next filter or tcx program (Cilium's)
+	 * run, where TC_ACT_OK would end the chain and skip it. */
+	return verdict == WARRANT_VERDICT_DROP ? TC_ACT_SHOT : TC_ACT_UNSPEC;
 }

@@ -6,9 +6,11 @@ import os
 import shutil
 import socket
 import subprocess
+import sys
 
 import pytest
 
+import netns_helpers
 from warrant.demo import topology
 
 pytestmark = pytest.mark.root
@@ -46,4 +48,111 @@ def test_foreign_xdp_program_is_not_replaced_unless_asked() -> None:
                 assert libbpf.prog_name(libbpf.xdp_query_id(idx)) == "warrant_xdp"
     finally:
         foreign.close()
+        subprocess.run(["ip", "netns", "del", ns], capture_output=True)
+
+
+def _send_udp(ns: str, dst: str, port: int, count: int) -> None:
+    code = (f"import socket\ns = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)\n"
+            f"for _ in range({count}): s.sendto(b'x' * 40, ({dst!r}, {port}))")  # fmt: skip
+    subprocess.run(["nsenter", f"--net=/run/netns/{ns}", sys.executable, "-c", code], check=True)
+
+
+def _foreign_counter():  # type: ignore[no-untyped-def]
+    import ctypes
+
+    from warrant.datapath import libbpf
+    from warrant.datapath.build import build
+
+    obj = libbpf.BpfObject(str(build("tc_counter_test")))
+    obj.load()
+
+    def count() -> int:
+        v = ctypes.c_uint64()
+        libbpf.map_lookup(obj.map_fd("seen"), ctypes.c_uint32(0), v)
+        return int(v.value)
+
+    return obj, count
+
+
+def test_tc_attach_keeps_another_owners_program_running() -> None:
+    """Beside Cilium: another owner's TC ingress program (a counter standing in for
+    cil_from_netdev) stays attached, and both run on every packet: Warrant first (tcx
+    BPF_F_BEFORE, or the lowest free clsact priority) and, since Warrant passes what it
+    does not drop as TC_ACT_UNSPEC, the other after it.  Tested with tcx when the kernel
+    has it (6.6+), else with a foreign clsact filter at priority 1."""
+    netns_helpers.skip_unless_datapath()
+    from warrant.core.constants import Reason, Verdict
+    from warrant.datapath import libbpf
+    from warrant.datapath.loader import Datapath
+
+    foreign, count = _foreign_counter()
+    try:
+        with (
+            netns_helpers.veth_topology(
+                ns_prefix="wtcx",
+                veth_prefix="wtx",
+                pin_prefix="wtcx",
+                a_addr="10.77.0.1",
+                b_addr="10.77.0.2",
+            ) as t,  # fmt: skip
+            topology.entered(t["b"]),
+        ):
+            idx = socket.if_nametoindex(t["vb"])
+            try:
+                link = libbpf.tcx_attach(idx, foreign.program_fd("tc_counter"), 0)
+                tcx = True
+            except libbpf.BpfError:
+                libbpf.tc_attach(idx, foreign.program_fd("tc_counter"), 1)
+                tcx = False
+            with Datapath.open(pin_root=t["pin_root"]) as dp:
+                dp.set_ports([4433])
+                how = dp.attach_tc(idx)
+                assert how == ("tcx" if tcx else "clsact priority 2"), how
+                assert dp.attached(idx, "tc")
+                if tcx:
+                    order = libbpf.tcx_query(idx)
+                    assert order[0] == libbpf.prog_id(dp.tc_fd), order
+                    assert libbpf.prog_id(foreign.program_fd("tc_counter")) in order
+                assert dp.attach_tc(idx) == how  # an agent restart: same place, no EEXIST
+                before = count()
+                _send_udp(t["a"], "10.77.0.2", 9999, 20)
+                _send_udp(
+                    t["a"], "10.77.0.2", 4433, 5
+                )  # Warrant port: not a Warrant packet, dropped
+                passed = dp.counters().get((Verdict.PASS, Reason.NOT_WARRANT), (0, 0))[0]
+                dropped = sum(n for (v, _), (n, _) in dp.counters().items() if v == Verdict.DROP)
+                assert passed >= 20 and dropped >= 5
+                assert count() - before >= 20  # the other program still ran after ours
+                Datapath.detach_tc(idx, t["pin_root"])
+                assert not dp.attached(idx, "tc")
+            if tcx:
+                assert libbpf.tcx_query(idx) == [libbpf.prog_id(foreign.program_fd("tc_counter"))]
+                os.close(link)
+            else:
+                assert libbpf.tc_query_id(idx, priority=1)
+    finally:
+        foreign.close()
+
+
+def test_xdp_auto_falls_back_to_generic_when_native_is_refused() -> None:
+    """A device without native XDP (loopback has no driver XDP) gets the program in
+    generic mode, and attach_xdp says so; a veth (native XDP) keeps native."""
+    _require()
+    from warrant.datapath import libbpf
+    from warrant.datapath.loader import Datapath
+
+    ns = f"wxdpgen{os.getpid() % 100000}"
+    subprocess.run(["ip", "netns", "add", ns], check=True)
+    try:
+        with topology.entered(ns), Datapath.open(pin_root=None) as dp:
+            subprocess.run(["ip", "link", "set", "lo", "up"], check=True)
+            lo = socket.if_nametoindex("lo")
+            with pytest.raises(libbpf.BpfError):
+                dp.attach_xdp(lo, "native")
+            assert dp.attach_xdp(lo) == "generic"
+            assert libbpf.xdp_query_id(lo, libbpf.XDP_FLAGS_SKB_MODE) == libbpf.prog_id(dp.xdp_fd)
+            subprocess.run(["ip", "link", "add", "wg0", "type", "veth", "peer", "name", "wg1"],
+                           check=True)  # fmt: skip
+            assert dp.attach_xdp(socket.if_nametoindex("wg0")) == "native"
+    finally:
         subprocess.run(["ip", "netns", "del", ns], capture_output=True)

@@ -44,7 +44,8 @@ SRC6, DST6 = (
 )
 QINQ = ((dpwire.ETH_P_8021AD, 100), (dpwire.ETH_P_8021Q, 7))
 XDP_ACTION = {Verdict.ADMIT: 2, Verdict.PASS: 2, Verdict.DROP: 1}  # XDP_PASS, XDP_DROP
-TC_ACTION = {Verdict.ADMIT: 0, Verdict.PASS: 0, Verdict.DROP: 2}  # TC_ACT_OK, TC_ACT_SHOT
+TC_NEXT = 0xFFFFFFFF  # TC_ACT_UNSPEC (-1): the next filter or tcx program runs
+TC_ACTION = {Verdict.ADMIT: TC_NEXT, Verdict.PASS: TC_NEXT, Verdict.DROP: 2}  # TC_ACT_SHOT
 XDP_TX, TC_ACT_REDIRECT = 3, 7  # a drop answered with a REJECT built in place
 REPLY_ACTION = {id(XDP_ACTION): XDP_TX, id(TC_ACTION): TC_ACT_REDIRECT}
 SEED = int(os.environ.get("WARRANT_DP_SEED", "20261130"))

@@ -140,7 +140,7 @@ def test_hop_vector_in_the_kernel(runner, case: dict[str, Any]) -> None:  # type
 
 FRAMES = Path(__file__).resolve().parent.parent / "vectors" / "frames.json"
 FDOC: dict[str, Any] = json.loads(FRAMES.read_text()) if FRAMES.exists() else {"cases": []}
-TC_OK, TC_SHOT, TC_REDIRECT = 0, 2, 7
+TC_OK, TC_SHOT, TC_REDIRECT = 0xFFFFFFFF, 2, 7  # TC_ACT_UNSPEC: "next"
 
 
 @pytest.mark.skipif(not FDOC["cases"], reason="vectors/frames.json not present")

@@ -366,6 +366,67 @@ def prog_id(prog_fd: int) -> int:
     return int.from_bytes(info.raw[4:8], "little")  # struct bpf_prog_info: __u32 type, id
 
 
+# ---- tcx (Linux 6.6+): BPF links on the TC ingress hook, ordered among other owners' -------
+# libbpf 1.1 (Debian 12) predates its tcx API, so these go through bpf(2) directly.
+_SYS_BPF = {"x86_64": 321, "aarch64": 280}
+BPF_PROG_QUERY, BPF_LINK_CREATE, BPF_LINK_UPDATE, BPF_LINK_DETACH = 16, 28, 29, 34
+BPF_TCX_INGRESS = 46
+BPF_F_BEFORE, BPF_F_AFTER = 1 << 3, 1 << 4
+
+
+def _bpf(cmd: int, attr: bytearray) -> int:
+    """bpf(cmd, attr): the result (an fd for LINK_CREATE), or BpfError with errno."""
+    nr = _SYS_BPF.get(os.uname().machine)
+    if nr is None:
+        raise BpfError(errno.ENOSYS, f"bpf(2) number unknown on {os.uname().machine}")
+    libc = ctypes.CDLL(None, use_errno=True)
+    buf = (ctypes.c_char * len(attr)).from_buffer(attr)
+    rc = int(libc.syscall(ctypes.c_long(nr), ctypes.c_int(cmd), buf, ctypes.c_uint(len(attr))))
+    if rc < 0:
+        code = ctypes.get_errno()
+        raise BpfError(code, f"bpf({cmd}): {os.strerror(code)}")
+    return rc
+
+
+def tcx_attach(ifindex: int, prog_fd: int, flags: int = BPF_F_BEFORE, relative_fd: int = 0) -> int:
+    """Attach prog_fd to ifindex's tcx ingress as a BPF link; its fd (the attachment lives
+    while the link is open or pinned).  BPF_F_BEFORE with no relative: first of all
+    programs there; other owners' programs stay attached.  EINVAL from a kernel before
+    6.6 (no tcx)."""
+    attr = bytearray(64)  # union bpf_attr, link_create
+    struct.pack_into("<IIII", attr, 0, prog_fd, ifindex, BPF_TCX_INGRESS, flags)
+    struct.pack_into("<IQ", attr, 16, relative_fd, 0)  # tcx.relative_fd, expected_revision
+    return _bpf(BPF_LINK_CREATE, attr)
+
+
+def link_update(link_fd: int, prog_fd: int) -> None:
+    """Swap the program behind a link in place (an agent restart keeps its position)."""
+    attr = bytearray(16)
+    struct.pack_into("<III", attr, 0, link_fd, prog_fd, 0)
+    _bpf(BPF_LINK_UPDATE, attr)
+
+
+def link_detach(link_fd: int) -> None:
+    attr = bytearray(8)
+    struct.pack_into("<I", attr, 0, link_fd)
+    _bpf(BPF_LINK_DETACH, attr)
+
+
+def tcx_query(ifindex: int) -> list[int]:
+    """Ids of the programs on ifindex's tcx ingress, in the order they run."""
+    ids = (c_uint * 64)()
+    attr = bytearray(72)  # union bpf_attr, query
+    struct.pack_into("<II", attr, 0, ifindex, BPF_TCX_INGRESS)
+    struct.pack_into("<QI", attr, 16, ctypes.addressof(ids), len(ids))
+    _bpf(BPF_PROG_QUERY, attr)
+    (count,) = struct.unpack_from("<I", attr, 24)
+    return [int(ids[i]) for i in range(count)]
+
+
+def obj_pin(fd: int, path: str) -> None:
+    check(lib().bpf_obj_pin(fd, path.encode()), f"pin {path}")
+
+
 def _tc_hook(ifindex: int) -> TcHook:
     hook = TcHook()
     hook.sz = ctypes.sizeof(TcHook)
@@ -374,28 +435,20 @@ def _tc_hook(ifindex: int) -> TcHook:
     return hook
 
 
-def tc_attach(ifindex: int, prog_fd: int, handle: int = 1, priority: int = 1) -> None:
-    """Attach to TC ingress (clsact qdisc created if needed), replacing our previous filter."""
-    hook = _tc_hook(ifindex)
-    rc = lib().bpf_tc_hook_create(ctypes.byref(hook))
-    if rc < 0 and rc != -errno.EEXIST:
-        check(rc, "tc hook create")
-    opts = TcOpts()
-    opts.sz = ctypes.sizeof(TcOpts)
-    opts.prog_fd = prog_fd
-    opts.handle = handle
-    opts.priority = priority
-    opts.flags = 1  # BPF_TC_F_REPLACE
-    check(lib().bpf_tc_attach(ctypes.byref(hook), ctypes.byref(opts)), "tc attach")
+WARRANT_TC_HANDLE = 0x5741  # "WA": the cls_bpf handle that marks Warrant's own filter
 
 
-def tc_query_id(ifindex: int, handle: int = 1, priority: int = 1) -> int:
-    """The id of the program in our TC ingress filter (handle, priority), 0 when none."""
-    hook = _tc_hook(ifindex)
+def _tc_opts(handle: int, priority: int, prog_fd: int = 0, flags: int = 0) -> TcOpts:
     opts = TcOpts()
     opts.sz = ctypes.sizeof(TcOpts)
-    opts.handle = handle
-    opts.priority = priority
+    opts.prog_fd, opts.flags, opts.handle, opts.priority = prog_fd, flags, handle, priority
+    return opts
+
+
+def tc_query_id(ifindex: int, handle: int = WARRANT_TC_HANDLE, priority: int = 1) -> int:
+    """The id of the program in the TC ingress filter (handle, priority), 0 when none."""
+    hook = _tc_hook(ifindex)
+    opts = _tc_opts(handle, priority)
     rc = lib().bpf_tc_query(ctypes.byref(hook), ctypes.byref(opts))
     if rc == -errno.ENOENT or rc == -errno.EINVAL:  # no filter there, or no clsact qdisc
         return 0
@@ -403,12 +456,35 @@ def tc_query_id(ifindex: int, handle: int = 1, priority: int = 1) -> int:
     return int(opts.prog_id)
 
 
-def tc_detach(ifindex: int, handle: int = 1, priority: int = 1) -> None:
+def tc_priorities(ifname: str) -> set[int]:
+    """Priorities of every TC ingress filter on the interface, whoever owns them (iproute2:
+    libbpf cannot list filters it did not make)."""
+    import re
+    import subprocess
+
+    out = subprocess.run(["tc", "filter", "show", "dev", ifname, "ingress"],
+                         capture_output=True, text=True, check=True).stdout  # fmt: skip
+    return {int(p) for p in re.findall(r"\bpref (\d+)\b", out)}
+
+
+def tc_attach(ifindex: int, prog_fd: int, priority: int) -> None:
+    """Attach to clsact ingress at `priority` with Warrant's handle (the clsact qdisc is
+    created if needed).  BPF_TC_F_REPLACE only when that slot already holds Warrant's own
+    filter; otherwise the kernel refuses (EEXIST) rather than replace anyone's."""
     hook = _tc_hook(ifindex)
-    opts = TcOpts()
-    opts.sz = ctypes.sizeof(TcOpts)
-    opts.handle = handle
-    opts.priority = priority
+    rc = lib().bpf_tc_hook_create(ctypes.byref(hook))
+    if rc < 0 and rc != -errno.EEXIST:
+        check(rc, "tc hook create")
+    current = tc_query_id(ifindex, priority=priority)
+    if current and prog_name(current) != "warrant_tc":
+        raise BpfError(errno.EEXIST, f"TC filter {priority}:{WARRANT_TC_HANDLE:#x} is not ours")
+    opts = _tc_opts(WARRANT_TC_HANDLE, priority, prog_fd, 1 if current else 0)  # 1: REPLACE
+    check(lib().bpf_tc_attach(ctypes.byref(hook), ctypes.byref(opts)), "tc attach")
+
+
+def tc_detach(ifindex: int, priority: int, handle: int = WARRANT_TC_HANDLE) -> None:
+    hook = _tc_hook(ifindex)
+    opts = _tc_opts(handle, priority)
     check(lib().bpf_tc_detach(ctypes.byref(hook), ctypes.byref(opts)), "tc detach")
 
 

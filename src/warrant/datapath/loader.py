@@ -17,9 +17,12 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import errno
+import logging
 import math
 import os
+import socket
 import struct
+import subprocess
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -54,6 +57,8 @@ MAPS = (
     "warrant_session_filter",
     "warrant_reject_bucket",
 )
+TCX_LINK_PIN = "tcx_ingress_"  # + ifindex: the pinned tcx link of an interface
+_log = logging.getLogger("warrant.datapath")
 CONFIG_PASS_EVENTS = 0x1
 CONFIG_NO_DROP_EVENTS = 0x2
 CONFIG_NO_BUDGET = 0x4
@@ -320,6 +325,7 @@ class Datapath(MapView):
                 )
         self._filter_counts: dict[int, int] = {}
         self._installed: set[bytes] = set()
+        self._links: list[int] = []  # tcx link fds not pinned (pin_root None)
 
     # ---- lifecycle ---------------------------------------------------------------------
     @classmethod
@@ -357,6 +363,9 @@ class Datapath(MapView):
         return dp
 
     def close(self) -> None:
+        for link in self._links:  # unpinned tcx links: the attachment ends with them
+            os.close(link)
+        self._links = []
         super().close()
         self.obj.close()
 
@@ -376,16 +385,18 @@ class Datapath(MapView):
             os.rmdir(pin_root)
 
     # ---- attach ------------------------------------------------------------------------
-    def attach_xdp(
-        self, ifindex: int, mode: str = "auto", *, replace_foreign: bool = False
-    ) -> None:
-        """Attach; mode 'native', 'generic' or 'auto'.
+    def attach_xdp(self, ifindex: int, mode: str = "auto", *, replace_foreign: bool = False) -> str:
+        """Attach; mode 'native', 'generic' or 'auto'.  Returns the mode used.
+
+        'auto' tries native (driver) XDP and, when the driver refuses it (no XDP support,
+        an MTU it cannot serve in one buffer: the program is not `xdp.frags`, see
+        docs/datapath.md), generic XDP, and logs that it did.
 
         An earlier Warrant program on the interface is replaced (an agent restart).  Another
         program (Cilium's, say) is not, unless `replace_foreign`: an interface has one XDP
         program, and silently displacing another datapath would break the node."""
-        flags = {"auto": 0, "native": libbpf.XDP_FLAGS_DRV_MODE,
-                 "generic": libbpf.XDP_FLAGS_SKB_MODE}[mode]  # fmt: skip
+        tries = {"auto": ("native", "generic"), "native": ("native",),
+                 "generic": ("generic",)}[mode]  # fmt: skip
         current = libbpf.xdp_query_id(ifindex)
         if current and not replace_foreign:
             name = libbpf.prog_name(current)
@@ -395,18 +406,86 @@ class Datapath(MapView):
                     f"ifindex {ifindex} already runs XDP program {name!r} (id {current}); "
                     "refusing to replace it (use --tc to enforce at TC ingress beside it)",
                 )
-        libbpf.xdp_attach(ifindex, self.xdp_fd, flags)
+        return self._xdp_attach_mode(ifindex, tries)
+
+    def _xdp_attach_mode(self, ifindex: int, tries: tuple[str, ...]) -> str:
+        flags = {"native": libbpf.XDP_FLAGS_DRV_MODE, "generic": libbpf.XDP_FLAGS_SKB_MODE}
+        for i, name in enumerate(tries):
+            try:
+                libbpf.xdp_attach(ifindex, self.xdp_fd, flags[name])
+            except libbpf.BpfError as exc:
+                if i + 1 == len(tries):
+                    raise
+                _log.warning("ifindex %d refused %s XDP (%s); attaching in %s mode",
+                             ifindex, name, exc, tries[i + 1])  # fmt: skip
+                continue
+            return name
+        raise AssertionError("unreachable: no XDP mode to try")
 
     @staticmethod
     def detach_xdp(ifindex: int) -> None:
         libbpf.xdp_detach(ifindex, 0)
 
-    def attach_tc(self, ifindex: int) -> None:
-        libbpf.tc_attach(ifindex, self.tc_fd)
+    def attach_tc(self, ifindex: int) -> str:
+        """Attach at TC ingress beside whatever else runs there (Cilium, say); returns how.
+
+        tcx (Linux 6.6+): a BPF link placed first in the ingress chain (BPF_F_BEFORE);
+        other owners' programs stay attached and run after it, since the program passes
+        what it does not drop with TC_ACT_UNSPEC ("next").  The link is pinned beside the
+        maps, and an agent restart swaps the program behind it in place.  Without tcx: a
+        clsact cls_bpf filter with Warrant's own handle at the lowest priority no other
+        filter uses; only a filter of our own is ever replaced."""
+        try:
+            self._attach_tcx(ifindex)
+            return "tcx"
+        except libbpf.BpfError as exc:
+            if exc.errno not in (errno.EINVAL, errno.EOPNOTSUPP, errno.ENOSYS):
+                raise
+            _log.warning("ifindex %d: no tcx (%s); attaching a clsact filter", ifindex, exc)
+        ours = _clsact_warrant(ifindex)
+        if ours:
+            priority = min(ours)
+        else:
+            taken = libbpf.tc_priorities(socket.if_indextoname(ifindex))
+            priority = min(set(range(1, len(taken) + 2)) - taken)
+            if taken and priority > min(taken):
+                _log.warning("ifindex %d: TC filters at priorities %s run before Warrant's "
+                             "(%d); a verdict of theirs ends the chain before ours",
+                             ifindex, sorted(taken), priority)  # fmt: skip
+        libbpf.tc_attach(ifindex, self.tc_fd, priority)
+        return f"clsact priority {priority}"
+
+    def _attach_tcx(self, ifindex: int) -> None:
+        pin = None if self.pin_root is None else f"{self.pin_root}/{TCX_LINK_PIN}{ifindex}"
+        if pin is not None and os.path.exists(pin):
+            link = libbpf.obj_get(pin)
+            try:
+                libbpf.link_update(link, self.tc_fd)
+            finally:
+                os.close(link)
+            return
+        link = libbpf.tcx_attach(ifindex, self.tc_fd, libbpf.BPF_F_BEFORE)
+        if pin is None:
+            self._links.append(link)  # detached when this object closes
+            return
+        try:
+            libbpf.obj_pin(link, pin)
+        finally:
+            os.close(link)
 
     @staticmethod
-    def detach_tc(ifindex: int) -> None:
-        libbpf.tc_detach(ifindex)
+    def detach_tc(ifindex: int, pin_root: str = PIN_ROOT) -> None:
+        """Remove Warrant's TC attachment from the interface (tcx link or clsact filter)."""
+        pin = f"{pin_root}/{TCX_LINK_PIN}{ifindex}"
+        if os.path.exists(pin):
+            link = libbpf.obj_get(pin)
+            try:
+                libbpf.link_detach(link)
+            finally:
+                os.close(link)
+            os.unlink(pin)
+        for priority in _clsact_warrant(ifindex):
+            libbpf.tc_detach(ifindex, priority)
 
     # ---- configuration -----------------------------------------------------------------
     def set_ports(self, ports: Iterable[int]) -> None:
@@ -557,6 +636,16 @@ class Datapath(MapView):
             bit = self._filter_bit(sid)
             self._filter_counts[bit] = self._filter_counts.get(bit, 0) + 1
         self._write_filter()
+
+
+def _clsact_warrant(ifindex: int) -> dict[int, int]:
+    """priority -> program id of every clsact ingress filter with Warrant's handle."""
+    try:
+        taken = libbpf.tc_priorities(socket.if_indextoname(ifindex))
+    except (OSError, subprocess.CalledProcessError):
+        return {}
+    found = {p: libbpf.tc_query_id(ifindex, priority=p) for p in taken}
+    return {p: i for p, i in found.items() if i}
 
 
 def _mono_coarse_ns() -> int:
