@@ -53,7 +53,7 @@ def test_reload_keeps_sessions_and_applies_to_new_openings(tmp_path: Path) -> No
     _write(path, _policy_text("billing.read"), 1)  # orders.write no longer admitted
     new = watcher.poll()
     assert new is not None
-    rx.set_policy(new)
+    rx.set_policy(new, NOW + 1)
     assert rx.handle(alive.seal(b"still here"), SRC, 8443, NOW + 1).verdict == Verdict.ADMIT
     fresh = _sender()
     out = rx.handle(fresh.open(b"new session", NOW + 1), SRC, 8443, NOW + 1)

@@ -13,6 +13,8 @@ store `--flows PATH` (SQLite; default /var/run/warrant/flows.db, or
 $WARRANT_FLOW_STORE: the same default `warrant observe` reads, so the two
 commands meet without options; `--flows ''` turns records off).
 `--metrics-port N` serves Prometheus metrics on /metrics (off by default).
+`--revocations DIR`: signed revocation lists, reloaded when the directory
+changes; a revoked credential's sessions leave the kernel map at once.
 See docs/datapath.md.
 """
 
@@ -87,11 +89,20 @@ def agent_cmd(
             help="Where the policy's relative anchor file is read (default: beside it).",
         ),
     ] = None,
+    revocations: Annotated[
+        Path | None,
+        typer.Option(
+            "--revocations",
+            metavar="DIR",
+            help="Directory of signed revocation lists, reloaded when it changes.",
+        ),
+    ] = None,
 ) -> None:
     """Enforce Warrant in the kernel on IFACE and admit sessions from user space."""
     from ..datapath.agent import Agent
     from ..integration.flowstore import FlowStore
     from ..integration.metrics import Metrics, start_metrics_server
+    from ..integration.revocations import RevocationWatcher
 
     try:
         ifindex = socket.if_nametoindex(iface)
@@ -101,12 +112,18 @@ def agent_cmd(
     pol = load_any(policy, anchors_dir=anchors_dir)
     watcher = PolicyWatcher(policy, anchors_dir=anchors_dir)
     mode = "tc" if tc else "xdp"
+    agent: Agent | None = None  # the lists are checked against the trust store in force
+    rwatch = (
+        RevocationWatcher(revocations, lambda: (agent.receiver.policy if agent else pol).trust)
+        if revocations is not None
+        else None
+    )
     store = FlowStore(flows) if flows else None
     metrics = Metrics() if metrics_port is not None else None
     agent = Agent(receiver_key, pol, ifindex, port or [8443], host=host, attach=mode,
                   xdp_mode=xdp_mode, pin_root=pin_root, events=events, flows=store,
                   metrics=metrics, node=node if node is not None else socket.gethostname(),
-                  policy_watcher=watcher)  # fmt: skip
+                  policy_watcher=watcher, revocations=rwatch)  # fmt: skip
     server = None
     if metrics is not None and metrics_port is not None:
         server = start_metrics_server(metrics_port, metrics_addr, metrics=metrics)

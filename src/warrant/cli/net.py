@@ -18,6 +18,7 @@ import base64
 import contextlib
 import functools
 import json
+import logging
 import signal
 import sys
 import time
@@ -36,7 +37,9 @@ from ..core.receiver import Authority, Claim, Outcome, Receiver
 from ..core.sender import Sender
 from ..integration import flow
 from ..integration.crd_policy import load_any
+from ..integration.revocations import RevocationWatcher
 from ..shells.endpoint import FlowFile, Listener, Message, connect, listen
+from ..shells.endpoint import log as listen_log
 from .authority import load_public_key, load_secret_key, read_blob
 
 P = ParamSpec("P")
@@ -146,11 +149,28 @@ def listen_cmd(
         int | None, typer.Option("--count", min=1, help="Exit after N admitted payloads.")
     ] = None,
     node: Annotated[str, typer.Option("--node", help="node_name in flow records.")] = "",
+    revocations: Annotated[
+        Path | None,
+        typer.Option(
+            "--revocations",
+            metavar="DIR",
+            help="Directory of signed revocation lists, reloaded when it changes.",
+        ),
+    ] = None,
 ) -> None:
     """Receive Warrant traffic: print each admitted payload with its authority."""
     receiver_key = load_secret_key(key, "--key")
     pol = load_any(policy)
-    asyncio.run(_listen(receiver_key, pol, host, port, verbose, flows, as_json, count, node))
+    watcher = RevocationWatcher(revocations, lambda: pol.trust) if revocations else None
+    if watcher is not None:  # reloads and refusals go to stderr, one line each
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(logging.Formatter("%(message)s"))
+        listen_log.addHandler(handler)
+        listen_log.setLevel(logging.INFO)
+        listen_log.propagate = False
+    asyncio.run(
+        _listen(receiver_key, pol, host, port, verbose, flows, as_json, count, node, watcher)
+    )
 
 
 async def _listen(
@@ -163,6 +183,7 @@ async def _listen(
     as_json: bool,
     count: int | None,
     node: str,
+    revocations: RevocationWatcher | None = None,
 ) -> None:
     # On the millisecond, as INIT timestamps are: an INIT stamped in the first millisecond
     # after the start is not older than the receiver's state.
@@ -188,6 +209,7 @@ async def _listen(
             on_flow=sink,
             on_outcome=on_outcome if (verbose or as_json) else None,
             node=node,
+            revocations=revocations,
         )  # fmt: skip
     except OSError as exc:
         if sink is not None:

@@ -23,9 +23,11 @@ import typer
 from rich.console import Console
 from rich.markup import escape
 
+from ..core.anchors import TrustStore
 from ..core.errors import WarrantError
 from ..core.keys import KeyFormatError
 from ..core.rights import check_domain
+from ..integration.revocations import RevocationWatcher
 from ..shells.relay import (
     DEFAULT_INIT_RATE,
     DEFAULT_MAX_SESSIONS,
@@ -83,6 +85,21 @@ def relay_command(
         ),
     ] = DEFAULT_INIT_RATE,
     verbose: Annotated[bool, typer.Option("-v", "--verbose", help="Log every drop.")] = False,
+    revocations: Annotated[
+        Path | None,
+        typer.Option(
+            "--revocations",
+            metavar="DIR",
+            help="Directory of signed revocation lists, reloaded when it changes: "
+            "revoked credentials' INITs and sessions are not forwarded (needs --anchors).",
+        ),
+    ] = None,
+    anchors: Annotated[
+        Path | None,
+        typer.Option(
+            "--anchors", metavar="FILE", help="Trust anchors that sign the revocation lists."
+        ),
+    ] = None,
 ) -> None:
     """Forward Warrant packets, appending this relay's hop; route replies back."""
     from .authority import load_public_key, load_secret_key
@@ -95,6 +112,14 @@ def relay_command(
         receiver = load_public_key(receiver_key, "--receiver-key")
         next_hop = load_public_key(next_hop_key, "--next-hop-key") if next_hop_key else None
         relay = make_relay(secret, domain, receiver, next_hop)
+        if revocations is not None and anchors is None:
+            raise ValueError("--revocations needs --anchors (the lists' signers)")
+        trust = TrustStore.load(anchors) if anchors is not None else None
+        watcher = (
+            RevocationWatcher(revocations, lambda: trust or TrustStore())
+            if revocations is not None
+            else None
+        )
     except WarrantError as exc:
         raise _fail(f"{exc.reason.name} ({int(exc.reason)}): {exc.detail}") from None
     except (KeyFormatError, ValueError, OSError) as exc:
@@ -123,6 +148,8 @@ def relay_command(
             init_rate=init_rate or None,
             ready=ready,
             stop=stop,
+            revocations=watcher,
+            trust=trust,
         )
         return stats.as_dict()
 

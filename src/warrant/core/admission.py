@@ -25,6 +25,7 @@ A YAML file, validated with pydantic; every error names its line.
       init_burst: 40
       load_threshold: 200        # openings per second beyond which cookies are required
       max_sessions: 65536
+      max_sessions_per_holder: 1024  # default max(16, max_sessions // 64)
 
 Evaluation: a deny rule that selects the packet drops it (POLICY_DENIED),
 whatever the allow rules say; deny rules select with the same filters as allow
@@ -133,6 +134,8 @@ class Limits(_Strict):
     init_burst: float = Field(default=40.0, gt=0)
     load_threshold: float = Field(default=200.0, gt=0)
     max_sessions: int = Field(default=65536, gt=0)
+    # live sessions per holder key (SPEC 8.1); None: max(16, max_sessions // 64)
+    max_sessions_per_holder: int | None = Field(default=None, gt=0)
 
 
 class PolicyModel(_Strict):

@@ -40,7 +40,7 @@ from .mac import equal, header_mac, open_sealed
 from .ratelimit import KeyedLimiter, RateMeter, TokenBucket
 from .revocation import RevocationStore
 from .rights import check_operation_name
-from .session import Session, SessionTable
+from .session import Session, SessionStore, SessionTable
 from .wire import DataPacket, InitPacket, RejectPacket, peek_kind
 
 Address = tuple[str, int]
@@ -146,7 +146,10 @@ class Receiver:
         revocations: RevocationStore | None = None,
         random: Callable[[int], bytes] = nacl.utils.random,
         reject_rate: float = 10.0,
+        sessions: SessionStore | None = None,
     ) -> None:
+        """`sessions`: where sessions live (default: a memory table sized by the policy;
+        the agent passes the kernel-map store)."""
         self.key = key
         self.public = bytes(key.verify_key)
         self.key_id = keys.key_id(self.public)
@@ -155,7 +158,11 @@ class Receiver:
         self.started_at = started_at
         self.verifier = Verifier(policy.trust, revocations)
         limits = policy.limits
-        self.sessions = SessionTable(limits.max_sessions)
+        self.sessions: SessionStore = (
+            sessions
+            if sessions is not None
+            else SessionTable(limits.max_sessions, limits.max_sessions_per_holder)
+        )
         self.cookies = CookieJar(self.public, random)
         self._init_meter = RateMeter()
         self._init_limiter = KeyedLimiter(limits.init_rate_per_source, limits.init_burst)
@@ -177,32 +184,37 @@ class Receiver:
         self.stats.count(out.reason)
         return out
 
-    def set_policy(self, policy: Policy) -> None:
-        """Adopt a new policy for session openings from now on.
+    def set_policy(self, policy: Policy, now: float) -> list[Session]:
+        """Adopt a new policy for session openings from now on; the sessions it ended.
 
-        Live sessions stay: they were admitted under the policy of their opening and keep
-        their keys and windows (a reload never drops admitted traffic).  The trust store
-        and the opening limits follow the new policy; the session table keeps its size."""
+        Live sessions stay under the rule of their opening and keep their keys and
+        windows; only those whose anchor the new trust store no longer holds (same scope,
+        id and key) end, through the store.  The trust store, the opening limits and the
+        per-holder quota follow the new policy; the session table keeps its size."""
         self.policy = policy
         self.verifier.trust = policy.trust
         self.verifier.clear_cache()  # cached prefixes were checked against the old anchors
         limits = policy.limits
         self._init_limiter = KeyedLimiter(limits.init_rate_per_source, limits.init_burst)
+        self.sessions.set_holder_quota(limits.max_sessions_per_holder)
+        return self.sessions.end_where(lambda s: not _still_trusted(s, policy), now)
 
     def under_load(self, now: float) -> bool:
         return self._init_meter.rate(now) >= self.policy.limits.load_threshold
 
     def revoke(self, revocations: RevocationStore, now: float) -> list[Session]:
-        """Install new revocation lists and end every live session they now revoke."""
+        """Install new revocation lists and end, through the store, every live session
+        they now revoke."""
         self.verifier.revocations = revocations
-        ended = []
-        for s in self.sessions:
+
+        def revoked(s: Session) -> bool:
             try:
                 revocations.check(s.chain.scope, s.chain.link_ids, s.chain.keys())
             except WarrantError:
-                self.sessions.remove(s.session_id, now)
-                ended.append(s)
-        return ended
+                return True
+            return False
+
+        return self.sessions.end_where(revoked, now)
 
     # ---- DATA: the per-packet fast path (the kernel mirrors steps 1-7) ---------------------
     def check_data_header(
@@ -227,7 +239,39 @@ class Receiver:
                 return reason, data, s
         return s.window.check(data.seq), data, s
 
+    def admitted_data(self, packet: bytes, source: Address, now: float) -> Outcome:
+        """A DATA packet the kernel admitted (steps 1-7 judged and its sequence number
+        recorded there): only the payload is opened and the credential's rate applied,
+        after authentication, so forged payloads cannot spend the allowance.  A session
+        the store lacks (installed by an earlier agent: its AEAD key is gone) is removed
+        and answered like an unknown one."""
+        if not self.sessions.kernel_judged:
+            raise ValueError("admitted_data is for stores whose DATA the kernel judges")
+        data = DataPacket.decode(packet)
+        sid = data.session_id
+        s = self.sessions.admitted(sid)
+        if s is None:
+            self.sessions.remove(sid, now)
+            out = Outcome(Verdict.DROP, Reason.UNKNOWN_SESSION, "DATA", len(packet),
+                          "sender must resend its credential", session_id=sid, seq=data.seq)  # fmt: skip
+            out.reply = self._reject(Reason.UNKNOWN_SESSION, sid, source, now)
+            return out
+        out = Outcome(Verdict.DROP, Reason.OK, "DATA", len(packet), authority=s.authority,
+                      session_id=sid, seq=data.seq)  # fmt: skip
+        payload = _open_sealed(s.aead_key, data.seq, data.ciphertext)
+        if payload is None:
+            out.reason, out.detail = Reason.BAD_PAYLOAD_AUTH, "payload does not authenticate"
+        elif s.bucket is not None and not s.bucket.take(now):
+            out.reason = Reason.RATE_LIMITED
+        else:
+            s.packets += 1
+            s.bytes += len(payload)
+            out.verdict, out.payload = Verdict.ADMIT, payload
+        return out
+
     def _data(self, packet: bytes, source: Address, dst_port: int, now: float) -> Outcome:
+        if self.sessions.kernel_judged:  # the live window is the kernel's: never judge here
+            raise WarrantError(Reason.UNKNOWN_KIND, "DATA is judged in the kernel here")
         reason, data, s = self.check_data_header(packet, dst_port, now)
         assert data is not None
         if reason is Reason.OK:  # the admit path first; s is the session
@@ -311,7 +355,7 @@ class Receiver:
             raise WarrantError(Reason.NOT_YET_VALID, "session opening stamped in the future")
         if ts < now - INIT_MAX_AGE - CLOCK_SKEW:
             raise WarrantError(Reason.TOO_OLD, "stale session opening")
-        if ts < self.started_at:
+        if ts < self.started_at or ts <= self.sessions.opening_floor():
             out.reply = self._reject(Reason.TOO_OLD, init.session_id, source, now)
             raise WarrantError(Reason.TOO_OLD, "session opening predates this receiver's state")
         if derive_session_id(init.eph_public, init.receiver_id, init.credential) != init.session_id:
@@ -395,6 +439,7 @@ class Receiver:
             port=claim.port,
             path=path,
             opened=now,
+            stamp=init.timestamp_ms / 1000.0,
             expires=min(
                 now + SESSION_MAX_LIFETIME,
                 chain.rights.expires + CLOCK_SKEW,
@@ -414,11 +459,23 @@ class Receiver:
     def _install(self, session: Session, payload: bytes | None, now: float) -> None:
         """Into the table with seq 0 (the INIT's payload) already seen."""
         session.window.update(0)
-        if not self.sessions.add(session, now):
-            raise WarrantError(Reason.SESSION_TABLE_FULL)
+        if self.sessions.add(session, now) is not Reason.OK:
+            raise WarrantError(
+                Reason.SESSION_TABLE_FULL,
+                f"holder has {self.sessions.holder_count(session.holder)} sessions "
+                f"(quota {self.sessions.holder_quota})",
+            )
         session.authority = Authority.of(session)
         if payload is not None:
             session.packets, session.bytes = 1, len(payload)
+
+
+def _still_trusted(s: Session, policy: Policy) -> bool:
+    try:
+        anchor = policy.trust.find(s.chain.scope, s.chain.anchor.anchor_id)
+    except WarrantError:
+        return False
+    return anchor.public == s.chain.anchor.public
 
 
 def _kind_name(packet: bytes) -> str:

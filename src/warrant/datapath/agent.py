@@ -3,9 +3,12 @@
 The kernel decides every DATA packet (SPEC 6.1 steps 1-7) and passes INITs up.
 The agent owns the Warrant port's UDP socket.  On it arrive, by plain socket
 delivery, the INITs (the kernel passes them) and the DATA packets the kernel
-admitted.  The agent runs the Python `Receiver` on each datagram: an admitted
-INIT becomes a session installed into the kernel's maps; an admitted DATA
-packet is opened (AEAD) and its payload handed on with its authority.  Why
+admitted.  The agent's `Receiver` keeps its sessions in a `KernelSessionStore`:
+the pinned session map is the one session table, so an admitted INIT is a
+session written into the kernel's maps, and expiry, revocation and policy
+re-evaluation delete kernel entries through the same store.  A DATA packet on
+the socket is not judged again (`Receiver.admitted_data`): its payload is
+opened (AEAD) and handed on with its authority.  Why
 plain socket delivery rather than a ring buffer or AF_XDP: INITs are rare
 (one per session), large (a credential chain of up to 4 KiB) and need a reply
 path (REJECT, COOKIE) from the Warrant port; the socket gives all three with no
@@ -21,12 +24,18 @@ to a `FlowStore` (`warrant observe --store PATH` reads it) and are counted in
 recorded once, by user space, when it reaches the socket; kernel admit events
 (a sample) are not turned into records, so nothing is counted twice.
 
+Revocation: with a `RevocationWatcher` (`--revocations DIR`) the agent reloads
+the signed lists when the directory changes; the sessions they revoke leave the
+kernel map at once, so their next DATA is dropped in the kernel
+(UNKNOWN_SESSION, with a REJECT), and new INITs of a revoked credential are
+refused REVOKED.
+
 State: maps are pinned (loader.PIN_ROOT), the program stays attached when the
 agent dies, and a restarted agent reopens the same maps: enforcement never
-stops.  The Python receiver's sessions are soft state: after a restart the
+stops.  The Python side of a session is soft state: after a restart the
 kernel still admits DATA of live sessions, the agent cannot open their
-payloads (it lost the AEAD keys), answers UNKNOWN_SESSION with a REJECT, and
-the sender opens a new session (SPEC 6.4).
+payloads (it lost the AEAD keys), removes the session from the kernel, answers
+UNKNOWN_SESSION with a REJECT, and the sender opens a new session (SPEC 6.4).
 """
 
 from __future__ import annotations
@@ -50,6 +59,8 @@ from ..integration import flow
 from ..integration.crd_policy import PolicyWatcher
 from ..integration.flowstore import FlowSink, FlowStore
 from ..integration.metrics import Metrics
+from ..integration.revocations import RevocationWatcher
+from .kernel_store import KernelSessionStore
 from .loader import PIN_ROOT, Datapath, Event
 
 MAINTENANCE_S = 0.2  # expire sessions and drain kernel events this often
@@ -70,6 +81,9 @@ class AgentStats:
     datagrams: int = 0
     installed: int = 0
     delivered: int = 0
+    data_judged: int = 0  # DATA run through the Python receiver's checks: stays 0
+    data_opened: int = 0  # kernel-admitted DATA whose payload was opened here
+    revoked: int = 0
     expired: int = 0
     kernel_events: int = 0
     kernel_drops: int = 0
@@ -96,6 +110,7 @@ class Agent:
         metrics: Metrics | None = None,
         node: str = "",
         policy_watcher: PolicyWatcher | None = None,
+        revocations: RevocationWatcher | None = None,
     ) -> None:
         """`flows`: write a flow record for every verdict into this store; `metrics`: count
         every verdict there and expose sessions and the kernel's counters; `node`: the
@@ -103,8 +118,11 @@ class Agent:
         self.ports = sorted(set(ports))
         if not self.ports:
             raise ValueError("at least one Warrant port is needed")
-        self.receiver = Receiver(key, policy, started_at=time.time())
         self.dp = Datapath.open(pin_root=pin_root)
+        limits = policy.limits
+        self.store = KernelSessionStore(self.dp, limits.max_sessions,
+                                        limits.max_sessions_per_holder)  # fmt: skip
+        self.receiver = Receiver(key, policy, started_at=time.time(), sessions=self.store)
         self.dp.set_ports(self.ports)
         self.dp.set_time(None)  # live kernel clock: keeps running when the agent is gone
         if attach == "tc":
@@ -126,11 +144,13 @@ class Agent:
         self._sink = FlowSink(flows) if flows is not None else None
         self.metrics = metrics
         self.policy_watcher = policy_watcher
+        self.revocations = revocations
         if metrics is not None:
             metrics.track(sessions=lambda: len(self.receiver.sessions), queue_depth=lambda: 0)
             metrics.track_datapath(self._kernel_counts)
         self._emit("attached", ifindex=ifindex, mode=attach, ports=self.ports, pin_root=pin_root,
-                   reused_sessions=len(self.dp.session_ids()))  # fmt: skip
+                   reused_sessions=self.store.orphans())  # fmt: skip
+        self._reload_revocations()  # before the first INIT is judged
 
     def _emit(self, what: str, **fields: Any) -> None:
         self.out.write(json.dumps({"agent": what, "time": round(time.time(), 3), **fields}) + "\n")
@@ -141,7 +161,12 @@ class Agent:
         port = sock.getsockname()[1]
         now = time.time()
         started = time.perf_counter()
-        out = self.receiver.handle(data, source, port, now)
+        if len(data) > 1 and data[1] == Kind.DATA:  # the kernel admitted it: open, no re-check
+            out = self.receiver.admitted_data(data, source, now)
+            self.stats.data_opened += 1
+        else:
+            out = self.receiver.handle(data, source, port, now)
+            self.stats.data_judged += out.kind == Kind.DATA.name
         cost = time.perf_counter() - started
         self.stats.datagrams += 1
         self.stats.by_reason[out.reason.name] = self.stats.by_reason.get(out.reason.name, 0) + 1
@@ -155,10 +180,9 @@ class Agent:
             sock.sendto(out.reply, source)
         if out.verdict != Verdict.ADMIT or out.session_id is None:
             return out
-        if out.kind == Kind.INIT.name:
-            session = self.receiver.sessions.get(out.session_id)
+        if out.kind == Kind.INIT.name:  # the store wrote it into the kernel's maps
+            session = self.store.admitted(out.session_id)
             if session is not None:
-                self.dp.install_session(session)
                 self.stats.installed += 1
                 self._emit("installed", session_id=session.session_id.hex(), port=session.port,
                            hops=len(session.path), expires=session.expires)  # fmt: skip
@@ -172,13 +196,10 @@ class Agent:
     def maintain(self) -> None:
         now = time.time()
         self._reload_policy()
-        for s in self.receiver.sessions.expire(now):
-            self.dp.remove_session(s.session_id)
+        self._reload_revocations()
+        for s in self.store.expire(now):  # also the kernel's own removals and orphans
             self.stats.expired += 1
             self._emit("expired", session_id=s.session_id.hex())
-        for sid in self.dp.expire():  # also those installed by an earlier agent
-            self.stats.expired += 1
-            self._emit("expired", session_id=sid.hex())
         self.kernel_outcomes()
         if self._sink is not None:
             self._sink.flush()
@@ -194,9 +215,25 @@ class Agent:
             self._emit("policy-error", error=str(exc), kept="previous policy")
             return
         if policy is not None:
-            self.receiver.set_policy(policy)
+            ended = self.receiver.set_policy(policy, time.time())
             self._emit("policy-reloaded", path=str(self.policy_watcher.path),
-                       rules=len(policy.model.rules), sessions=len(self.receiver.sessions))  # fmt: skip
+                       rules=len(policy.model.rules), sessions=len(self.receiver.sessions),
+                       ended=[s.session_id.hex() for s in ended])  # fmt: skip
+
+    def _reload_revocations(self) -> None:
+        """Adopt changed revocation lists: their sessions leave the kernel map now.  A
+        refused list is reported and the previous lists stay in force."""
+        if self.revocations is None:
+            return
+        store, errors = self.revocations.poll()
+        for error in errors:
+            self._emit("revocation-error", error=error, kept="previous lists")
+        if store is None:
+            return
+        ended = self.receiver.revoke(store, time.time())
+        self.stats.revoked += len(ended)
+        self._emit("revocations-loaded", directory=str(self.revocations.directory),
+                   lists=len(store.lists), ended=[s.session_id.hex() for s in ended])  # fmt: skip
 
     # ---- kernel verdicts -----------------------------------------------------------------------
     def kernel_outcomes(self) -> list[KernelOutcome]:
@@ -227,7 +264,7 @@ class Agent:
         this agent's receiver knows the session)."""
         parsed = ev.kind == Kind.DATA and ev.reason in _AFTER_PARSE
         sid = ev.session_id if parsed else None
-        session = self.receiver.sessions.get(sid) if sid is not None else None
+        session = self.store.admitted(sid) if sid is not None else None
         return Outcome(
             Verdict.DROP, ev.reason, ev.kind_name, ev.length, KERNEL_DETAIL,
             authority=session.authority if session is not None else None,
@@ -269,6 +306,11 @@ class Agent:
         """Close sockets; enforcement stays unless detach=True."""
         with contextlib.suppress(Exception):  # the last kernel verdicts into the store
             self.kernel_outcomes()
+        self._emit("stats", datagrams=self.stats.datagrams, data_judged=self.stats.data_judged,
+                   data_opened=self.stats.data_opened, delivered=self.stats.delivered,
+                   installed=self.stats.installed, revoked=self.stats.revoked,
+                   receiver_by_reason={r.name: n for r, n in self.receiver.stats.by_reason.items()},
+                   kernel=self._kernel_counts())  # fmt: skip
         if self._sink is not None:
             self._sink.flush()
         for s in self.socks:

@@ -49,6 +49,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import ctypes
+import logging
 import socket
 import struct
 import sys
@@ -64,6 +65,7 @@ from ..core.errors import WarrantError
 from ..core.receiver import Authority, Outcome, Receiver
 from ..core.sender import Sender
 from ..integration import flow
+from ..integration.revocations import RevocationWatcher
 
 Address = tuple[str, int]
 FlowSink = Callable[[dict[str, Any]], None]
@@ -75,7 +77,8 @@ INIT_BACKLOG = 256  # INITs read and waiting for verification
 HOLD_MAX = 256  # DATA packets held behind their own queued INIT, per session
 HOLD_BYTES = 1 << 20  # and in all
 MAX_PENDING = 8192  # admitted payloads waiting for the application
-EXPIRE_INTERVAL = 1.0  # seconds between session-table sweeps
+EXPIRE_INTERVAL = 1.0  # seconds between session-table sweeps (and revocation reloads)
+log = logging.getLogger("warrant.listen")
 RCVBUF = 4 << 20  # requested socket receive buffer (the kernel caps it at rmem_max)
 
 _INIT = int(Kind.INIT)
@@ -143,8 +146,10 @@ class Listener:
         node: str,
         max_pending: int,
         init_backlog: int,
+        revocations: RevocationWatcher | None = None,
     ) -> None:
         self.receiver = receiver
+        self.revocations = revocations
         self.stats = ListenerStats()
         self.node = node
         self.max_pending = max_pending
@@ -437,9 +442,23 @@ class Listener:
     async def _expire_loop(self) -> None:
         while True:
             await asyncio.sleep(EXPIRE_INTERVAL)
+            self.reload_revocations()
             self.receiver.sessions.expire(time.time())
             if self._inits and not self._init_scheduled:  # after a pause
                 self._after_batch()
+
+    def reload_revocations(self) -> None:
+        """Adopt changed revocation lists (`--revocations DIR`): the sessions they revoke
+        end now; a refused list is logged and the previous lists stay in force."""
+        if self.revocations is None:
+            return
+        store, errors = self.revocations.poll()
+        for error in errors:
+            log.warning("revocation list refused, previous lists kept: %s", error)
+        if store is not None:
+            ended = self.receiver.revoke(store, time.time())
+            log.info("revocation lists loaded from %s: %d list(s), %d session(s) ended",
+                     self.revocations.directory, len(store.lists), len(ended))  # fmt: skip
 
 
 class _ListenerProtocol(asyncio.DatagramProtocol):
@@ -533,6 +552,7 @@ async def listen(
     steer: bool = True,
     max_pending: int = MAX_PENDING,
     init_backlog: int = INIT_BACKLOG,
+    revocations: RevocationWatcher | None = None,
 ) -> Listener:
     """Bind a UDP port and serve `receiver` on it.  Port 0 picks a free port.
 
@@ -541,6 +561,7 @@ async def listen(
     core's `Outcome` itself (e.g. to print drops).  Records are built only when a
     sink is given.  `batch=False` reads through `asyncio.DatagramProtocol`, one
     datagram per loop iteration; `steer=False` keeps INITs on the DATA socket.
+    `revocations`: signed revocation lists, loaded now and reloaded when they change.
     """
     family, sockaddr = await resolve_udp(host, port)
     loop = asyncio.get_running_loop()
@@ -558,8 +579,9 @@ async def listen(
     try:
         listener = Listener(
             receiver, sock, init_sock, on_flow=on_flow, on_outcome=on_outcome, node=node,
-            max_pending=max_pending, init_backlog=init_backlog,
+            max_pending=max_pending, init_backlog=init_backlog, revocations=revocations,
         )  # fmt: skip
+        listener.reload_revocations()  # before the first INIT is judged
         transport: asyncio.DatagramTransport | None = None
         if not batch:
             transport, _ = await loop.create_datagram_endpoint(

@@ -42,6 +42,7 @@ from typing import Any
 
 import nacl.signing
 
+from ..core.anchors import TrustStore
 from ..core.constants import (
     COMMON_HEADER_LEN,
     COOKIE_PACKET_LEN,
@@ -53,9 +54,13 @@ from ..core.constants import (
     Kind,
     Reason,
 )
+from ..core.credential import Credential
 from ..core.errors import WarrantError
 from ..core.hop import Relay
 from ..core.ratelimit import KeyedLimiter
+from ..core.revocation import RevocationStore
+from ..core.wire import InitPacket
+from ..integration.revocations import RevocationWatcher
 from .endpoint import resolve_udp
 
 log = logging.getLogger("warrant.shells.relay")
@@ -121,12 +126,52 @@ class RelayCore:
             KeyedLimiter(init_rate, 2 * init_rate) if init_rate is not None else None
         )
         self._clock = clock
+        # With revocation lists (`--revocations DIR`): each carried session's chain
+        # (scope, link ids, keys), bounded like the reply routes, and the sessions the
+        # lists revoke, whose packets are no longer forwarded.
+        self.revocations: RevocationStore | None = None
+        self.trust: TrustStore | None = None
+        self._chains: OrderedDict[bytes, tuple[str, list[bytes], list[bytes]]] = OrderedDict()
+        self._revoked: OrderedDict[bytes, None] = OrderedDict()
+
+    def set_revocations(self, revocations: RevocationStore, trust: TrustStore) -> int:
+        """Refuse INITs of revoked credentials from now on, and the packets of carried
+        sessions the lists revoke; how many carried sessions that ends."""
+        self.revocations, self.trust = revocations, trust
+        ended = 0
+        for sid, (scope, ids, ks) in list(self._chains.items()):
+            try:
+                revocations.check(scope, ids, ks)
+            except WarrantError:
+                del self._chains[sid]
+                self._senders.pop(sid, None)
+                self._revoked[sid] = None
+                ended += 1
+        while len(self._revoked) > self.max_sessions:
+            self._revoked.popitem(last=False)
+        return ended
+
+    def _check_revoked(self, packet: bytes, sid: bytes) -> None:
+        if sid in self._revoked:
+            raise WarrantError(Reason.REVOKED, "session of a revoked credential")
+        if packet[1] != _INIT or self.revocations is None or self.trust is None:
+            return
+        cred = Credential.decode(InitPacket.decode(packet).credential)
+        ks = [link.holder for link in cred.links]
+        with contextlib.suppress(WarrantError):  # an unknown anchor is the receiver's call
+            ks.append(self.trust.find(cred.scope, cred.anchor_id).public)
+        self.revocations.check(cred.scope, cred.link_ids(), ks)
+        self._chains[sid] = (cred.scope, cred.link_ids(), ks)
+        self._chains.move_to_end(sid)
+        if len(self._chains) > self.max_sessions:
+            self._chains.popitem(last=False)
 
     def from_sender(self, packet: bytes, source: Address) -> bytes | None:
         """A datagram from the listen side: the packet to forward, or None (dropped)."""
         if len(packet) < COMMON_HEADER_LEN or packet[0] != VERSION or packet[1] not in _REQUESTS:
             self._refuse(packet, source)
             return None
+        sid = packet[OFF_SESSION_ID : OFF_SESSION_ID + SESSION_ID_LEN]
         if (
             packet[1] == _INIT
             and self._init_limiter is not None
@@ -135,11 +180,12 @@ class RelayCore:
             self._drop(Reason.RATE_LIMITED.name, source, "too many session openings")
             return None
         try:
+            if self.revocations is not None:  # after the INIT meter: decoding costs
+                self._check_revoked(packet, sid)
             out = self.relay.forward(packet)
         except WarrantError as exc:
             self._drop(exc.reason.name, source, exc.detail)
             return None
-        sid = packet[OFF_SESSION_ID : OFF_SESSION_ID + SESSION_ID_LEN]
         senders = self._senders
         if senders.get(sid) == source:
             senders.move_to_end(sid)
@@ -453,18 +499,50 @@ async def run(
     init_rate: float | None = DEFAULT_INIT_RATE,
     ready: Callable[[RelayServer], None] | None = None,
     stop: asyncio.Event | None = None,
+    revocations: RevocationWatcher | None = None,
+    trust: TrustStore | None = None,
 ) -> RelayStats:
-    """Serve until `stop` is set (or the task is cancelled); return the counters."""
+    """Serve until `stop` is set (or the task is cancelled); return the counters.
+    `revocations` (with the `trust` store its lists are signed under): loaded before the
+    first packet and reloaded every REVOCATION_POLL_S."""
     server = await RelayServer.start(
         relay, listen, forward, max_sessions=max_sessions, init_rate=init_rate
     )
+    poller = None
     try:
+        if revocations is not None:
+            if trust is None:
+                raise ValueError("revocation lists need the trust store that signs them")
+            reload_revocations(server.core, revocations, trust)
+            poller = asyncio.create_task(_poll_revocations(server.core, revocations, trust))
         if ready is not None:
             ready(server)
         await (stop or asyncio.Event()).wait()
     finally:
+        if poller is not None:
+            poller.cancel()
         server.close()
     return server.stats
+
+
+REVOCATION_POLL_S = 1.0
+
+
+def reload_revocations(core: RelayCore, watcher: RevocationWatcher, trust: TrustStore) -> None:
+    """Adopt changed lists (a refused list is logged; the previous lists stay)."""
+    store, errors = watcher.poll()
+    for error in errors:
+        log.warning("revocation list refused, previous lists kept: %s", error)
+    if store is not None:
+        ended = core.set_revocations(store, trust)
+        log.info("revocation lists loaded from %s: %d list(s), %d session(s) ended",
+                 watcher.directory, len(store.lists), ended)  # fmt: skip
+
+
+async def _poll_revocations(core: RelayCore, watcher: RevocationWatcher, trust: TrustStore) -> None:
+    while True:
+        await asyncio.sleep(REVOCATION_POLL_S)
+        reload_revocations(core, watcher, trust)
 
 
 __all__ = [

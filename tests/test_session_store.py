@@ -1,0 +1,215 @@
+"""One SessionStore, two backends: the memory table and the kernel's pinned maps.
+
+Every behaviour test runs against both (`store` is parametrized).  The kernel
+backend needs root and bpf(): without root it is skipped with the reason; under
+root a failure to build or load the program fails the test.  Also here: the
+per-holder quota regression (SPEC 8.1) through real INITs, the bounded
+tombstones with their opening floor, and the replay-window converter between
+the Python ring (64 x 64 bits) and the kernel's (128 tagged 32-bit slots).
+"""
+
+from __future__ import annotations
+
+import os
+import random
+from collections.abc import Iterator
+from types import SimpleNamespace
+from typing import Any
+
+import pytest
+
+from warrant.core import credential
+from warrant.core.constants import CLOCK_SKEW, INIT_MAX_AGE, REPLAY_WINDOW, Reason, Verdict
+from warrant.core.replay import ReplayWindow
+from warrant.core.session import Session, SessionStore, SessionTable, default_holder_quota
+
+NOW = 1_800_000_000.0
+
+
+def _holder(name: str) -> bytes:
+    return name.encode().ljust(32, b"\0")
+
+
+def _session(n: int, holder: str, expires: float = NOW + 600) -> Session:
+    window = ReplayWindow()
+    window.update(0)
+    return Session(
+        session_id=n.to_bytes(8, "little"), mac_key=bytes([n % 256]) * 16, aead_key=b"k" * 32,
+        chain=SimpleNamespace(holder=_holder(holder)),  # type: ignore[arg-type]
+        operation="op.x", service="svc", port=4433, path=[], opened=NOW, expires=expires,
+        stamp=NOW - n / 1000, window=window,
+    )  # fmt: skip
+
+
+@pytest.fixture(params=["memory", "kernel"])
+def make(request: pytest.FixtureRequest) -> Iterator[Any]:
+    """make(capacity, quota) -> a fresh store of the parametrized backend."""
+    if request.param == "memory":
+        yield lambda capacity, quota=None: SessionTable(capacity, quota)
+        return
+    if os.geteuid() != 0:
+        pytest.skip("kernel backend needs root and bpf() (CI runs as root)")
+    from warrant.datapath.kernel_store import KernelSessionStore
+    from warrant.datapath.loader import Datapath
+
+    dp = Datapath.open(pin_root=None)  # under root a build or load failure fails here
+    dp.set_time(NOW)
+    try:
+        yield lambda capacity, quota=None: KernelSessionStore(dp, capacity, quota)
+    finally:
+        dp.close()
+
+
+def _in_kernel(store: SessionStore, sid: bytes) -> bool | None:
+    """Whether the kernel map has the session (None for the memory backend)."""
+    dp = getattr(store, "dp", None)
+    return None if dp is None else dp.session(sid) is not None
+
+
+def test_install_lookup_remove_and_tombstone(make: Any) -> None:
+    store = make(8)
+    s = _session(1, "x")
+    assert store.add(s, NOW) is Reason.OK
+    assert store.get(s.session_id) is s and len(store) == 1 and list(store) == [s]
+    assert _in_kernel(store, s.session_id) in (None, True)
+    store.remove(s.session_id, NOW)
+    assert store.get(s.session_id) is None and len(store) == 0
+    assert _in_kernel(store, s.session_id) in (None, False)
+    assert store.seen(s.session_id)  # its INIT cannot reopen it while it is fresh
+    store.expire(NOW + INIT_MAX_AGE)
+    assert store.seen(s.session_id)
+    store.expire(NOW + 10 * (INIT_MAX_AGE + CLOCK_SKEW))  # long stale: the tombstone went
+    assert not store.seen(s.session_id)
+
+
+def test_holder_quota_refuses_only_that_holder(make: Any) -> None:
+    store = make(64, 3)
+    for i in range(3):
+        assert store.add(_session(i + 1, "x"), NOW) is Reason.OK
+    assert store.add(_session(10, "x"), NOW) is Reason.SESSION_TABLE_FULL
+    assert store.holder_count(_holder("x")) == 3
+    assert store.add(_session(20, "y"), NOW) is Reason.OK  # another holder is unaffected
+
+
+def test_full_table_evicts_the_oldest_of_the_largest_holder(make: Any) -> None:
+    store = make(4, 3)
+    xs = [_session(i + 1, "x") for i in range(3)]
+    for s in xs:
+        assert store.add(s, NOW) is Reason.OK
+    assert store.add(_session(10, "z"), NOW) is Reason.OK  # the table is now full
+    y = _session(20, "y")
+    assert store.add(y, NOW) is Reason.OK
+    assert store.get(xs[0].session_id) is None  # x's oldest made room
+    assert _in_kernel(store, xs[0].session_id) in (None, False)
+    assert store.seen(xs[0].session_id)  # and its INIT stays refused
+    assert [store.get(s.session_id) is not None for s in xs[1:]] == [True, True]
+    assert len(store) == 4 and store.holder_count(_holder("y")) == 1
+
+
+def test_expire_and_end_where_delete_through_the_store(make: Any) -> None:
+    store = make(8)
+    short, long_, doomed = _session(1, "x", NOW + 5), _session(2, "x"), _session(3, "y")
+    for s in (short, long_, doomed):
+        assert store.add(s, NOW) is Reason.OK
+    assert store.expire(NOW + 5) == [short]
+    assert _in_kernel(store, short.session_id) in (None, False)
+    assert store.end_where(lambda s: s.holder == _holder("y"), NOW + 5) == [doomed]
+    assert _in_kernel(store, doomed.session_id) in (None, False)
+    assert [s.session_id for s in store] == [long_.session_id]
+    assert store.holder_count(_holder("y")) == 0
+
+
+def test_tombstones_are_bounded_and_raise_the_floor(make: Any) -> None:
+    store = make(4, 4)
+    for i in range(10):
+        s = _session(i + 1, f"h{i}")
+        assert store.add(s, NOW) is Reason.OK
+        store.remove(s.session_id, NOW)
+    assert store.tombstones() == 4  # never more than the capacity
+    # The six dropped early: the floor is the newest of their INIT stamps, so those
+    # INITs (and anything stamped before) are refused TOO_OLD by the receiver.
+    assert store.opening_floor() == max(_session(i + 1, "-").stamp for i in range(6))
+    assert store.seen((10).to_bytes(8, "little"))
+
+
+def test_kernel_removal_is_the_truth() -> None:
+    if os.geteuid() != 0:
+        pytest.skip("needs root and bpf()")
+    from warrant.datapath import libbpf
+    from warrant.datapath.kernel_store import KernelSessionStore
+    from warrant.datapath.loader import Datapath, sid_key
+
+    with Datapath.open(pin_root=None) as dp:
+        dp.set_time(NOW)
+        other = _session(7, "old")
+        dp.install_session(other)  # an earlier agent's entry: no Python side
+        store = KernelSessionStore(dp, 2)
+        assert store.orphans() == 1 and len(store) == 1 and store.seen(other.session_id)
+        s = _session(1, "x")
+        assert store.add(s, NOW) is Reason.OK
+        assert store.add(_session(2, "y"), NOW) is Reason.OK  # full: the orphan went first
+        assert store.orphans() == 0 and dp.session(other.session_id) is None
+        assert libbpf.map_delete(dp.fd["warrant_sessions"], sid_key(s.session_id))
+        assert store.get(s.session_id) is None and store.seen(s.session_id)
+        assert store.holder_count(_holder("x")) == 0
+
+
+def test_default_quota() -> None:
+    assert default_holder_quota(65536) == 1024
+    assert default_holder_quota(100) == 16
+    assert default_holder_quota(2) == 2  # never above the table
+    assert default_holder_quota(100, 5) == 5
+
+
+# ---- through the receiver: SPEC 8.1 regression ----------------------------------------------
+def test_one_holder_filling_its_quota_leaves_room_for_others() -> None:
+    from warrant.core.receiver import Claim
+    from warrant.core.sender import Sender
+    from warrant.datapath.lab import SCOPE, SERVICE, Lab, pub, seeded
+
+    lab = Lab(NOW, relays=0)
+    lab.receiver.sessions.set_holder_quota(4)
+
+    def sender(holder: Any) -> Sender:
+        cred = credential.issue(lab.anchor, SCOPE, pub(holder), _grant(lab)).encode()
+        return Sender(holder, cred, pub(lab.receiver_key), Claim("op.x", SERVICE, 4433),
+                      random=lab.random)  # fmt: skip
+
+    x, y = seeded("holder-x"), seeded("holder-y")
+    reasons = []
+    for i in range(6):
+        out = lab.receiver.handle(sender(x).open(b"hi", NOW), ("10.0.0.1", 1000 + i), 4433, NOW)
+        reasons.append(out.reason)
+    assert reasons == [Reason.OK] * 4 + [Reason.SESSION_TABLE_FULL] * 2
+    out = lab.receiver.handle(sender(y).open(b"hi", NOW), ("10.0.0.2", 1), 4433, NOW)
+    assert (out.verdict, out.reason) == (Verdict.ADMIT, Reason.OK)
+
+
+def _grant(lab: Any) -> Any:
+    from warrant.core.rights import Destination, Grant
+    from warrant.datapath.lab import SERVICE
+
+    return Grant(operations=("*",), destinations=(Destination(SERVICE, 4433, 4433),),
+                 not_before=int(NOW) - 3600, expires=int(NOW) + 86400)  # fmt: skip
+
+
+# ---- the replay-window converter (loader.ReplayValue) ----------------------------------------
+@pytest.mark.parametrize("seed", range(20))
+def test_window_converter_round_trips(seed: int) -> None:
+    from warrant.datapath.loader import ReplayValue
+
+    rng = random.Random(seed)
+    w = ReplayWindow()
+    top = rng.randrange(0, 1 << 20)
+    for _ in range(rng.randrange(1, 300)):
+        w.update(max(0, top - rng.randrange(0, REPLAY_WINDOW + 200)))
+        if rng.random() < 0.05:
+            top += rng.randrange(1, 5000)
+            w.update(top)
+    back_top, words = ReplayValue.from_window(w.top, list(w.words)).to_window()
+    assert back_top == w.top
+    # Equal on every number the window can still judge: same verdict for each.
+    restored = ReplayWindow()
+    restored.top, restored.words = back_top, words
+    for seq in range(max(0, w.top - REPLAY_WINDOW - 70), w.top + 70):
+        assert restored.check(seq) == w.check(seq), seq
