@@ -160,7 +160,10 @@ def test_rbac_grants_what_the_agent_reads_and_no_more() -> None:
     names = CRD["spec"]["names"]
     grant = next(r for r in cluster_role["rules"] if r["resources"] == [names["plural"]])
     assert grant["apiGroups"] == [CRD["spec"]["group"]]
-    assert set(grant["verbs"]) == {"get", "list", "watch"}
+    assert set(grant["verbs"]) == {
+        "list",
+        "watch",
+    }  # tests/test_kube_watch.py: exactly what is used
     for rule in cluster_role["rules"]:
         assert "*" not in rule["verbs"] and "*" not in rule["resources"]
         assert not {"create", "delete"} & set(rule["verbs"]) or rule["resources"] == ["events"]
