@@ -91,3 +91,44 @@ def test_gso_train_is_dropped_and_single_paged_datagram_is_judged() -> None:
         c = counts()
         assert c.get((Verdict.ADMIT, Reason.OK)) == 4, c
         assert c.get((Verdict.DROP, Reason.MERGED_FRAME)) == 1, c
+
+
+def test_generic_xdp_sees_merged_frames_only_above_the_mtu() -> None:
+    """Generic XDP runs on the skb, after GRO, and gets no GSO count: a merged train is
+    seen as one long datagram.  Above the device MTU it is dropped as MERGED_FRAME;
+    a train that fits within the MTU is judged on its first packet only, and the
+    datagrams behind it pass unjudged (the limit docs/datapath.md states: use TC, or
+    native XDP, which never sees merged frames)."""
+    netns_helpers.skip_unless_datapath()
+    from warrant.datapath.loader import Datapath
+    from warrant.demo import topology
+
+    lab = Lab(1_800_000_000, ports=(PORT,), seed=32)
+    flow = lab.open(0)
+    with (
+        netns_helpers.veth_topology(
+            ns_prefix="wgx",
+            veth_prefix="wgx",
+            pin_prefix="wgx",
+            a_addr="10.79.0.1",
+            b_addr="10.79.0.2",
+        ) as t,  # fmt: skip
+        Datapath.open(pin_root=None) as dp,
+    ):
+        dp.set_ports([PORT])
+        dp.set_time(lab.now)
+        dp.install_session(flow.session)
+        with topology.entered(t["b"]):
+            assert dp.attach_xdp(socket.if_nametoindex(t["vb"]), "generic") == "generic"
+
+        def counts() -> dict[tuple[Verdict, Reason], int]:
+            return {k: n for k, (n, _) in dp.counters().items()}
+
+        big = [flow.data(bytes(1000)) for _ in range(3)]  # 3 x 1064 bytes: above 1500
+        _send(t["a"], "10.79.0.2", big, len(big[0]))
+        c = counts()
+        assert c.get((Verdict.DROP, Reason.MERGED_FRAME)) == 1, c
+        small = [flow.data(bytes(100)) for _ in range(3)]  # 3 x 164 bytes: within the MTU
+        _send(t["a"], "10.79.0.2", small, len(small[0]))
+        c = counts()
+        assert c.get((Verdict.ADMIT, Reason.OK)) == 1, c  # one verdict for three datagrams
