@@ -20,6 +20,7 @@ from warrant.core import keys
 from warrant.core.anchors import Anchor, TrustStore
 from warrant.core.credential import Credential, Link, delegate, encode_body, issue, signed_message
 from warrant.core.rights import Destination, Grant
+from warrant.integration import flow
 
 SCOPE = "acme.prod"
 CLI = [sys.executable, "-m", "warrant.cli"]
@@ -118,10 +119,7 @@ def stop(proc: subprocess.Popen[str], flows: Path | None = None, n: int = 0) -> 
 
 
 def reason_of(rec: dict[str, Any]) -> str:
-    auth = rec.get("authority")
-    if isinstance(auth, dict) and "reason" in auth:
-        return str(auth["reason"])
-    return str(rec["reason"])
+    return flow.reason_of(rec)
 
 
 def test_listen_shows_the_admitted_payload_and_the_forged_drop(world: World) -> None:

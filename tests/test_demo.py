@@ -14,6 +14,7 @@ from typing import Any
 import pytest
 from rich.console import Console
 
+from flow_helpers import flat
 from warrant.demo import runner as demo
 from warrant.demo import topology
 
@@ -35,7 +36,7 @@ def _observe(store: Path, *args: str) -> list[dict[str, Any]]:
         capture_output=True, text=True, timeout=60,
     )  # fmt: skip
     assert proc.returncode == 0, proc.stderr
-    return [json.loads(line) for line in proc.stdout.splitlines() if line.strip()]
+    return [flat(json.loads(line)) for line in proc.stdout.splitlines() if line.strip()]
 
 
 def test_demo_user_space_all_steps_expected(tmp_path: Path) -> None:

@@ -33,6 +33,7 @@ from warrant.core.receiver import Claim, Receiver
 from warrant.core.rights import Destination, Grant
 from warrant.core.sender import Sender
 from warrant.core.wire import RejectPacket
+from warrant.integration import flow
 from warrant.shells import endpoint
 from warrant.shells.endpoint import Connection, Listener, Message, connect, listen
 
@@ -97,11 +98,8 @@ def started() -> float:
 
 
 def reason_of(rec: dict[str, Any]) -> str:
-    """Warrant's reason of a flow record (the record keeps it under `authority` or on top)."""
-    auth = rec.get("authority")
-    if isinstance(auth, dict) and "reason" in auth:
-        return str(auth["reason"])
-    return str(rec["reason"])
+    """Warrant's reason of a flow record (kept in its Warrant extension)."""
+    return flow.reason_of(rec)
 
 
 def run(coro: Coroutine[Any, Any, T], timeout: float = 60.0) -> T:

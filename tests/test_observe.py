@@ -1,4 +1,6 @@
-"""The flow store and `warrant observe`: filters, bounds, export, follow, and a real listener."""
+"""The flow store and `warrant observe`: filters (Warrant's and Hubble's, with --not),
+bounds, export, follow, and a real listener; every JSON line it prints is a strict
+observer.GetFlowsResponse."""
 
 from __future__ import annotations
 
@@ -14,15 +16,18 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from google.protobuf import json_format
 from typer.testing import CliRunner
 
-from test_flow_schema import NOW, OUTCOMES, SRC, VALIDATOR, make_world
+from flow_helpers import flat
+from test_flow_schema import NOW, OUTCOMES, SRC, make_world, strict
 from warrant.cli import app
 from warrant.cli.observe import parse_line, parse_since
 from warrant.core.constants import Reason, Verdict
 from warrant.core.receiver import Outcome
 from warrant.integration import flow
 from warrant.integration.flowstore import FlowFilter, FlowSink, FlowStore, FlowStoreError
+from warrant.integration.proto.observer import observer_pb2
 
 DST = ("10.0.0.9", 8443)
 runner = CliRunner()
@@ -33,7 +38,7 @@ def rec(name: str, t: float = NOW, src: tuple[str, int] = SRC) -> dict[str, Any]
 
 
 def reasons(rows: list[Any]) -> list[str]:
-    return [r.record["reason"] for r in rows]
+    return [flow.reason_of(r.record) for r in rows]
 
 
 @pytest.fixture
@@ -142,7 +147,7 @@ def test_export_jsonl_validates_and_round_trips(store: FlowStore) -> None:
     assert store.export_jsonl(buf) == len(OUTCOMES)
     lines = buf.getvalue().splitlines()
     for line in lines:
-        VALIDATOR.validate(json.loads(line))
+        strict(json.loads(line))
     assert [json.loads(x) for x in lines] == [r.record for r in store.query()]
     buf = io.StringIO()
     assert store.export_jsonl(buf, FlowFilter(reasons=("REPLAY",))) == 1
@@ -237,12 +242,12 @@ def test_listener_writes_its_flows_into_the_store(tmp_path: Path) -> None:
     assert {r.record["node_name"] for r in rows} == {"n1"}
     got = reasons(rows)
     assert got == ["OK", "OK", "HOP_CHAIN_BROKEN", "TRUNCATED"], got
-    assert rows[1].record["authority"]["scope"] == "acme.prod"
-    for r in rows:
-        VALIDATOR.validate(r.record)
+    assert flow.authority_of(rows[1].record)["scope"] == "acme.prod"
+    for row in rows:
+        strict(row.record)
     res = observe("--store", str(store.path), "-o", "jsonl", "--reason", "TRUNCATED")
     assert res.exit_code == 0
-    assert [json.loads(x)["reason"] for x in res.stdout.splitlines()] == ["TRUNCATED"]
+    assert [flat(json.loads(x))["reason"] for x in res.stdout.splitlines()] == ["TRUNCATED"]
 
 
 async def _take(listener: Any, n: int) -> Any:
@@ -279,10 +284,23 @@ def test_observe_json_is_hubble_get_flows_response(store: FlowStore) -> None:
     assert res.exit_code == 0
     lines = [json.loads(x) for x in res.stdout.splitlines()]
     assert len(lines) == len(OUTCOMES) - 2
-    for obj in lines:
+    for line, obj in zip(res.stdout.splitlines(), lines, strict=True):
         assert set(obj) == {"flow", "node_name", "time"}
-        VALIDATOR.validate(obj["flow"])
+        msg = json_format.Parse(line, observer_pb2.GetFlowsResponse(), ignore_unknown_fields=False)
+        assert flow.to_dict(msg.flow) == obj["flow"]
         assert obj["flow"]["verdict"] == "DROPPED"
+
+
+@pytest.mark.parametrize("fmt", ["json", "jsonpb", "jsonl"])
+def test_observe_json_formats_all_print_get_flows_responses(store: FlowStore, fmt: str) -> None:
+    res = observe("--store", str(store.path), "-o", fmt, "--all")
+    assert res.exit_code == 0, res.output
+    lines = res.stdout.splitlines()
+    assert len(lines) == len(OUTCOMES)
+    for line in lines:
+        msg = json_format.Parse(line, observer_pb2.GetFlowsResponse(), ignore_unknown_fields=False)
+        assert msg.HasField("flow") and msg.node_name == "node-1"
+        assert json.loads(line) == flow.get_flows_response(flow.to_dict(msg.flow))
 
 
 def test_observe_table(store: FlowStore) -> None:
@@ -308,7 +326,7 @@ def test_observe_table(store: FlowStore) -> None:
 def test_observe_filters(store: FlowStore, args: list[str], expected: list[str]) -> None:
     res = observe("--store", str(store.path), "-o", "jsonl", *args)
     assert res.exit_code == 0, res.output
-    assert [json.loads(x)["reason"] for x in res.stdout.splitlines()] == expected
+    assert [flat(json.loads(x))["reason"] for x in res.stdout.splitlines()] == expected
 
 
 def test_observe_since_duration(tmp_path: Path) -> None:
@@ -317,7 +335,7 @@ def test_observe_since_duration(tmp_path: Path) -> None:
     s.add(rec("data-admit", now - 3600))
     s.add(rec("data-replay", now - 5))
     res = observe("--store", str(s.path), "-o", "jsonl", "--since", "1m")
-    assert [json.loads(x)["reason"] for x in res.stdout.splitlines()] == ["REPLAY"]
+    assert [flat(json.loads(x))["reason"] for x in res.stdout.splitlines()] == ["REPLAY"]
 
 
 def test_observe_reads_jsonl_input_both_shapes(tmp_path: Path, store: FlowStore) -> None:
@@ -330,7 +348,7 @@ def test_observe_reads_jsonl_input_both_shapes(tmp_path: Path, store: FlowStore)
     wrapped = tmp_path / "wrapped.jsonl"
     wrapped.write_text(res.stdout)
     res2 = observe("--input", str(wrapped), "-o", "jsonl")
-    assert [json.loads(x)["reason"] for x in res2.stdout.splitlines()] == ["REPLAY"]
+    assert [flat(json.loads(x))["reason"] for x in res2.stdout.splitlines()] == ["REPLAY"]
     res3 = observe("--input", str(bare), "-o", "jsonl", "--all")
     assert "skipped 1 lines" in res3.stderr
 
@@ -386,7 +404,7 @@ def test_observe_follow_prints_new_flows(tmp_path: Path) -> None:
         s.add(rec("data-admit", NOW + 2))  # filtered out
         s.add(rec("data-bad-mac", NOW + 3))
         assert proc.stdout is not None
-        got = [json.loads(proc.stdout.readline())["reason"] for _ in range(2)]
+        got = [flat(json.loads(proc.stdout.readline()))["reason"] for _ in range(2)]
         assert got == ["REPLAY", "BAD_MAC"]
     finally:
         proc.kill()
@@ -409,3 +427,124 @@ def test_every_reason_can_be_stored_and_found(tmp_path: Path) -> None:
             assert r.name in found and len(found) > 1
         else:
             assert found == [r.name]
+
+
+# ---- Hubble's filters --------------------------------------------------------------------------
+PEERS = [  # (outcome, source)
+    ("data-admit", ("10.0.0.7", 40000)),
+    ("data-replay", ("10.0.0.7", 40001)),
+    ("data-bad-mac", ("10.0.1.5", 53)),
+    ("data-unknown-session", ("192.168.9.9", 40000)),
+    ("data-admit", ("fd00::7", 8443)),
+]
+
+
+@pytest.fixture
+def peers(tmp_path: Path) -> FlowStore:
+    s = FlowStore(tmp_path / "peers.db", max_age=None)
+    for i, (name, src) in enumerate(PEERS):
+        s.add(flow.record(OUTCOMES[name], src, DST, NOW + i, "node-1"))
+    return s
+
+
+def sources(rows: list[Any]) -> list[str]:
+    return [r.record["IP"]["source"] for r in rows]
+
+
+@pytest.mark.parametrize(
+    ("flt", "expected"),
+    [
+        (FlowFilter(source_ips=("10.0.0.7",)), ["10.0.0.7", "10.0.0.7"]),
+        (FlowFilter(source_ips=("10.0.0.0/16",)), ["10.0.0.7", "10.0.0.7", "10.0.1.5"]),
+        (FlowFilter(source_ips=("fd00::/64", "192.168.0.0/16")), ["192.168.9.9", "fd00::7"]),
+        (FlowFilter(destination_ips=("10.0.0.9",)), [s for _, (s, _) in PEERS]),
+        (FlowFilter(destination_ips=("10.0.0.8/32",)), []),
+        (FlowFilter(ports=(53,)), ["10.0.1.5"]),
+        (FlowFilter(ports=(8443,)), [s for _, (s, _) in PEERS]),  # every destination port
+        (FlowFilter(source_ports=(8443,)), ["fd00::7"]),
+        (FlowFilter(source_ports=(40000,), verdicts=("DROPPED",)), ["192.168.9.9"]),
+        (FlowFilter(destination_ports=(40000,)), []),
+        (FlowFilter(protocols=("udp",)), [s for _, (s, _) in PEERS]),
+        (FlowFilter(protocols=("tcp",)), []),
+        (FlowFilter(protocols=("http",)), []),
+        (FlowFilter(ip_versions=("IPv6",)), ["fd00::7"]),
+        (FlowFilter(node_names=("node-*",)), [s for _, (s, _) in PEERS]),
+        (FlowFilter(node_names=("other",)), []),
+        (FlowFilter(directions=("EGRESS",)), []),
+    ],
+)  # fmt: skip
+def test_hubble_filters_in_the_store(
+    peers: FlowStore, flt: FlowFilter, expected: list[str]
+) -> None:
+    assert sources(peers.query(flt)) == expected
+
+
+def test_whitelist_any_blacklist_none(peers: FlowStore) -> None:
+    include = [FlowFilter(source_ips=("10.0.1.5",)), FlowFilter(ip_versions=("IPv6",))]
+    assert sources(peers.query(include)) == ["10.0.1.5", "fd00::7"]
+    exclude = [FlowFilter(verdicts=("FORWARDED",)), FlowFilter(ports=(53,))]
+    assert sources(peers.query(exclude=exclude)) == ["10.0.0.7", "192.168.9.9"]
+    assert sources(peers.query(include, exclude=exclude)) == []
+
+
+@pytest.mark.parametrize("bad", [FlowFilter, "10.0.0.300", "10.0.0.0/33", "host.example"])
+def test_bad_ip_filters_are_refused(bad: Any) -> None:
+    if bad is FlowFilter:
+        with pytest.raises(ValueError, match="out of range"):
+            FlowFilter(ports=(70000,))
+        return
+    with pytest.raises(ValueError, match="not an IP address"):
+        FlowFilter(source_ips=(bad,))
+
+
+def _sources(res: Any) -> list[str]:
+    assert res.exit_code == 0, res.output
+    return [json.loads(x)["flow"]["IP"]["source"] for x in res.stdout.splitlines()]
+
+
+@pytest.mark.parametrize(
+    ("args", "expected"),
+    [
+        (["--from-ip", "10.0.0.0/24"], ["10.0.0.7", "10.0.0.7"]),
+        (["--from-ip", "10.0.1.5", "--from-ip", "fd00::7"], ["10.0.1.5", "fd00::7"]),
+        (["--to-ip", "10.0.0.9", "--port", "53"], ["10.0.1.5"]),
+        (["--from-port", "40000"], ["10.0.0.7", "192.168.9.9"]),
+        (["--to-port", "8443", "--verdict", "DROPPED"], ["10.0.0.7", "10.0.1.5", "192.168.9.9"]),
+        (["--protocol", "UDP", "--from-ip", "192.168.0.0/16"], ["192.168.9.9"]),
+        (["--protocol", "tcp"], []),
+        # --not negates the next filter only
+        (["--not", "--from-ip", "10.0.0.0/8"], ["192.168.9.9", "fd00::7"]),
+        (["--not", "--from-ip=10.0.0.0/8", "--verdict", "DROPPED"], ["192.168.9.9"]),
+        (["--verdict", "DROPPED", "--not", "--reason", "REPLAY"], ["10.0.1.5", "192.168.9.9"]),
+        # two negated filters leave out the flows matching both (Hubble's one blacklist filter)
+        (["--not", "--from-ip", "10.0.0.7", "--not", "--verdict", "FORWARDED"],
+            ["10.0.0.7", "10.0.1.5", "192.168.9.9", "fd00::7"]),
+        (["--not", "--port", "40000", "--not", "--port", "53"], ["10.0.0.7", "fd00::7"]),
+        (["--first", "2"], ["10.0.0.7", "10.0.0.7"]),
+        (["--first", "1", "--verdict", "DROPPED", "--not", "--reason", "REPLAY"], ["10.0.1.5"]),
+        (["--last", "1"], ["fd00::7"]),
+    ],
+)  # fmt: skip
+def test_observe_hubble_filters(peers: FlowStore, args: list[str], expected: list[str]) -> None:
+    assert _sources(observe("--store", str(peers.path), "-o", "jsonpb", *args)) == expected
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--from-ip", "10.0.0.300"], "not an IP address or CIDR"),
+        (["--not", "--to-ip", "nope"], "not an IP address or CIDR"),
+        (["--protocol", "sctp"], "unknown protocol 'sctp'"),
+        (["--first", "2", "--follow"], "--first cannot be combined"),
+        (["--first", "2", "--last", "1"], "--first cannot be combined"),
+        (["--not", "--since", "5m"], "must be followed by a filter option"),
+        (["--not"], "must be followed by a filter option"),
+        (["--not", "--from-ip"], "--from-ip needs a value"),
+        (["--serve", "127.0.0.1:0", "--verdict", "DROPPED"], "--serve takes no filters"),
+    ],
+)
+def test_observe_hubble_filter_errors(peers: FlowStore, args: list[str], message: str) -> None:
+    res = observe("--store", str(peers.path), *args)
+    assert res.exit_code == 2, res.output
+    assert message in res.stderr, res.stderr
+    assert "Traceback" not in res.output

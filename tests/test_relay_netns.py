@@ -58,6 +58,7 @@ from typing import Any, TypeVar
 import nacl.signing
 import pytest
 
+from flow_helpers import flat
 from warrant.core import credential, keys
 from warrant.core.admission import Policy, PolicyModel
 from warrant.core.anchors import Anchor, TrustStore
@@ -483,7 +484,8 @@ class _SansIoProtocol(asyncio.DatagramProtocol):
 
 
 def flow_field(rec: dict[str, Any], name: str) -> Any:
-    """A field of a flow record, top level or inside `authority` (both shapes exist)."""
+    """A field of a flow record: Hubble's, or of its Warrant extension or authority."""
+    rec = flat(rec)
     if name in rec:
         return rec[name]
     auth = rec.get("authority")

@@ -1,17 +1,23 @@
 """`warrant` command line: one Typer app; each concern registers its commands.
 
 Every failure the user can cause ends as one red line on stderr and a
-non-zero exit code, never a traceback.
+non-zero exit code, never a traceback.  Conventions: `warrant --version`; `-h` and
+`--help` on every command; `warrant --install-completion` / `--show-completion` for
+bash, zsh, fish and PowerShell; colour only on a terminal, and never when NO_COLOR is
+set (https://no-color.org).
 """
 
 from __future__ import annotations
 
+import os
 import sys
+from typing import Annotated
 
 import typer
 from rich.console import Console
 from rich.markup import escape
 
+from .. import __version__
 from ..core.errors import WarrantError
 from ..core.keys import KeyFormatError
 from . import agent as cli_agent
@@ -27,10 +33,34 @@ app = typer.Typer(
     name="warrant",
     help="Warrant: packets that carry their own authority.",
     no_args_is_help=True,
-    add_completion=False,
+    add_completion=True,
     pretty_exceptions_enable=False,
+    context_settings={"help_option_names": ["-h", "--help"]},
 )
+# Rich colours only a terminal and honours NO_COLOR itself.
 err = Console(stderr=True)
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"warrant {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    ctx: typer.Context,
+    version: Annotated[
+        bool,
+        typer.Option(
+            "--version", callback=_version, is_eager=True, help="Print the version and exit."
+        ),
+    ] = False,
+) -> None:
+    """Warrant: packets that carry their own authority."""
+    if os.environ.get("NO_COLOR"):
+        ctx.color = False  # click's own styling (typer.secho) follows NO_COLOR too
+
 
 cli_authority.register(app)
 cli_net.register(app)

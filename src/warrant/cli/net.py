@@ -4,7 +4,8 @@
 under; `-v` adds a line per drop with its reason code, and per session opening
 without a payload.  `--json` prints flow records instead (admitted payloads
 carry a `payload` field).  `--flows FILE` appends every flow record, admitted
-or dropped, to FILE as JSON lines.
+or dropped, to FILE as JSON lines.  `--metrics HOST:PORT` serves Prometheus
+metrics on http://HOST:PORT/metrics (port 0: any free port; the URL goes to stderr).
 
 `send` opens a session (the first packet carries the credential and the first
 payload) and sends MESSAGE (its words joined by spaces, or standard input with
@@ -16,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import contextlib
+import dataclasses
 import functools
 import json
 import logging
@@ -37,6 +39,7 @@ from ..core.receiver import Authority, Claim, Outcome, Receiver
 from ..core.sender import Sender
 from ..integration import flow
 from ..integration.crd_policy import load_any
+from ..integration.metrics import Metrics, MetricsServer, start_metrics_server
 from ..integration.revocations import RevocationWatcher
 from ..shells.endpoint import FlowFile, Listener, Message, connect, listen
 from ..shells.endpoint import log as listen_log
@@ -149,6 +152,14 @@ def listen_cmd(
         int | None, typer.Option("--count", min=1, help="Exit after N admitted payloads.")
     ] = None,
     node: Annotated[str, typer.Option("--node", help="node_name in flow records.")] = "",
+    metrics: Annotated[
+        str | None,
+        typer.Option(
+            "--metrics",
+            metavar="HOST:PORT",
+            help="Serve Prometheus metrics on http://HOST:PORT/metrics (port 0: any).",
+        ),
+    ] = None,
     revocations: Annotated[
         Path | None,
         typer.Option(
@@ -168,9 +179,31 @@ def listen_cmd(
         listen_log.addHandler(handler)
         listen_log.setLevel(logging.INFO)
         listen_log.propagate = False
-    asyncio.run(
-        _listen(receiver_key, pol, host, port, verbose, flows, as_json, count, node, watcher)
-    )
+    server = _start_metrics(metrics) if metrics is not None else None
+    try:
+        asyncio.run(
+            _listen(receiver_key, pol, host, port, verbose, flows, as_json, count, node, watcher,
+                    server.metrics if server is not None else None)
+        )  # fmt: skip
+    finally:
+        if server is not None:
+            server.server.close()
+
+
+@dataclasses.dataclass
+class _Served:
+    metrics: Metrics
+    server: MetricsServer
+
+
+def _start_metrics(address: str) -> _Served:
+    host, sep, port_text = address.rpartition(":")
+    if not sep or not port_text.isdigit() or int(port_text) > 65535:
+        raise ValueError(f"--metrics takes HOST:PORT, not {address!r}")
+    m = Metrics()
+    server = start_metrics_server(int(port_text), host.strip("[]") or "127.0.0.1", metrics=m)
+    typer.echo(f"metrics on {server.url}", err=True)
+    return _Served(m, server)
 
 
 async def _listen(
@@ -184,11 +217,15 @@ async def _listen(
     count: int | None,
     node: str,
     revocations: RevocationWatcher | None = None,
+    metrics: Metrics | None = None,
 ) -> None:
     # On the millisecond, as INIT timestamps are: an INIT stamped in the first millisecond
     # after the start is not older than the receiver's state.
     receiver = Receiver(key, policy, started_at=int(time.time() * 1000) / 1000)
     sink = FlowFile(flows) if flows is not None else None
+    on_flow = metrics.flow_sink(sink) if metrics is not None else sink
+    if metrics is not None:
+        metrics.track(sessions=lambda: len(receiver.sessions))
 
     def on_outcome(out: Outcome, source: tuple[str, int]) -> None:
         delivered = out.verdict == Verdict.ADMIT and out.payload is not None
@@ -206,7 +243,7 @@ async def _listen(
     try:
         listener: Listener = await listen(
             host, port, receiver,
-            on_flow=sink,
+            on_flow=on_flow,
             on_outcome=on_outcome if (verbose or as_json) else None,
             node=node,
             revocations=revocations,

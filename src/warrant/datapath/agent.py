@@ -56,7 +56,7 @@ from ..core.admission import Policy, PolicyError
 from ..core.constants import MAX_DATAGRAM, Kind, Reason, Verdict
 from ..core.receiver import Outcome, Receiver
 from ..integration import flow
-from ..integration.crd_policy import PolicyWatcher
+from ..integration.crd_policy import PolicySource
 from ..integration.flowstore import FlowSink, FlowStore
 from ..integration.metrics import Metrics
 from ..integration.revocations import RevocationWatcher
@@ -109,7 +109,7 @@ class Agent:
         flows: FlowStore | None = None,
         metrics: Metrics | None = None,
         node: str = "",
-        policy_watcher: PolicyWatcher | None = None,
+        policy_watcher: PolicySource | None = None,
         revocations: RevocationWatcher | None = None,
     ) -> None:
         """`flows`: write a flow record for every verdict into this store; `metrics`: count
@@ -147,7 +147,7 @@ class Agent:
         self.revocations = revocations
         if metrics is not None:
             metrics.track(sessions=lambda: len(self.receiver.sessions), queue_depth=lambda: 0)
-            metrics.track_datapath(self._kernel_counts)
+            metrics.track_datapath(self.dp.counters)
         self._emit("attached", ifindex=ifindex, mode=attach, ports=self.ports, pin_root=pin_root,
                    reused_sessions=self.store.orphans())  # fmt: skip
         self._reload_revocations()  # before the first INIT is judged
@@ -161,7 +161,8 @@ class Agent:
         port = sock.getsockname()[1]
         now = time.time()
         started = time.perf_counter()
-        if len(data) > 1 and data[1] == Kind.DATA:  # the kernel admitted it: open, no re-check
+        in_kernel = len(data) > 1 and data[1] == Kind.DATA
+        if in_kernel:  # the kernel admitted (and counted) it: open, no re-check
             out = self.receiver.admitted_data(data, source, now)
             self.stats.data_opened += 1
         else:
@@ -175,7 +176,9 @@ class Agent:
             session_id=out.session_id.hex() if out.session_id else None, seq=out.seq,
             source=f"{source[0]}:{source[1]}", port=port,
         )  # fmt: skip
-        self.record(out, source, (sock.getsockname()[0], port), now, cost)
+        # the kernel counted it admitted; a drop here (payload fails to open) is user space's
+        counted = in_kernel and out.verdict == Verdict.ADMIT
+        self.record(out, source, (sock.getsockname()[0], port), now, cost, in_kernel=counted)
         if out.reply is not None:
             sock.sendto(out.reply, source)
         if out.verdict != Verdict.ADMIT or out.session_id is None:
@@ -254,7 +257,7 @@ class Agent:
             source = (socket.inet_ntoa(ev.saddr), ev.sport)
             dest = (socket.inet_ntoa(ev.daddr), ev.dport)
             when = self.dp.wall_time(ev.time_ns) if ev.time_ns else time.time()
-            self.record(o, source, dest, when)
+            self.record(o, source, dest, when, in_kernel=True)
             out.append((o, source, dest))
         self.stats.kernel_drops += len(out)
         return out
@@ -272,11 +275,12 @@ class Agent:
         )  # fmt: skip
 
     def record(self, out: Outcome, source: Address, dest: Address, now: float,
-               cost: float | None = None) -> None:  # fmt: skip
+               cost: float | None = None, *, in_kernel: bool = False) -> None:  # fmt: skip
         """One verdict into the flow store and the metrics (whichever the agent has);
         `cost`: seconds user space spent judging it (the packet_cost histogram)."""
         if self.metrics is not None:
-            self.metrics.observe_outcome(out, cost)
+            # a verdict the kernel made is in its counters map already: not counted again
+            self.metrics.observe_outcome(out, cost, in_kernel=in_kernel)
         if self._sink is not None:
             self._sink(flow.record(out, source, dest, now, self.node))
             self.stats.flows += 1

@@ -1,28 +1,31 @@
-"""Flow records: the one place a verdict becomes an observable record.
+"""Flow records: the one place a verdict becomes an observable record, as a Hubble Flow.
 
-Every packet the receiver judges yields one record, a dict ready for JSON
-lines.  Its shape is Hubble's: the field names are those of Cilium's
-`api/v1/flow/flow.proto` in proto3's JSON mapping (`time`, `uuid`, `verdict`,
-`drop_reason`, `drop_reason_desc`, `event_type`, `IP`, `l4`, `source`,
-`destination`, `Type`, `node_name`, `traffic_direction`, `is_reply`,
-`Summary`), so tools that read Hubble flows by field name read these too.
-Warrant adds what Hubble does not have: the exact reason and the packet
-(`reason`, `reason_code`, `reason_desc`, `detail`, `kind`, `bytes`,
-`session_id`, `seq`) and, once a credential was verified for the packet's
-session, the `authority` object: scope, issuer, holder, operation, chain
-digest, hops with their domains, credential expiry, the deciding rule and
-the reason.  Records without a verified authority have no `authority` (proto3's
-JSON mapping omits unset messages too).
+Every packet the receiver judges yields one `flow.Flow` message (Hubble's flow API,
+`proto/flow/flow.proto`), built by `message()`.  `record()` gives the same flow as a dict
+in protobuf's JSON mapping with the proto field names (what `hubble observe -o jsonpb`
+prints and `json_format.Parse` reads back): zero values omitted, enums by name,
+timestamps in RFC 3339.  The dict is what the endpoint's `on_flow`, the flow store and
+`warrant observe` pass around; `to_message()` turns it back into the message (the
+Observer gRPC server sends those).
 
-Verdicts are Hubble's: FORWARDED, DROPPED, ERROR, AUDIT.  `drop_reason_desc`
-is Hubble's DropReason enum name where one fits (`constants.REASONS[...].hubble`,
-e.g. POLICY_DENIED 133, AUTH_REQUIRED 189, INVALID_IDENTITY 171) and Warrant's
-own reason name otherwise (e.g. BAD_MAC, REPLAY); `drop_reason`, Hubble's
-deprecated numeric field, is set only when the name is Hubble's.  `reason`
-always carries Warrant's exact reason.
+Hubble's fields hold only values Hubble defines.  `verdict` is FORWARDED, DROPPED, ERROR
+or AUDIT.  `drop_reason_desc` is the DropReason Warrant's reason maps to
+(`constants.REASONS[r].hubble`, e.g. POLICY_DENIED, AUTH_REQUIRED, INVALID_IDENTITY);
+a reason with no mapping leaves it DROP_REASON_UNKNOWN (omitted in JSON).  Warrant's own
+part travels in `extensions`, a `google.protobuf.Any` holding a
+`warrant.flow.v1.FlowExtension` (`proto/warrantflow/extension.proto`): the exact reason
+(name, code, summary, detail), the packet kind, size, session id and sequence number, and
+once a credential was verified for the packet's session, the `authority` (scope, issuer,
+holder, operation, destination, chain digest and depth, hops with their domains and relay
+tags, expiry, deciding rule).  In JSON it reads
 
-`schemas/flow.schema.json` describes this shape; `tests/test_flow_schema.py`
-checks every kind of record against it.
+    "extensions": {"@type": "type.googleapis.com/warrant.flow.v1.FlowExtension",
+                   "reason": "REPLAY", "reason_code": 13, "kind": "DATA", ...}
+
+A consumer that does not know that type still parses the binary message (an Any is bytes);
+a JSON parser needs the type registered (importing this module registers it).
+`tests/test_flow_schema.py` parses every kind of record strictly into
+`observer.GetFlowsResponse`.
 """
 
 from __future__ import annotations
@@ -36,18 +39,19 @@ import uuid as uuidlib
 from dataclasses import dataclass, field
 from typing import Any
 
+from google.protobuf import json_format
+
 from ..core.constants import REASONS, Reason, Verdict
 from ..core.receiver import Authority, Outcome
+from .proto.flow import flow_pb2
+from .proto.observer import observer_pb2
+from .proto.warrantflow import extension_pb2
 
-# Hubble's DropReason enum (cilium api/v1/flow/flow.proto), the values Warrant uses.
+EXTENSION_TYPE_URL = "type.googleapis.com/" + extension_pb2.FlowExtension.DESCRIPTOR.full_name
+
+# Hubble's DropReason names Warrant maps to, from the compiled enum (name -> number).
 HUBBLE_DROP_REASONS: dict[str, int] = {
-    "DROP_REASON_UNKNOWN": 0,
-    "POLICY_DENIED": 133,
-    "INVALID_PACKET_DROPPED": 134,
-    "CT_MAP_INSERTION_FAILED": 155,
-    "INVALID_IDENTITY": 171,
-    "POLICY_DENY": 181,
-    "AUTH_REQUIRED": 189,
+    v.name: v.number for v in flow_pb2.DropReason.DESCRIPTOR.values if v.number
 }
 
 # Cilium monitor message types (pkg/monitor/api), carried in `event_type.type`.
@@ -56,7 +60,7 @@ EVENT_TRACE = 4
 EVENT_POLICY_VERDICT = 5
 
 # Cilium's reserved identity 0 is "unknown".  Warrant never derives an identity from
-# an address, so it reports 0 and puts the authority in labels and `authority`.
+# an address, so it reports 0 and puts the authority in labels and the extension.
 IDENTITY_UNKNOWN = 0
 
 VERDICTS = ("FORWARDED", "DROPPED", "ERROR", "AUDIT")
@@ -85,12 +89,16 @@ def record(
     local: EndpointInfo | None = None,
     flow_uuid: str | None = None,
 ) -> dict[str, Any]:
-    """The flow record for one receiver verdict.
+    """The Hubble Flow for one receiver verdict (received: INGRESS, UDP), as a dict in
+    protobuf's JSON mapping.
 
-    `audit=True` reports a drop as AUDIT (policy audit mode: it would have been
-    dropped, and was let through).  `local` describes the receiving endpoint.
+    Built as a dict, not through the message: this runs for every packet and
+    `json_format.MessageToDict` costs some 400 us a flow, this some 10 us.  The
+    conformance test holds it to `to_dict(to_message(rec)) == rec` for every kind of
+    record, i.e. exactly what protobuf would print.  `audit=True` reports a drop as AUDIT
+    (policy audit mode: it would have been dropped, and was let through).  `local`
+    describes the receiving endpoint.
     """
-    info = REASONS[outcome.reason]
     verdict = verdict_name(outcome.verdict)
     if audit and verdict == "DROPPED":
         verdict = "AUDIT"
@@ -100,43 +108,109 @@ def record(
         "verdict": verdict,
     }
     if outcome.verdict == Verdict.DROP:
-        rec.update(drop_fields(outcome.reason))
-        rec["event_type"] = {"type": EVENT_DROP, "sub_type": rec.get("drop_reason", 0)}
+        hubble = REASONS[outcome.reason].hubble
+        code = HUBBLE_DROP_REASONS.get(hubble, 0)
+        if code:
+            rec["drop_reason"] = code
+            rec["drop_reason_desc"] = hubble
+            rec["event_type"] = {"type": EVENT_DROP, "sub_type": code}
+        else:
+            rec["event_type"] = {"type": EVENT_DROP}
     elif outcome.kind == "INIT":
         rec["event_type"] = {"type": EVENT_POLICY_VERDICT}
     else:
         rec["event_type"] = {"type": EVENT_TRACE}
-    rec["IP"] = {
-        "source": source[0],
-        "destination": destination[0],
-        "ipVersion": ip_version(source[0]),
-    }
-    rec["l4"] = {"UDP": {"source_port": source[1], "destination_port": destination[1]}}
+    rec["IP"] = _nonempty(
+        source=source[0], destination=destination[0], ipVersion=ip_version(source[0])
+    )
+    rec["l4"] = {"UDP": _ports(source[1], destination[1])}
     rec["source"] = _endpoint(IDENTITY_UNKNOWN, "", "", source_labels(outcome.authority))
     lo = local or EndpointInfo()
     rec["destination"] = _endpoint(
         lo.identity, lo.namespace, lo.pod_name, [*lo.labels, *destination_labels(outcome.authority)]
     )
     rec["Type"] = "L3_L4"
-    rec["node_name"] = node
+    if node:
+        rec["node_name"] = node
     rec["traffic_direction"] = "INGRESS"
     rec["is_reply"] = False
     rec["Summary"] = summary(outcome, verdict)
-    # Warrant's extension fields (not in flow.proto): the exact reason and the packet.
-    rec["reason"] = outcome.reason.name
-    rec["reason_code"] = int(outcome.reason)
-    rec["reason_desc"] = info.summary
-    if outcome.detail:
-        rec["detail"] = outcome.detail
-    rec["kind"] = outcome.kind
-    rec["bytes"] = outcome.size
-    if outcome.session_id is not None:
-        rec["session_id"] = outcome.session_id.hex()
-    if outcome.seq is not None:
-        rec["seq"] = outcome.seq
-    if outcome.authority is not None:
-        rec["authority"] = dict(_authority_template(outcome.authority, outcome.reason))
+    rec["extensions"] = extension(outcome)
     return rec
+
+
+def message(
+    outcome: Outcome,
+    source: tuple[str, int],
+    destination: tuple[str, int],
+    now: float,
+    node: str = "",
+    **kw: Any,
+) -> flow_pb2.Flow:
+    """`record(...)` as the flow.Flow message."""
+    return to_message(record(outcome, source, destination, now, node, **kw))
+
+
+def extension(outcome: Outcome, reason: str | None = None) -> dict[str, Any]:
+    """Warrant's part of the flow (a FlowExtension in an Any, JSON mapping): the exact
+    reason, the packet and the verified authority."""
+    ext: dict[str, Any] = {
+        "@type": EXTENSION_TYPE_URL,
+        "reason": reason or outcome.reason.name,
+    }
+    if outcome.reason:
+        ext["reason_code"] = int(outcome.reason)
+    ext["reason_desc"] = REASONS[outcome.reason].summary
+    if outcome.detail:
+        ext["detail"] = outcome.detail
+    if outcome.kind:
+        ext["kind"] = outcome.kind
+    if outcome.size:
+        ext["bytes"] = outcome.size
+    if outcome.session_id:
+        ext["session_id"] = outcome.session_id.hex()
+    if outcome.seq is not None:
+        ext["seq"] = str(outcome.seq)  # uint64: a string in the JSON mapping
+    if outcome.authority is not None:
+        ext["authority"] = dict(_authority(outcome.authority, outcome.reason))
+    return ext
+
+
+@functools.lru_cache(maxsize=4096)
+def _authority(a: Authority, reason: Reason) -> dict[str, Any]:
+    """The session's verified authority and this packet's reason, computed once per pair
+    (records of one session share it); zero values omitted like the JSON mapping does."""
+    hops = []
+    for i, (domain, relay) in enumerate(a.hops):
+        hop: dict[str, Any] = {"index": i} if i else {}
+        hop.update(_nonempty(domain=domain, relay=relay))
+        hops.append(hop)
+    out = _nonempty(
+        scope=a.scope,
+        issuer=a.issuer,
+        holder=a.holder,
+        operation=a.operation,
+        service=a.service,
+        port=a.port,
+        chain_digest=a.chain_digest,
+        depth=a.depth,
+        hops=hops,
+    )
+    out["expires"] = rfc3339(float(a.expires))
+    out.update(_nonempty(rule=a.rule or "", session_id=a.session_id, reason=reason.name))
+    return out
+
+
+def _nonempty(**fields: Any) -> dict[str, Any]:
+    return {k: v for k, v in fields.items() if v}
+
+
+def _ports(sport: int, dport: int) -> dict[str, int]:
+    return _nonempty(source_port=sport, destination_port=dport)
+
+
+def _endpoint(identity: int, namespace: str, pod: str, labels: list[str]) -> dict[str, Any]:
+    return _nonempty(identity=identity, namespace=namespace, labels=labels, pod_name=pod)
 
 
 def verdict_name(verdict: Verdict) -> str:
@@ -153,51 +227,15 @@ def error_record(
     size: int = 0,
 ) -> dict[str, Any]:
     """An ERROR flow: the packet could not be judged (an internal failure, never a verdict)."""
-    out = Outcome(Verdict.DROP, Reason.OK, "UNKNOWN", size, detail)
+    out = Outcome(Verdict.ADMIT, Reason.OK, "UNKNOWN", size, detail)
     rec = record(out, source, destination, now, node)
-    for k in ("drop_reason", "drop_reason_desc"):
-        rec.pop(k, None)
     rec["verdict"] = "ERROR"
-    rec["reason"], rec["reason_desc"] = "ERROR", "the packet could not be judged"
     rec["event_type"] = {"type": EVENT_TRACE}
     rec["Summary"] = f"error: {detail}" if detail else "error"
+    ext = extension(out, reason="ERROR")
+    ext["reason_desc"] = "the packet could not be judged"
+    rec["extensions"] = ext
     return rec
-
-
-def drop_fields(reason: Reason) -> dict[str, Any]:
-    """`drop_reason_desc` (and, for Hubble's names, the numeric `drop_reason`)."""
-    hubble = REASONS[reason].hubble
-    if hubble:
-        return {"drop_reason": HUBBLE_DROP_REASONS[hubble], "drop_reason_desc": hubble}
-    return {"drop_reason_desc": reason.name}
-
-
-def authority_object(a: Authority, reason: Reason) -> dict[str, Any]:
-    """The verified authority of the packet's session, and the reason it got its verdict."""
-    return {
-        "scope": a.scope,
-        "issuer": a.issuer,
-        "holder": a.holder,
-        "operation": a.operation,
-        "service": a.service,
-        "port": a.port,
-        "chain_digest": a.chain_digest,
-        "depth": a.depth,
-        "hops": [
-            {"index": i, "domain": domain, "relay": relay}
-            for i, (domain, relay) in enumerate(a.hops)
-        ],
-        "expires": rfc3339(float(a.expires)),
-        "rule": a.rule,
-        "session_id": a.session_id,
-        "reason": reason.name,
-    }
-
-
-@functools.lru_cache(maxsize=4096)
-def _authority_template(a: Authority, reason: Reason) -> dict[str, Any]:
-    """authority_object, computed once per (session authority, reason): records copy it."""
-    return authority_object(a, reason)
 
 
 def source_labels(a: Authority | None) -> list[str]:
@@ -213,43 +251,12 @@ def destination_labels(a: Authority | None) -> list[str]:
     return [f"warrant:service={a.service}"]
 
 
-def _endpoint(identity: int, namespace: str, pod: str, labels: list[str]) -> dict[str, Any]:
-    return {"identity": identity, "namespace": namespace, "labels": labels, "pod_name": pod}
-
-
 @functools.lru_cache(maxsize=4096)
 def ip_version(address: str) -> str:
     try:
         return "IPv6" if ipaddress.ip_address(address.split("%", 1)[0]).version == 6 else "IPv4"
     except ValueError:
-        return "IP_NOT_USED"
-
-
-def rfc3339(t: float) -> str:
-    """A protobuf Timestamp in proto3's JSON mapping: UTC, `Z`, microseconds.
-
-    Rounds like datetime.fromtimestamp (half-even to the microsecond) but formats
-    the date part once per second: this runs for every packet's flow record."""
-    frac, whole = math.modf(t)
-    us = round(frac * 1e6)
-    if us >= 1_000_000:
-        whole, us = whole + 1, us - 1_000_000
-    elif us < 0:
-        whole, us = whole - 1, us + 1_000_000
-    return f"{_second(int(whole))}.{us:06d}Z"
-
-
-@functools.lru_cache(maxsize=8)
-def _second(whole: int) -> str:
-    return dt.datetime.fromtimestamp(whole, dt.UTC).strftime("%Y-%m-%dT%H:%M:%S")
-
-
-def parse_time(text: str) -> float:
-    """Inverse of `rfc3339` (accepts any ISO 8601 form with an offset or `Z`)."""
-    stamp = dt.datetime.fromisoformat(text.replace("Z", "+00:00"))
-    if stamp.tzinfo is None:
-        stamp = stamp.replace(tzinfo=dt.UTC)
-    return stamp.timestamp()
+        return ""  # IP_NOT_USED: the enum's zero, omitted
 
 
 def summary(outcome: Outcome, verdict: str | None = None) -> str:
@@ -263,27 +270,116 @@ def summary(outcome: Outcome, verdict: str | None = None) -> str:
     return f"{text} ({outcome.detail})" if outcome.detail else text
 
 
+# ---- protobuf <-> dict ---------------------------------------------------------------------------
+def to_dict(msg: flow_pb2.Flow) -> dict[str, Any]:
+    """A Flow in protobuf's JSON mapping with proto field names (zero values omitted)."""
+    out: dict[str, Any] = json_format.MessageToDict(msg, preserving_proto_field_name=True)
+    return out
+
+
+def to_message(rec: dict[str, Any]) -> flow_pb2.Flow:
+    """A flow record back into the Flow message; strict: an unknown field or enum value
+    raises json_format.ParseError."""
+    msg = flow_pb2.Flow()
+    json_format.ParseDict(rec, msg, ignore_unknown_fields=False)
+    return msg
+
+
+def get_flows_response(rec: dict[str, Any]) -> dict[str, Any]:
+    """The record wrapped as Hubble's observer GetFlowsResponse (what `hubble observe -o json`
+    prints: the flow under `flow`, plus `node_name` and `time`), zero values omitted."""
+    out: dict[str, Any] = {"flow": rec}
+    if rec.get("node_name"):
+        out["node_name"] = rec["node_name"]
+    if "time" in rec:
+        out["time"] = rec["time"]
+    return out
+
+
+def response_message(rec: dict[str, Any]) -> observer_pb2.GetFlowsResponse:
+    msg = observer_pb2.GetFlowsResponse()
+    json_format.ParseDict(get_flows_response(rec), msg, ignore_unknown_fields=False)
+    return msg
+
+
+def to_json(rec: dict[str, Any]) -> str:
+    return json.dumps(rec, separators=(",", ":"), sort_keys=False)
+
+
+# ---- time ----------------------------------------------------------------------------------------
+def rfc3339(t: float) -> str:
+    """A protobuf Timestamp in protobuf's JSON mapping (what Timestamp.ToJsonString prints:
+    UTC, `Z`, no fraction, or 3 or 6 digits), to the microsecond.
+
+    Rounds like datetime.fromtimestamp (half-even to the microsecond) but formats
+    the date part once per second."""
+    frac, whole = math.modf(t)
+    us = round(frac * 1e6)
+    if us >= 1_000_000:
+        whole, us = whole + 1, us - 1_000_000
+    elif us < 0:
+        whole, us = whole - 1, us + 1_000_000
+    if not us:
+        return f"{_second(int(whole))}Z"
+    if not us % 1000:
+        return f"{_second(int(whole))}.{us // 1000:03d}Z"
+    return f"{_second(int(whole))}.{us:06d}Z"
+
+
+@functools.lru_cache(maxsize=8)
+def _second(whole: int) -> str:
+    return dt.datetime.fromtimestamp(whole, dt.UTC).strftime("%Y-%m-%dT%H:%M:%S")
+
+
+def parse_time(text: str) -> float:
+    """A Unix time from RFC 3339 (any ISO 8601 form with an offset or `Z`; protobuf's
+    nanosecond fractions are cut to microseconds)."""
+    text = text.replace("Z", "+00:00")
+    head, dot, rest = text.partition(".")
+    if dot:
+        digits = len(rest) - len(rest.lstrip("0123456789"))
+        frac, tail = rest[:digits], rest[digits:]
+        text = f"{head}.{frac[:6].ljust(6, '0')}{tail}"
+    stamp = dt.datetime.fromisoformat(text)
+    if stamp.tzinfo is None:
+        stamp = stamp.replace(tzinfo=dt.UTC)
+    return stamp.timestamp()
+
+
 # ---- reading records back (observe, metrics, the store) -------------------------------------
+def extension_of(rec: dict[str, Any]) -> dict[str, Any]:
+    """The Warrant extension of a record ({} when it has none)."""
+    ext = rec.get("extensions")
+    if isinstance(ext, dict) and ext.get("@type") == EXTENSION_TYPE_URL:
+        return ext
+    return {}
+
+
+def authority_of(rec: dict[str, Any]) -> dict[str, Any]:
+    auth = extension_of(rec).get("authority")
+    return auth if isinstance(auth, dict) else {}
+
+
 def reason_of(rec: dict[str, Any]) -> str:
     """Warrant's reason name for a record ("OK" for admitted packets)."""
-    auth = rec.get("authority") or {}
-    return str(rec.get("reason") or auth.get("reason") or rec.get("drop_reason_desc") or "OK")
+    return str(extension_of(rec).get("reason") or rec.get("drop_reason_desc") or "OK")
+
+
+def kind_of(rec: dict[str, Any]) -> str:
+    return str(extension_of(rec).get("kind") or "")
 
 
 def hop_domains(rec: dict[str, Any]) -> list[str]:
-    auth = rec.get("authority") or {}
-    return [str(h.get("domain", "")) for h in auth.get("hops") or []]
+    return [str(h.get("domain", "")) for h in authority_of(rec).get("hops") or []]
 
 
 def timestamp_of(rec: dict[str, Any]) -> float:
     return parse_time(str(rec["time"]))
 
 
-def get_flows_response(rec: dict[str, Any]) -> dict[str, Any]:
-    """The record wrapped as Hubble's observer GetFlowsResponse (what `hubble observe -o json`
-    prints: the flow under `flow`, plus `node_name` and `time`)."""
-    return {"flow": rec, "node_name": rec.get("node_name", ""), "time": rec.get("time", "")}
-
-
-def to_json(rec: dict[str, Any]) -> str:
-    return json.dumps(rec, separators=(",", ":"), sort_keys=False)
+def ports_of(rec: dict[str, Any]) -> tuple[str, int | None, int | None]:
+    """(protocol name as Hubble's filters spell it, source port, destination port)."""
+    for name, body in (rec.get("l4") or {}).items():
+        if isinstance(body, dict):
+            return name.lower(), body.get("source_port"), body.get("destination_port")
+    return "", None, None

@@ -19,6 +19,8 @@ domains) are derived from the record; the record itself is stored as JSON.
 
 from __future__ import annotations
 
+import functools
+import ipaddress
 import json
 import os
 import sqlite3
@@ -68,7 +70,10 @@ class FlowFilter:
 
     `reasons` match Warrant's reason (BAD_MAC) or Hubble's drop_reason_desc
     (POLICY_DENIED).  `from_domains` match flows whose proven hop path crossed
-    the domain.  `since` / `until` are Unix times.
+    the domain.  `since` / `until` are Unix times.  The rest are Hubble's flow filters:
+    `source_ips` / `destination_ips` an address or a CIDR, `ports` either port,
+    `protocols` the L4 protocol (udp, tcp), `node_names` a name or a glob (`k8s-*`),
+    `ip_versions` IPv4 / IPv6, `directions` INGRESS / EGRESS.
     """
 
     verdicts: Sequence[str] = ()
@@ -79,16 +84,41 @@ class FlowFilter:
     kinds: Sequence[str] = ()
     since: float | None = None
     until: float | None = None
+    uuids: Sequence[str] = ()
+    source_ips: Sequence[str] = ()
+    destination_ips: Sequence[str] = ()
+    ports: Sequence[int] = ()
+    source_ports: Sequence[int] = ()
+    destination_ports: Sequence[int] = ()
+    protocols: Sequence[str] = ()
+    node_names: Sequence[str] = ()
+    ip_versions: Sequence[str] = ()
+    directions: Sequence[str] = ()
+
+    def __post_init__(self) -> None:
+        for value in (*self.source_ips, *self.destination_ips):
+            try:
+                _network(value)
+            except ValueError:
+                raise ValueError(f"{value!r} is not an IP address or CIDR") from None
+        for port in (*self.ports, *self.source_ports, *self.destination_ports):
+            if not 0 <= int(port) <= 65535:
+                raise ValueError(f"port {port} is out of range")
 
     def sql(self) -> tuple[str, list[Any]]:
         clauses: list[str] = []
         args: list[Any] = []
 
-        def any_of(column: str, values: Sequence[str], upper: bool = True) -> None:
+        def any_of(column: str, values: Sequence[Any], upper: bool = True) -> None:
             if values:
-                vals = [v.upper() if upper else v for v in values]
+                vals = [v.upper() if upper and isinstance(v, str) else v for v in values]
                 clauses.append(f"{column} IN ({','.join('?' * len(vals))})")
                 args.extend(vals)
+
+        def each(template: str, values: Sequence[Any]) -> None:
+            if values:
+                clauses.append("(" + " OR ".join(template for _ in values) + ")")
+                args.extend(values)
 
         any_of("verdict", self.verdicts)
         if self.reasons:
@@ -109,7 +139,67 @@ class FlowFilter:
         if self.until is not None:
             clauses.append("t <= ?")
             args.append(self.until)
+        any_of("json_extract(record, '$.uuid')", self.uuids, upper=False)
+        each("warrant_ip_in(source, ?)", self.source_ips)
+        each("warrant_ip_in(json_extract(record, '$.IP.destination'), ?)", self.destination_ips)
+        sport, dport = _PORT.format(side="source"), _PORT.format(side="destination")
+        any_of(sport, [int(p) for p in self.source_ports])
+        any_of(dport, [int(p) for p in self.destination_ports])
+        each(f"(? IN ({sport}, {dport}))", [int(p) for p in self.ports])
+        each(
+            "json_type(record, '$.l4.' || ?) IS NOT NULL",
+            [_L4.get(p.lower(), "-") for p in self.protocols],
+        )
+        each("coalesce(json_extract(record, '$.node_name'), '') GLOB ?", self.node_names)
+        any_of(
+            "coalesce(json_extract(record, '$.IP.ipVersion'), 'IP_NOT_USED')",
+            self.ip_versions,
+            upper=False,
+        )
+        any_of("json_extract(record, '$.traffic_direction')", self.directions)
         return (" AND ".join(clauses) or "1"), args
+
+
+# The L4 port of a record, whichever protocol it has (SQL over the record's JSON).
+_PORT = (
+    "coalesce(json_extract(record, '$.l4.UDP.{side}_port'), "
+    "json_extract(record, '$.l4.TCP.{side}_port'), 0)"
+)
+# Hubble's protocol filter names -> flow.Layer4 field names.
+_L4 = {"udp": "UDP", "tcp": "TCP"}
+
+
+def where(
+    include: Sequence[FlowFilter] = (), exclude: Sequence[FlowFilter] = ()
+) -> tuple[str, list[Any]]:
+    """Hubble's whitelist/blacklist: any include filter matches (none given: all flows) and
+    no exclude filter matches."""
+    clauses: list[str] = []
+    args: list[Any] = []
+    if include:
+        parts = [f.sql() for f in include]
+        clauses.append("(" + " OR ".join(f"({sql})" for sql, _ in parts) + ")")
+        args.extend(a for _, values in parts for a in values)
+    if exclude:
+        parts = [f.sql() for f in exclude]
+        clauses.append("NOT (" + " OR ".join(f"({sql})" for sql, _ in parts) + ")")
+        args.extend(a for _, values in parts for a in values)
+    return (" AND ".join(clauses) or "1"), args
+
+
+@functools.lru_cache(maxsize=256)
+def _network(text: str) -> ipaddress.IPv4Network | ipaddress.IPv6Network:
+    return ipaddress.ip_network(text.strip(), strict=False)
+
+
+def _ip_in(address: str | None, net: str) -> int:
+    """SQLite function: is `address` the address or inside the CIDR `net`?"""
+    if not address:
+        return 0
+    try:
+        return int(ipaddress.ip_address(address.split("%", 1)[0]) in _network(net))
+    except ValueError:
+        return 0
 
 
 @dataclass(frozen=True)
@@ -162,6 +252,7 @@ class FlowStore:
                 self._db.execute("PRAGMA synchronous = NORMAL")
                 self._db.executescript(_SCHEMA)
                 self._db.commit()
+            self._db.create_function("warrant_ip_in", 2, _ip_in, deterministic=True)
             row = self._db.execute("SELECT count(*), coalesce(sum(size), 0) FROM flows").fetchone()
         except sqlite3.DatabaseError as exc:
             raise FlowStoreError(f"{self.path}: not a Warrant flow store ({exc})") from None
@@ -228,15 +319,20 @@ class FlowStore:
     # ---- reading -------------------------------------------------------------------------
     def query(
         self,
-        flt: FlowFilter | None = None,
+        flt: FlowFilter | Sequence[FlowFilter] | None = None,
         *,
+        exclude: Sequence[FlowFilter] = (),
         last: int | None = None,
         first: int | None = None,
         after_id: int = 0,
     ) -> list[StoredFlow]:
-        """Matching flows, oldest first.  `last=N`: only the newest N of them."""
-        where, args = (flt or FlowFilter()).sql()
-        sql = f"SELECT id, record FROM flows WHERE id > ? AND {where}"
+        """Matching flows, oldest first.  `last=N`: only the newest N of them.
+
+        `flt`: one filter, or several of which any may match (Hubble's whitelist);
+        `exclude`: flows matching any of these are left out (Hubble's blacklist)."""
+        include = [flt] if isinstance(flt, FlowFilter) else list(flt or ())
+        cond, args = where(include, exclude)
+        sql = f"SELECT id, record FROM flows WHERE id > ? AND {cond}"
         params: list[Any] = [after_id, *args]
         if last is not None:
             sql = f"SELECT * FROM ({sql} ORDER BY id DESC LIMIT ?) ORDER BY id"
@@ -255,15 +351,16 @@ class FlowStore:
 
     def follow(
         self,
-        flt: FlowFilter | None = None,
+        flt: FlowFilter | Sequence[FlowFilter] | None = None,
         *,
+        exclude: Sequence[FlowFilter] = (),
         after_id: int = 0,
         interval: float = 0.2,
         stop: threading.Event | None = None,
     ) -> Iterator[StoredFlow]:
         """Yield matching flows as they arrive (polls; `stop` ends it)."""
         while stop is None or not stop.is_set():
-            batch = self.query(flt, after_id=after_id, first=1000)
+            batch = self.query(flt, exclude=exclude, after_id=after_id, first=1000)
             for row in batch:
                 after_id = row.id
                 yield row
@@ -363,7 +460,7 @@ def _row(rec: dict[str, Any]) -> tuple[Any, ...]:
         t = flow.timestamp_of(rec)
     except (KeyError, ValueError):
         t = time.time()
-    auth = rec.get("authority") or {}
+    auth = flow.authority_of(rec)
     domains = flow.hop_domains(rec)
     ip = rec.get("IP") or {}
     return (
@@ -371,7 +468,7 @@ def _row(rec: dict[str, Any]) -> tuple[Any, ...]:
         str(rec.get("verdict", "")),
         flow.reason_of(rec),
         str(rec.get("drop_reason_desc", "")),
-        str(rec.get("kind", "")),
+        flow.kind_of(rec),
         str(auth.get("scope", "")),
         str(auth.get("operation", "")),
         (_SEP + _SEP.join(domains) + _SEP) if domains else "",
