@@ -41,10 +41,11 @@ Every error names the file and the line to fix.
 from __future__ import annotations
 
 import re
+import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, Protocol
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
@@ -592,6 +593,21 @@ def admission_yaml(compiled: Compiled) -> str:
     return str(yaml.safe_dump(data, sort_keys=False))
 
 
+class PolicySource(Protocol):
+    """Where the agent's policy comes from: a file (PolicyWatcher) or the Kubernetes API
+    (kube_watch.KubePolicySource).  `poll()` returns a new Policy, None for no change, or
+    raises PolicyError once for a change that does not load (the policy in force stays);
+    `path` names the source in the agent's log; `last_poll` is when poll() last ran
+    (time.monotonic(), 0.0 before the first: /healthz's main-loop check)."""
+
+    @property
+    def path(self) -> Path | str: ...
+
+    last_poll: float
+
+    def poll(self) -> Policy | None: ...
+
+
 class PolicyWatcher:
     """Reloads a policy file when it changes (either format), keeping the last good one.
 
@@ -602,6 +618,7 @@ class PolicyWatcher:
     def __init__(self, path: Path, *, anchors_dir: Path | None = None) -> None:
         self.path, self.anchors_dir = path, anchors_dir
         self._stamp = self._read_stamp()
+        self.last_poll = 0.0
 
     def _read_stamp(self) -> tuple[int, int] | None:
         try:
@@ -611,6 +628,7 @@ class PolicyWatcher:
         return (st.st_mtime_ns, st.st_size)
 
     def poll(self) -> Policy | None:
+        self.last_poll = time.monotonic()
         stamp = self._read_stamp()
         if stamp == self._stamp or stamp is None:
             return None
