@@ -434,7 +434,8 @@ class Datapath(MapView):
             except libbpf.BpfError as exc:
                 if i + 1 == len(tries):
                     raise
-                _log.warning("ifindex %d refused %s XDP (%s); attaching in %s mode",
+                _log.warning("ifindex %d refused %s XDP (%s); attaching in %s mode, which "
+                             "cannot see GRO/GSO merges within the MTU (--tc can)",
                              ifindex, name, exc, tries[i + 1])  # fmt: skip
                 continue
             return name
