@@ -60,7 +60,7 @@ struct {
 	__type(value, struct warrant_replay);
 } warrant_replay SEC(".maps");
 
-/* Check seq and, when fresh, record it.  Returns OK, REPLAY or TOO_OLD. */
+/* Check seq and, when fresh, record it.  Returns OK, REPLAY, TOO_OLD or SEQ_EXHAUSTED. */
 static __always_inline int warrant_replay_update(struct warrant_replay *w, __u64 seq)
 {
 	__u64 block = seq >> WARRANT_REPLAY_SLOT_SHIFT;
@@ -69,6 +69,8 @@ static __always_inline int warrant_replay_update(struct warrant_replay *w, __u64
 	__u64 *slot = &w->slots[block & WARRANT_REPLAY_SLOT_MASK];
 	__u64 top = *(volatile __u64 *)&w->top;
 
+	if (seq >= WARRANT_SEQ_LIMIT) /* top never reaches 2^64-1 (SPEC 6.3) */
+		return WARRANT_REASON_SEQ_EXHAUSTED;
 	if (seq > top) {
 		/* raise top first (safety argument 2) */
 		int raised = 0;

@@ -49,6 +49,7 @@ from warrant.core.constants import (
     OFF_SESSION_ID,
     REJECT_LEN,
     REPLAY_WINDOW,
+    SEQ_LIMIT,
     SESSION_MAX_LIFETIME,
     SIG_CONTEXT_INIT,
     SIGNATURE_LEN,
@@ -542,7 +543,9 @@ def test_p2_credential_rate_limits_data() -> None:
         admitted(judge(rx, s.seal(b"%d" % i)))
     limited = s.seal(b"over")
     dropped(judge(rx, limited), Reason.RATE_LIMITED)
-    admitted(judge(rx, limited, now=NOW + 1), b"over")  # the window did not record it
+    # Authentic, so recorded (SPEC 6.3): a copy cannot spend the next second's allowance.
+    dropped(judge(rx, limited, now=NOW + 1), Reason.REPLAY)
+    admitted(judge(rx, s.seal(b"next"), now=NOW + 1), b"next")
 
 
 # =========================================================================================
@@ -676,17 +679,20 @@ def test_p3_bit_flip_in_every_byte_of_an_init_with_cookie() -> None:
     admitted(judge(rx, genuine), b"first payload")
 
 
-def test_p3_cookie_mac_is_ignored_when_not_under_load() -> None:
-    """SPEC 6.2 step 6: the cookie MAC authenticates nothing; off load it is not even read.
+def test_p3_cookie_mac_is_checked_even_when_not_under_load() -> None:
+    """SPEC 6.2 step 6: a cookie MAC that is present is checked, under load or not.
 
-    An on-path attacker may rewrite it, and the receiver admits exactly what the sender sent.
+    Random cookie bytes are refused (BAD_COOKIE) with a COOKIE reply, so a sender whose
+    cookie went stale recovers in one round trip; the refusal opens nothing, and the
+    same INIT without the cookie is then admitted.
     """
     rx = receiver()
+    assert not rx.under_load(NOW)
     opened = build_init()
     garbage = dataclasses.replace(opened.init, cookie_mac=b"\xee" * 16).encode()
-    out = admitted(judge(rx, garbage), b"hello")
-    assert out.session_id == opened.sid
-    dropped(judge(rx, opened.packet), Reason.REPLAY)  # the same session either way
+    out = dropped(judge(rx, garbage), Reason.BAD_COOKIE)
+    assert out.reply is not None and out.reply[1] == Kind.COOKIE
+    admitted(judge(rx, opened.packet), b"hello")
 
 
 def test_p3_data_sealed_with_another_sessions_key() -> None:
@@ -758,9 +764,11 @@ def test_p4_window_edges() -> None:
     admitted(judge(rx, opened.data(top - REPLAY_WINDOW + 1)))  # the oldest fresh number
     dropped(judge(rx, opened.data(top - REPLAY_WINDOW + 1)), Reason.REPLAY)
     # A jump far ahead: everything behind the new window is TOO_OLD, including old `top`.
-    admitted(judge(rx, opened.data(2**64 - 1)))
+    admitted(judge(rx, opened.data(SEQ_LIMIT - 1)))  # the highest usable number
     dropped(judge(rx, opened.data(top)), Reason.TOO_OLD)
-    dropped(judge(rx, opened.data(2**64 - 1)), Reason.REPLAY)
+    dropped(judge(rx, opened.data(SEQ_LIMIT - 1)), Reason.REPLAY)
+    for seq in (SEQ_LIMIT, 2**64 - 1):
+        dropped(judge(rx, opened.data(seq)), Reason.SEQ_EXHAUSTED)
 
 
 def test_p4_out_of_order_within_window_is_admitted_once() -> None:

@@ -36,6 +36,7 @@ from warrant.core.constants import (
     COOKIE_NONCE_LEN,
     MAX_HOPS,
     REPLAY_WINDOW,
+    SEQ_LIMIT,
     SIG_CONTEXT_INIT,
     Kind,
     Reason,
@@ -427,13 +428,16 @@ def test_cookie_round_trip(sid: bytes, nonce: bytes, sealed: bytes) -> None:
 
 # ---- the replay window against a model of SPEC 6.3 ------------------------------------------------
 class WindowModel:
-    """SPEC 6.3 in terms of a set: fresh if newer than top, or within 4032 and unseen."""
+    """SPEC 6.3 in terms of a set: fresh if below SEQ_LIMIT and newer than top, or within
+    4032 and unseen."""
 
     def __init__(self) -> None:
         self.top = -1
         self.seen: set[int] = set()
 
     def check(self, seq: int) -> Reason:
+        if seq >= SEQ_LIMIT:
+            return Reason.SEQ_EXHAUSTED
         if seq > self.top:
             return Reason.OK
         if self.top - seq >= REPLAY_WINDOW:

@@ -185,17 +185,19 @@ def _free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def _read_until(proc: subprocess.Popen[str], stream: Any, needle: str, timeout: float) -> str:
-    seen = ""
+def _read_until(proc: subprocess.Popen[bytes], stream: Any, needle: str, timeout: float) -> str:
+    """What `stream` said until `needle` appeared (raw fd reads: no buffered line can hide
+    from select)."""
+    seen = b""
     end = time.monotonic() + timeout
-    while time.monotonic() < end and needle not in seen:
+    while time.monotonic() < end and needle.encode() not in seen:
         r, _, _ = select.select([stream], [], [], 0.1)
         if r:
-            line = stream.readline()
-            if not line and proc.poll() is not None:
+            chunk = os.read(stream.fileno(), 65536)
+            if not chunk and proc.poll() is not None:
                 break
-            seen += line
-    return seen
+            seen += chunk
+    return seen.decode()
 
 
 def test_listen_takes_revocations(tmp_path: Path) -> None:
@@ -210,7 +212,7 @@ def test_listen_takes_revocations(tmp_path: Path) -> None:
     proc = subprocess.Popen(
         [sys.executable, "-m", "warrant.cli", "listen", *lab_options(lab, tmp_path), "--port",
          str(port), "--revocations", str(rdir), "-v"],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE,
     )  # fmt: skip
     try:
         assert proc.stderr is not None and proc.stdout is not None
@@ -246,7 +248,7 @@ def test_relay_takes_revocations(tmp_path: Path) -> None:
          "--forward", f"127.0.0.1:{forward_port}", "--domain", lab.domains[0],
          "--key", str(relay_key), "--receiver-key", keys.encode_public(pub(lab.receiver_key)),
          "--revocations", str(rdir), "--anchors", str(anchors), "-v"],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE,
     )  # fmt: skip
     try:
         assert proc.stderr is not None

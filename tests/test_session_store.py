@@ -213,3 +213,51 @@ def test_window_converter_round_trips(seed: int) -> None:
     restored.top, restored.words = back_top, words
     for seq in range(max(0, w.top - REPLAY_WINDOW - 70), w.top + 70):
         assert restored.check(seq) == w.check(seq), seq
+
+
+def test_refresh_rewrites_the_entry_and_keeps_the_window(make: Any) -> None:
+    store = make(8)
+    s = _session(1, "x")
+    assert store.add(s, NOW) is Reason.OK
+    moved = ReplayWindow()  # the Python copy differs from the window installed in the kernel
+    moved.update(5000)
+    s.window, s.expires = moved, NOW + 42
+    store.refresh(s)
+    assert store.get(s.session_id) is s
+    dp = getattr(store, "dp", None)
+    if dp is not None:
+        assert dp.session(s.session_id).expires_ns == dp.kernel_ns(NOW + 42)
+        assert dp.window(s.session_id)[0] == 0  # the kernel's window is never rewritten
+
+
+def test_policy_reload_reevaluates_sessions_through_the_store(make: Any) -> None:
+    from warrant.core.admission import Policy
+    from warrant.core.anchors import Anchor, TrustStore
+    from warrant.core.receiver import Receiver
+    from warrant.datapath.lab import Lab
+
+    lab = Lab(NOW, relays=0)
+    rx = Receiver(lab.receiver_key, lab.receiver.policy, started_at=NOW - 1,
+                  sessions=make(64))  # fmt: skip
+    sender = lab.sender()
+    assert rx.handle(sender.open(b"hi", NOW), ("10.0.0.1", 1), 4433, NOW).reason is Reason.OK
+    sid = sender.session_id
+    assert sid is not None
+    model = lab.receiver.policy.model
+
+    def policy(not_after: int | None, *, trusted: bool = True) -> Policy:
+        trust = TrustStore()
+        if trusted:
+            trust.add(Anchor(lab.trust.scopes()[0], lab.anchor.verify_key.encode(),
+                             not_after=not_after))  # fmt: skip
+        return Policy(model, trust)
+
+    assert rx.set_policy(policy(None), NOW + 1) == []  # same anchor: the session stays
+    assert rx.set_policy(policy(int(NOW) + 100), NOW + 1) == []
+    s = rx.sessions.get(sid)
+    assert s is not None and s.expires == NOW + 100 + CLOCK_SKEW  # ends with its anchor
+    dp = getattr(rx.sessions, "dp", None)
+    if dp is not None:
+        assert dp.session(sid).expires_ns == dp.kernel_ns(NOW + 100 + CLOCK_SKEW)
+    assert [e.session_id for e in rx.set_policy(policy(None, trusted=False), NOW + 2)] == [sid]
+    assert rx.sessions.get(sid) is None and _in_kernel(rx.sessions, sid) in (None, False)

@@ -262,7 +262,7 @@ def test_cookie_replies_open_to_the_cookie_of_their_source() -> None:
         inits = {}
         for p in case["packets"]:
             packet = h(p["hex"])
-            if is_init(packet) and p["expect"]["reason"] in ("OK", "COOKIE_REQUIRED"):
+            if is_init(packet) and p["expect"]["reason"] in ("OK", "COOKIE_REQUIRED", "BAD_COOKIE"):
                 init = InitPacket.decode(packet)
                 inits[init.session_id] = init
             reply = p["expect"]["reply_hex"]

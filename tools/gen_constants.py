@@ -25,8 +25,13 @@ INTS = [
     "OFF_MAC", "OFF_HOPS", "KNOWN_DATA_FLAGS", "REPLAY_RING_BITS", "REPLAY_WORD_BITS",
     "REPLAY_WINDOW", "DP_CLOCK_TICK_SHIFT", "DP_BAD_MAC_BURST", "DP_BAD_MAC_REFILL",
     "DP_ADMIT_SAMPLE", "DP_EVENT_BUDGET", "DP_REJECT_RATE", "DP_REJECT_BURST", "DP_REJECT_TTL",
-    "DP_REPLAY_SLOT_BITS", "DP_MAX_VLAN_TAGS", "DP_MAX_IPV6_EXT", "DP_PARSE_HORIZON",
+    "DP_REPLAY_SLOT_BITS", "SEQ_LIMIT", "DP_MAX_VLAN_TAGS", "DP_MAX_IPV6_EXT", "DP_PARSE_HORIZON",
 ]  # fmt: skip
+
+
+def _c_int(value: int) -> str:
+    """A C literal: above INT32_MAX unsigned 64-bit, or clang reads it as signed."""
+    return f"{value}ULL" if value > 2**31 - 1 else str(value)
 
 
 def header() -> str:
@@ -36,7 +41,7 @@ def header() -> str:
         "#define WARRANT_CONSTANTS_H",
         "",
     ]
-    lines += [f"#define WARRANT_{name} {getattr(c, name)}" for name in INTS]
+    lines += [f"#define WARRANT_{name} {_c_int(getattr(c, name))}" for name in INTS]
     lines.append("")
     lines += [f"#define WARRANT_KIND_{k.name} {int(k)}" for k in c.Kind]
     lines += [f"#define WARRANT_VERDICT_{v.name} {int(v)}" for v in c.Verdict]

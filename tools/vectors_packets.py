@@ -22,8 +22,9 @@ Three parts:
 Every DATA packet also carries `kernel`: the reason SPEC 6.1 steps 1-7 reach
 (what the eBPF datapath decides; OK means "passed to user space") and `same`,
 true when the kernel's reason is the receiver's.  The kernel records the
-sequence number after step 7, before the payload is authenticated, so after a
-packet the kernel passed but user space refused (RATE_LIMITED, BAD_PAYLOAD_AUTH)
+sequence number after step 7, before the payload is authenticated; user space
+records it once the payload authenticated (a RATE_LIMITED packet included), so
+after a packet the kernel passed but whose payload failed (BAD_PAYLOAD_AUTH)
 the two windows differ and so may later reasons; those packets say so.
 
 Everything is deterministic: keys from fixed seeds, fixed times, and random
@@ -48,7 +49,7 @@ import vectorlib
 from vectorlib import b2b, key_id
 from warrant.core import keys
 from warrant.core.admission import Policy
-from warrant.core.constants import Kind, Reason, Verdict
+from warrant.core.constants import SEQ_LIMIT, Kind, Reason, Verdict
 from warrant.core.credential import Credential, Link, delegate, encode_body, issue, signed_message
 from warrant.core.errors import WarrantError
 from warrant.core.hop import Relay
@@ -72,7 +73,7 @@ RELAY_DOMAINS = {"relay-a": "a.net", "relay-b": "b.net", "relay-c": "c.net", "re
 DATA_REASONS = [
     "TRUNCATED", "UNKNOWN_VERSION", "UNKNOWN_KIND", "MALFORMED", "UNKNOWN_SESSION",
     "SESSION_EXPIRED", "PORT_MISMATCH", "BAD_MAC", "HOP_CHAIN_BROKEN", "REPLAY", "TOO_OLD",
-    "RATE_LIMITED", "BAD_PAYLOAD_AUTH", "OK",
+    "SEQ_EXHAUSTED", "RATE_LIMITED", "BAD_PAYLOAD_AUTH", "OK",
 ]  # fmt: skip
 INIT_REASONS = [
     "TRUNCATED", "UNKNOWN_VERSION", "MALFORMED", "WRONG_RECEIVER", "NOT_YET_VALID",
@@ -602,9 +603,12 @@ def case_data_session() -> Case:
         "BAD_PAYLOAD_AUTH",
         "payload sealed under another key",
     )
-    c.send(data_packet(ks, 2**64 - 1, b"max"), "OK", "seq 2^64-1", payload=b"max")
+    c.send(data_packet(ks, SEQ_LIMIT, b"lim"), "SEQ_EXHAUSTED", "seq 2^63 = SEQ_LIMIT")
+    c.send(data_packet(ks, 2**64 - 1, b"max"), "SEQ_EXHAUSTED", "seq 2^64-1: nothing moved")
+    c.send(data_packet(ks, 5003, b"on"), "OK", "the session goes on", payload=b"on")
+    c.send(data_packet(ks, SEQ_LIMIT - 1, b"top"), "OK", "seq 2^63-1, the last", payload=b"top")
     c.send(
-        data_packet(ks, 6000, b"late"), "TOO_OLD", "everything before 2^64-1-4031 is now too old"
+        data_packet(ks, 6000, b"late"), "TOO_OLD", "everything before 2^63-1-4031 is now too old"
     )
     end = NOW + 600
     c.send(
@@ -634,12 +638,17 @@ def case_data_rate() -> Case:
     c.send(data_packet(ks, 1, b"1"), "OK", "first", payload=b"1")
     c.send(data_packet(ks, 2, b"2"), "OK", "second", payload=b"2")
     c.send(data_packet(ks, 3, b"3"), "RATE_LIMITED", "third in the same instant")
+    late = NOW + 0.5
+    c.send(data_packet(ks, 3, b"3"), "REPLAY", "the same packet 0.5 s later: recorded", now=late)
+    for i in range(3):  # a corrupted copy spends no token: the payload is checked first
+        c.send(
+            flip(data_packet(ks, 4, b"4"), -1),
+            "BAD_PAYLOAD_AUTH",
+            f"seq 4, payload tag flipped, copy {i + 1}",
+            now=late,
+        )
     c.send(
-        data_packet(ks, 3, b"3"),
-        "OK",
-        "the same packet half a second later",
-        now=NOW + 0.5,
-        payload=b"3",
+        data_packet(ks, 4, b"4"), "OK", "genuine seq 4: the refilled token", now=late, payload=b"4"
     )
     return c
 
@@ -757,6 +766,15 @@ def case_init_checks() -> Case:
         "MALFORMED",
         "claim [1, 2]",
     )
+    for i, service in enumerate(["orders\nADMIT forged", "*", "Orders", ""]):
+        c.send(
+            hand_init(
+                claim=Claim("orders.read", service, PORT).encode(),
+                eph_public=x25519_base(bytes([0x10 + i]) * 32),
+            ),
+            "MALFORMED",
+            f"claim service {service!r}: not a service name (SPEC 6.2 step 10)",
+        )
     c.send(good, "PORT_MISMATCH", "claims 8443, sent to 9000", port=9000)
     op, _, _ = c.open("op", None, claim=Claim("payments.write", "orders", PORT))
     c.send(op, "OPERATION_NOT_GRANTED", "payments.write")
@@ -941,6 +959,18 @@ def case_cookie() -> Case:
     return c
 
 
+def case_cookie_off_load() -> Case:
+    c = Case(
+        "cookie-off-load",
+        "A cookie MAC present is checked even when not under load (SPEC 6.2 step 6).",
+    )
+    init, _, eph = c.open("s", b"hi")
+    garbage = replace(InitPacket.decode(init), cookie_mac=b"\xee" * 16, raw=b"").encode()
+    c.send(garbage, "BAD_COOKIE", "random cookie bytes, flag 0x01", reply="COOKIE")
+    c.send(init, "OK", "the same INIT without a cookie", eph_secret=eph, payload=b"hi")
+    return c
+
+
 def case_table_full() -> Case:
     c = Case("session-table-full", "max_sessions 1.", policy=policy(max_sessions=1))
     first, _, eph = c.open("first", None)
@@ -966,6 +996,7 @@ CASES: list[Callable[[], Case]] = [
     case_restart,
     case_init_rate,
     case_cookie,
+    case_cookie_off_load,
     case_table_full,
 ]
 

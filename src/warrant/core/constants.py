@@ -86,6 +86,11 @@ KNOWN_DATA_FLAGS = 0x00
 REPLAY_RING_BITS = 4096  # bitmap ring of 64 words of 64 bits
 REPLAY_WORD_BITS = 64
 REPLAY_WINDOW = REPLAY_RING_BITS - REPLAY_WORD_BITS  # 4032 packets behind the newest
+# DATA sequence numbers at or above this are refused (SEQ_EXHAUSTED), as WireGuard's
+# REJECT_AFTER_MESSAGES: the window's top can never reach 2**64 - 1, where nothing newer
+# exists, and the sender opens a new session long before (sender.REKEY_AFTER_SEQ).
+# 2**63 also keeps every valid sequence number a non-negative signed 64-bit integer.
+SEQ_LIMIT = 2**63
 
 # ---- time (seconds) --------------------------------------------------------
 CLOCK_SKEW = 30  # tolerance on not-before / expiry and on INIT timestamps
@@ -177,6 +182,7 @@ class Reason(IntEnum):
     MERGED_FRAME = 36
     FRAGMENTED = 37
     UNPARSED_FRAME = 38
+    SEQ_EXHAUSTED = 39
 
 
 REASONS: dict[Reason, ReasonInfo] = {
@@ -315,6 +321,12 @@ REASONS: dict[Reason, ReasonInfo] = {
             "frame headers the datapath cannot read to the UDP port: dropped unjudged",
             ("P10",),
             "INVALID_PACKET_DROPPED",
+        ),
+        (
+            Reason.SEQ_EXHAUSTED,
+            "sequence number at or above SEQ_LIMIT; open a new session",
+            ("P4",),
+            "",
         ),
     ]
 }

@@ -188,8 +188,9 @@ class Receiver:
         """Adopt a new policy for session openings from now on; the sessions it ended.
 
         Live sessions stay under the rule of their opening and keep their keys and
-        windows; only those whose anchor the new trust store no longer holds (same scope,
-        id and key) end, through the store.  The trust store, the opening limits and the
+        windows; those whose anchor the new trust store no longer holds (same scope, id
+        and key) end, and those whose anchor now expires sooner end sooner, both through
+        the store.  The trust store, the opening limits and the
         per-holder quota follow the new policy; the session table keeps its size."""
         self.policy = policy
         self.verifier.trust = policy.trust
@@ -197,7 +198,13 @@ class Receiver:
         limits = policy.limits
         self._init_limiter = KeyedLimiter(limits.init_rate_per_source, limits.init_burst)
         self.sessions.set_holder_quota(limits.max_sessions_per_holder)
-        return self.sessions.end_where(lambda s: not _still_trusted(s, policy), now)
+        ended = self.sessions.end_where(lambda s: not _still_trusted(s, policy), now)
+        for s in self.sessions:  # an anchor's validity may have shrunk, and with it the session's
+            anchor = policy.trust.find(s.chain.scope, s.chain.anchor.anchor_id)
+            if anchor.not_after is not None and anchor.not_after + CLOCK_SKEW < s.expires:
+                s.expires = anchor.not_after + CLOCK_SKEW
+                self.sessions.refresh(s)
+        return ended
 
     def under_load(self, now: float) -> bool:
         return self._init_meter.rate(now) >= self.policy.limits.load_threshold

@@ -2,13 +2,14 @@
 
 A ring of 64 words of 64 bits.  A sequence number is fresh when it is newer
 than anything seen, or at most REPLAY_WINDOW (4032) behind the newest and not
-yet seen.  `check` does not change state: the receiver updates the window
-only after the packet authenticated, so forged packets cannot move it.
+yet seen, and below SEQ_LIMIT.  `check` does not change state: the receiver
+updates the window only after the header MAC authenticated the sequence
+number, so forged packets cannot move it.
 """
 
 from __future__ import annotations
 
-from .constants import REPLAY_RING_BITS, REPLAY_WINDOW, REPLAY_WORD_BITS, Reason
+from .constants import REPLAY_RING_BITS, REPLAY_WINDOW, REPLAY_WORD_BITS, SEQ_LIMIT, Reason
 
 _WORDS = REPLAY_RING_BITS // REPLAY_WORD_BITS
 _MASK = (1 << REPLAY_WORD_BITS) - 1
@@ -22,6 +23,8 @@ class ReplayWindow:
         self.words = [0] * _WORDS
 
     def check(self, seq: int) -> Reason:
+        if seq >= SEQ_LIMIT:  # so top never reaches 2**64 - 1, past which nothing is fresh
+            return Reason.SEQ_EXHAUSTED
         if seq > self.top:
             return Reason.OK
         if self.top - seq >= REPLAY_WINDOW:

@@ -43,6 +43,13 @@ def check_domain(domain: str) -> str:
     return domain
 
 
+def check_service_name(service: str) -> str:
+    """A concrete service, as a claim names it: a destination's service grammar, not `*`."""
+    if service == "*" or not _SERVICE.fullmatch(service):
+        raise WarrantError(Reason.MALFORMED, f"bad service name {service!r}")
+    return service
+
+
 def pattern_covers(parent: str, child: str) -> bool:
     """True when every operation matched by `child` is matched by `parent`.
 

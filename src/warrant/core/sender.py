@@ -2,9 +2,9 @@
 
 Sans-I/O: `Sender.send(payload, now)` returns the datagram to put on the
 wire (an INIT carrying the payload when no session is open, or when the
-current one is near its end; a DATA packet otherwise).  `Sender.handle(reply,
-now)` digests REJECT and COOKIE replies and returns the datagram to send in
-answer, if any.
+current one is near its end of life or of sequence numbers; a DATA packet
+otherwise).  `Sender.handle(reply, now)` digests REJECT and COOKIE replies
+and returns the datagram to send in answer, if any.
 """
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ from . import keys
 from .constants import (
     AEAD_TAG_LEN,
     COOKIE_SECRET_LIFETIME,
+    SEQ_LIMIT,
     SESSION_MAX_LIFETIME,
     SIG_CONTEXT_INIT,
     Kind,
@@ -34,6 +35,9 @@ from .wire import CookiePacket, DataPacket, InitPacket, RejectPacket, peek_kind
 
 REOPEN_MARGIN = 30.0  # open a fresh session this long before the current one ends
 REOPEN_INTERVAL = 1.0  # at most one re-open per second in answer to REJECTs
+# Open a fresh session once this many DATA packets were sealed (WireGuard's
+# REKEY_AFTER_MESSAGES), far below the receiver's SEQ_LIMIT.
+REKEY_AFTER_SEQ = 2**60
 _RESEND_REASONS = {Reason.UNKNOWN_SESSION, Reason.SESSION_EXPIRED, Reason.TOO_OLD}
 
 
@@ -98,6 +102,8 @@ class Sender:
         """A DATA packet on the open session (call `open` first)."""
         if self.session_id is None:
             raise WarrantError(Reason.UNKNOWN_SESSION, "no session open")
+        if self._seq + 1 >= SEQ_LIMIT:  # the receiver would refuse it: never send it
+            raise WarrantError(Reason.SEQ_EXHAUSTED, "sequence numbers used up: open a session")
         self._seq += 1
         seq = self._seq
         mac = header_mac(self._mac_key, DataPacket.mac_input(self.session_id, seq))
@@ -106,7 +112,11 @@ class Sender:
         ).encode()
 
     def send(self, payload: bytes, now: float) -> bytes:
-        if self.session_id is None or now - self._opened > SESSION_MAX_LIFETIME - REOPEN_MARGIN:
+        if (
+            self.session_id is None
+            or now - self._opened > SESSION_MAX_LIFETIME - REOPEN_MARGIN
+            or self._seq >= REKEY_AFTER_SEQ
+        ):
             return self.open(payload, now)
         return self.seal(payload)
 
