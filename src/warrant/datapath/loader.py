@@ -57,6 +57,7 @@ MAPS = (
     "warrant_session_filter",
     "warrant_reject_bucket",
 )
+XDP_PROG_PIN = "warrant_xdp_prog"  # the attached XDP program, pinned: a restart knows it
 TCX_LINK_PIN = "tcx_ingress_"  # + ifindex: the pinned tcx link of an interface
 _log = logging.getLogger("warrant.datapath")
 CONFIG_PASS_EVENTS = 0x1
@@ -398,7 +399,7 @@ class Datapath(MapView):
     @staticmethod
     def unpin(pin_root: str = PIN_ROOT) -> None:
         """Remove pinned maps (enforcement state) under pin_root."""
-        for name in MAPS:
+        for name in (*MAPS, XDP_PROG_PIN):
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(f"{pin_root}/{name}")
         with contextlib.suppress(OSError):
@@ -414,19 +415,36 @@ class Datapath(MapView):
 
         An earlier Warrant program on the interface is replaced (an agent restart).  Another
         program (Cilium's, say) is not, unless `replace_foreign`: an interface has one XDP
-        program, and silently displacing another datapath would break the node."""
+        program, and silently displacing another datapath would break the node.
+
+        The earlier Warrant program is recognised by its id: the program attached last is
+        pinned at <pin_root>/warrant_xdp_prog, and opening that pin needs no more than the
+        agent has.  Reading a foreign id's name (BPF_PROG_GET_FD_BY_ID) needs CAP_SYS_ADMIN,
+        which the DaemonSet does not grant; it is only tried when the pin does not match."""
         tries = {"auto": ("native", "generic"), "native": ("native",),
                  "generic": ("generic",)}[mode]  # fmt: skip
         current = libbpf.xdp_query_id(ifindex)
-        if current and not replace_foreign:
-            name = libbpf.prog_name(current)
+        if current and not replace_foreign and current != self._pinned_xdp_id():
+            try:
+                name = libbpf.prog_name(current)
+            except libbpf.BpfError as exc:
+                if exc.errno != errno.EPERM:
+                    raise
+                name = "(name unreadable without CAP_SYS_ADMIN)"
             if name != "warrant_xdp":
                 raise libbpf.BpfError(
                     errno.EBUSY,
-                    f"ifindex {ifindex} already runs XDP program {name!r} (id {current}); "
-                    "refusing to replace it (use --tc to enforce at TC ingress beside it)",
+                    f"ifindex {ifindex} already runs XDP program {name!r} (id {current}), not "
+                    f"the one pinned under {self.pin_root}; refusing to replace it "
+                    "(use --tc to enforce at TC ingress beside it)",
                 )
-        return self._xdp_attach_mode(ifindex, tries)
+        used = self._xdp_attach_mode(ifindex, tries)
+        if self.pin_root is not None:
+            pin = f"{self.pin_root}/{XDP_PROG_PIN}"
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(pin)
+            libbpf.check(libbpf.lib().bpf_obj_pin(self.xdp_fd, pin.encode()), f"pin {pin}")
+        return used
 
     def _xdp_attach_mode(self, ifindex: int, tries: tuple[str, ...]) -> str:
         flags = {"native": libbpf.XDP_FLAGS_DRV_MODE, "generic": libbpf.XDP_FLAGS_SKB_MODE}
@@ -436,11 +454,32 @@ class Datapath(MapView):
             except libbpf.BpfError as exc:
                 if i + 1 == len(tries):
                     raise
-                _log.warning("ifindex %d refused %s XDP (%s); attaching in %s mode",
+                _log.warning("ifindex %d refused %s XDP (%s); attaching in %s mode, which "
+                             "cannot see GRO/GSO merges within the MTU (--tc can)",
                              ifindex, name, exc, tries[i + 1])  # fmt: skip
                 continue
             return name
         raise AssertionError("unreachable: no XDP mode to try")
+
+    def _pinned_xdp_id(self) -> int:
+        """Id of the XDP program an agent with this pin root attached last (0: none)."""
+        if self.pin_root is None or not os.path.exists(f"{self.pin_root}/{XDP_PROG_PIN}"):
+            return 0
+        fd = libbpf.obj_get(f"{self.pin_root}/{XDP_PROG_PIN}")
+        try:
+            return libbpf.prog_id(fd)
+        finally:
+            os.close(fd)
+
+    def attached(self, ifindex: int, mode: str = "xdp") -> bool:
+        """Whether this object's program is the one running on the interface now."""
+        if mode == "tc":
+            mine = libbpf.prog_id(self.tc_fd)
+            with contextlib.suppress(libbpf.BpfError):  # no tcx before Linux 6.6
+                if mine in libbpf.tcx_query(ifindex):
+                    return True
+            return mine in _clsact_warrant(ifindex).values()
+        return libbpf.xdp_query_id(ifindex) == libbpf.prog_id(self.xdp_fd)
 
     @staticmethod
     def detach_xdp(ifindex: int) -> None:
