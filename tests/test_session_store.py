@@ -261,3 +261,30 @@ def test_policy_reload_reevaluates_sessions_through_the_store(make: Any) -> None
         assert dp.session(sid).expires_ns == dp.kernel_ns(NOW + 100 + CLOCK_SKEW)
     assert [e.session_id for e in rx.set_policy(policy(None, trusted=False), NOW + 2)] == [sid]
     assert rx.sessions.get(sid) is None and _in_kernel(rx.sessions, sid) in (None, False)
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_window_installed_in_the_kernel_judges_as_the_python_one(seed: int) -> None:
+    """The converter through a real map: install a session whose window has history, read
+    the kernel's back, and every number the window can still judge gets the same verdict."""
+    if os.geteuid() != 0:
+        pytest.skip("needs root and bpf()")
+    from warrant.datapath.kernel_store import KernelSessionStore
+    from warrant.datapath.loader import Datapath
+
+    rng = random.Random(seed)
+    s = _session(seed + 1, "x")
+    top = rng.randrange(1, 1 << 30)
+    for _ in range(200):
+        s.window.update(max(0, top - rng.randrange(0, REPLAY_WINDOW + 100)))
+    s.window.update(top)
+    with Datapath.open(pin_root=None) as dp:
+        dp.set_time(NOW)
+        store = KernelSessionStore(dp, 8)
+        assert store.add(s, NOW) is Reason.OK
+        got = dp.window(s.session_id)
+        assert got is not None
+        kernel = ReplayWindow()
+        kernel.top, kernel.words = got
+        for seq in range(top - REPLAY_WINDOW - 70, top + 70):
+            assert kernel.check(seq) == s.window.check(seq), seq
