@@ -155,7 +155,7 @@ def test_xdp_auto_falls_back_to_generic_when_native_is_refused() -> None:
         with topology.entered(ns), Datapath.open(pin_root=None) as dp:
             subprocess.run(["ip", "link", "set", "lo", "up"], check=True)
             lo = socket.if_nametoindex("lo")
-            with pytest.raises(libbpf.BpfError):
+            with pytest.raises(libbpf.BpfError, match="not xdp.frags"):
                 dp.attach_xdp(lo, "native")
             assert dp.attach_xdp(lo) == "generic"
             assert libbpf.xdp_query_id(lo, libbpf.XDP_FLAGS_SKB_MODE) == libbpf.prog_id(dp.xdp_fd)

@@ -452,6 +452,13 @@ class Datapath(MapView):
             try:
                 libbpf.xdp_attach(ifindex, self.xdp_fd, flags[name])
             except libbpf.BpfError as exc:
+                if i + 1 == len(tries) and name == "native":
+                    raise libbpf.BpfError(
+                        exc.errno,
+                        f"{exc}: native XDP refused (no driver XDP, or an MTU that needs "
+                        "multi-buffer frames: the program is not xdp.frags, docs/datapath.md); "
+                        "use generic mode or --tc",
+                    ) from exc
                 if i + 1 == len(tries):
                     raise
                 _log.warning("ifindex %d refused %s XDP (%s); attaching in %s mode, which "
