@@ -39,7 +39,7 @@ from .kdf import session_keys, transcript, x25519
 from .mac import equal, header_mac, open_sealed
 from .ratelimit import KeyedLimiter, RateMeter, TokenBucket
 from .revocation import RevocationStore
-from .rights import check_operation_name
+from .rights import check_operation_name, check_service_name
 from .session import Session, SessionStore, SessionTable
 from .wire import DataPacket, InitPacket, RejectPacket, peek_kind
 
@@ -76,6 +76,7 @@ class Claim:
         ):
             raise WarrantError(Reason.MALFORMED, "claim must be [operation, service, port]")
         check_operation_name(op)  # a name, never a pattern: the credential's patterns match it
+        check_service_name(service)  # printable, no `*`: it reaches logs and policy rules
         return claim
 
 
@@ -283,19 +284,21 @@ class Receiver:
         assert data is not None
         if reason is Reason.OK:  # the admit path first; s is the session
             assert s is not None
+            payload = _open_sealed(s.aead_key, data.seq, data.ciphertext)
+            if payload is None:  # not recorded: a corrupted copy racing ahead of the
+                return Outcome(  # genuine packet must not make it a REPLAY (SPEC 6.3)
+                    Verdict.DROP, Reason.BAD_PAYLOAD_AUTH, "DATA", len(packet),
+                    "payload does not authenticate", authority=s.authority,
+                    session_id=data.session_id, seq=data.seq,
+                )  # fmt: skip
+            # Authentic from here: recorded whatever the rate decides, so no copy of it can
+            # spend the allowance later; only authenticated payloads spend it (SPEC 6.1).
+            s.window.update(data.seq)
             if s.bucket is not None and not s.bucket.take(now):
                 return Outcome(
                     Verdict.DROP, Reason.RATE_LIMITED, "DATA", len(packet),
                     authority=s.authority, session_id=data.session_id, seq=data.seq,
                 )  # fmt: skip
-            payload = _open_sealed(s.aead_key, data.seq, data.ciphertext)
-            if payload is None:
-                return Outcome(
-                    Verdict.DROP, Reason.BAD_PAYLOAD_AUTH, "DATA", len(packet),
-                    "payload does not authenticate", authority=s.authority,
-                    session_id=data.session_id, seq=data.seq,
-                )  # fmt: skip
-            s.window.update(data.seq)
             s.packets += 1
             s.bytes += len(payload)
             return Outcome(
@@ -371,15 +374,18 @@ class Receiver:
             raise WarrantError(Reason.REPLAY, "session already opened")
 
     def _check_load(self, init: InitPacket, out: Outcome, source: Address, now: float) -> None:
-        """Cookie under load, then the per-source opening rate: both before any signature."""
+        """Cookie, then the per-source opening rate: both before any signature.
+
+        A cookie MAC that is present is always checked, under load or not: a field
+        nobody judged would be admitted as if it meant something (SPEC 8)."""
         self._init_meter.add(now)
-        if self.under_load(now):
+        if init.cookie_mac is not None or self.under_load(now):
             verdict = self.cookies.check(source, init.cookie_region(), init.cookie_mac, now)
             if verdict != Reason.OK:
                 out.reply = self.cookies.reply(
                     source, init.session_id, init.eph_public, now
                 ).encode()
-                raise WarrantError(verdict, "under load: answer the cookie")
+                raise WarrantError(verdict, "answer the cookie")
         if not self._init_limiter.take(source[0], now):
             raise WarrantError(Reason.RATE_LIMITED, "too many session openings from this source")
 
