@@ -120,15 +120,21 @@ def record(
         rec["event_type"] = {"type": EVENT_POLICY_VERDICT}
     else:
         rec["event_type"] = {"type": EVENT_TRACE}
-    rec["IP"] = _nonempty(
-        source=source[0], destination=destination[0], ipVersion=ip_version(source[0])
-    )
-    rec["l4"] = {"UDP": _ports(source[1], destination[1])}
-    rec["source"] = _endpoint(IDENTITY_UNKNOWN, "", "", source_labels(outcome.authority))
-    lo = local or EndpointInfo()
-    rec["destination"] = _endpoint(
-        lo.identity, lo.namespace, lo.pod_name, [*lo.labels, *destination_labels(outcome.authority)]
-    )
+    # Zero values are left out, as the JSON mapping does (written out: this is per packet).
+    ip = {"source": source[0], "destination": destination[0]}
+    version = ip_version(source[0])
+    if version:
+        ip["ipVersion"] = version
+    rec["IP"] = ip
+    udp = {}
+    if source[1]:
+        udp["source_port"] = source[1]
+    if destination[1]:
+        udp["destination_port"] = destination[1]
+    rec["l4"] = {"UDP": udp}
+    a = outcome.authority
+    rec["source"] = {"labels": source_labels(a)} if a is not None else {}
+    rec["destination"] = _destination(local, a)
     rec["Type"] = "L3_L4"
     if node:
         rec["node_name"] = node
@@ -205,12 +211,16 @@ def _nonempty(**fields: Any) -> dict[str, Any]:
     return {k: v for k, v in fields.items() if v}
 
 
-def _ports(sport: int, dport: int) -> dict[str, int]:
-    return _nonempty(source_port=sport, destination_port=dport)
-
-
-def _endpoint(identity: int, namespace: str, pod: str, labels: list[str]) -> dict[str, Any]:
-    return _nonempty(identity=identity, namespace=namespace, labels=labels, pod_name=pod)
+def _destination(local: EndpointInfo | None, a: Authority | None) -> dict[str, Any]:
+    labels = destination_labels(a)
+    if local is None:
+        return {"labels": labels} if labels else {}
+    return _nonempty(
+        identity=local.identity,
+        namespace=local.namespace,
+        labels=[*local.labels, *labels],
+        pod_name=local.pod_name,
+    )
 
 
 def verdict_name(verdict: Verdict) -> str:
