@@ -4,7 +4,7 @@
  * Same decisions as src/warrant/replay.py (RFC 6479, 4096-bit ring, `top` the newest
  * accepted sequence number): seq is fresh when seq > top, or when
  * top - seq < REPLAY_WINDOW (4032) and it was not seen; top - seq >= 4032 is TOO_OLD,
- * a seen seq REPLAY.  The window lives in its own hash map keyed by session id (so
+ * a seen seq REPLAY.  The window lives in its own array at the session's index (so
  * reinstalling a session never resets it) and is shared by all CPUs: a per-CPU
  * window would let an attacker replay a packet onto another CPU.
  *
@@ -53,10 +53,17 @@ struct warrant_replay {
 	__u64 slots[WARRANT_REPLAY_SLOTS]; /* (tag << 32) | bits */
 };
 
+/* Indexed by warrant_session.window: an array lookup is inlined into an address
+ * computation, where a second hash lookup was a helper call (~28 ns here).  The loader
+ * allocates the index when a session is first installed, writes the window from the
+ * session's (seq 0 recorded) then, and never again while the session lives; a freed
+ * index goes to the back of its free queue.  A packet still in flight for a removed
+ * session can only set bits or raise top in the freed slot, before its next owner's
+ * install rewrites it: refusals, never an admission. */
 struct {
-	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(type, BPF_MAP_TYPE_ARRAY);
 	__uint(max_entries, WARRANT_MAX_SESSIONS);
-	__type(key, __u64);
+	__type(key, __u32);
 	__type(value, struct warrant_replay);
 } warrant_replay SEC(".maps");
 

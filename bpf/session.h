@@ -4,7 +4,8 @@
  * reduced to what the per-packet checks need (SPEC 6.1 steps 2-6).  User space
  * (src/warrant/datapath/loader.py) installs one value per admitted session; the
  * replay window lives in its own map (replay.h) so that reinstalling a session
- * never resets its window.
+ * never resets its window, at the index `window` the loader gave the session when
+ * it first installed it: one hash lookup per packet finds both.
  */
 #ifndef WARRANT_SESSION_H
 #define WARRANT_SESSION_H
@@ -31,6 +32,8 @@ struct warrant_session {
 	__u32 bad_mac_tokens;  /* bad-MAC token bucket (verdict.h), charged per failure */
 	__u64 bad_mac_tick;    /* clock tick of the last refill */
 	struct warrant_hop_key hops[WARRANT_MAX_HOPS];
+	__u32 window;          /* index of this session's replay window (replay.h) */
+	__u32 _pad1;
 };
 
 struct {
@@ -57,13 +60,49 @@ struct {
 	__type(value, struct warrant_clock);
 } warrant_clock SEC(".maps");
 
+/* Per-CPU state that saves helper calls.  A helper call is not cheap (one
+ * bpf_ktime_get_coarse_ns() cost ~17 ns where kernel returns are mitigated: SRSO "safe
+ * RET"), while bpf_jiffies64() is inlined into a load.
+ *   jiffies, now: the live clock.  CLOCK_MONOTONIC_COARSE only moves when the tick
+ *     advances jiffies (the timekeeping tick updates both), so it is read once per tick
+ *     per CPU and reused: same clock, same resolution (a reading taken between the
+ *     jiffies update and the clock update lags by at most that tick).
+ *   mtu_*: the largest IP length bpf_check_mtu() accepted on ingress device
+ *     mtu_ifindex during tick mtu_jiffies (warrant_xdp.c, MERGED_FRAME); shorter
+ *     frames fit too, so they skip the call until the tick ends.
+ * Not pinned: a cache, rebuilt by the first packets after a load. */
+struct warrant_percpu {
+	__u64 jiffies;
+	__u64 now;
+	__u64 mtu_jiffies;
+	__u32 mtu_ifindex;
+	__u32 mtu_ok;
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct warrant_percpu);
+} warrant_percpu SEC(".maps");
+
 static __always_inline __u64 warrant_now(void)
 {
 	__u32 zero = 0;
 	struct warrant_clock *c = bpf_map_lookup_elem(&warrant_clock, &zero);
 	if (c && c->frozen)
 		return c->now;
-	return bpf_ktime_get_coarse_ns();
+	struct warrant_percpu *pc = bpf_map_lookup_elem(&warrant_percpu, &zero);
+	if (!pc)
+		return bpf_ktime_get_coarse_ns();
+	__u64 j = bpf_jiffies64();
+	if (pc->jiffies != j || !pc->now) {
+		/* jiffies first: a tick between the two reads leaves a newer clock under older
+		 * jiffies, refreshed by the next packet */
+		pc->now = bpf_ktime_get_coarse_ns();
+		pc->jiffies = j;
+	}
+	return pc->now;
 }
 
 /* Presence filter in front of the session hash: bit (sid & 0xffff) is set while a

@@ -24,6 +24,7 @@ import socket
 import struct
 import subprocess
 import time
+from collections import deque
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -85,6 +86,8 @@ class SessionValue(ctypes.Structure):
         ("bad_mac_tokens", ctypes.c_uint32),
         ("bad_mac_tick", ctypes.c_uint64),
         ("hops", HopKey * MAX_HOPS),
+        ("window", ctypes.c_uint32),  # index into warrant_replay (bpf/replay.h)
+        ("_pad1", ctypes.c_uint32),
     ]
 
 
@@ -268,9 +271,11 @@ class MapView:
         return v if libbpf.map_lookup(self.fd["warrant_sessions"], sid_key(session_id), v) else None
 
     def window(self, session_id: bytes) -> tuple[int, list[int]] | None:
-        """(top, words) of a session's replay window, or None."""
-        w = ReplayValue()
-        if not libbpf.map_lookup(self.fd["warrant_replay"], sid_key(session_id), w):
+        """(top, words) of a session's replay window, or None (no such session)."""
+        s, w = self.session(session_id), ReplayValue()
+        if s is None or not libbpf.map_lookup(
+            self.fd["warrant_replay"], ctypes.c_uint32(s.window), w
+        ):
             return None
         return w.to_window()
 
@@ -347,6 +352,11 @@ class Datapath(MapView):
         self._filter_counts: dict[int, int] = {}
         self._installed: set[bytes] = set()
         self._links: list[int] = []  # tcx link fds not pinned (pin_root None)
+        # replay window indices (bpf/replay.h): never used ones first, then freed ones in
+        # the order they were freed, so a freed index is reused as late as possible
+        self._windows: dict[bytes, int] = {}
+        self._fresh_window: int | None = 0
+        self._free_windows: deque[int] = deque()
 
     # ---- lifecycle ---------------------------------------------------------------------
     @classmethod
@@ -372,6 +382,7 @@ class Datapath(MapView):
             raise
         dp = cls(obj, pin_root)
         dp._rebuild_filter()
+        dp._rebuild_windows()
         if fresh:
             dp.set_config()
             dp.set_time(None)
@@ -649,26 +660,49 @@ class Datapath(MapView):
         return v
 
     def install_session(self, s: Session) -> None:
-        """Install or refresh a session.  The replay window is created once from the
-        session's window and never overwritten (a refresh must not reset it)."""
+        """Install or refresh a session.  The replay window is written once, from the
+        session's window, when the session gets its window index; a refresh keeps the
+        index and never rewrites the window (it must not reset it)."""
         if s.window.top < 0:
             raise ValueError("a session's window records seq 0 at opening (SPEC 6.2 step 14)")
         key = sid_key(s.session_id)
-        w = ReplayValue.from_window(s.window.top, list(s.window.words))
-        try:
-            libbpf.map_update(self.fd["warrant_replay"], key, w, libbpf.BPF_NOEXIST)
-        except libbpf.BpfError as exc:
-            if exc.errno != 17:  # EEXIST: keep the live window
-                raise
+        index = self._windows.get(s.session_id)
+        if index is None:
+            w = ReplayValue.from_window(s.window.top, list(s.window.words))
+            index = self._new_window(w)
+            self._windows[s.session_id] = index
         if s.session_id not in self._installed:  # filter first: no false negatives
             self._installed.add(s.session_id)
             self._filter_add(s.session_id, +1)
-        libbpf.map_update(self.fd["warrant_sessions"], key, self.session_value(s))
+        value = self.session_value(s)
+        value.window = index
+        libbpf.map_update(self.fd["warrant_sessions"], key, value)
+
+    def _new_window(self, w: ReplayValue) -> int:
+        """A free window index, with w written into it."""
+        fd = self.fd["warrant_replay"]
+        if self._fresh_window is not None:
+            index = self._fresh_window
+            try:
+                libbpf.map_update(fd, ctypes.c_uint32(index), w)
+                self._fresh_window += 1
+                return index
+            except libbpf.BpfError as exc:
+                if exc.errno != errno.E2BIG:  # past max_entries: reuse freed ones from now
+                    raise
+                self._fresh_window = None
+        if not self._free_windows:
+            raise libbpf.BpfError(errno.ENOSPC, "every replay window index is in use")
+        index = self._free_windows.popleft()
+        libbpf.map_update(fd, ctypes.c_uint32(index), w)
+        return index
 
     def remove_session(self, session_id: bytes) -> None:
         key = sid_key(session_id)
         libbpf.map_delete(self.fd["warrant_sessions"], key)
-        libbpf.map_delete(self.fd["warrant_replay"], key)
+        index = self._windows.pop(session_id, None)
+        if index is not None:  # after the session is gone: no new packet finds the index
+            self._free_windows.append(index)
         if session_id in self._installed:  # the kernel may have removed it already
             self._installed.discard(session_id)
             self._filter_add(session_id, -1)
@@ -702,6 +736,18 @@ class Datapath(MapView):
             bit = self._filter_bit(sid)
             self._filter_counts[bit] = self._filter_counts.get(bit, 0) + 1
         self._write_filter()
+
+    def _rebuild_windows(self) -> None:
+        """Window indices from the session map (after reopening pinned maps): the ones
+        live sessions hold are taken, the ones below them free."""
+        self._windows = {}
+        for sid in self._installed:
+            v = self.session(sid)
+            if v is not None:
+                self._windows[sid] = int(v.window)
+        top = max(self._windows.values(), default=-1) + 1
+        self._fresh_window = top
+        self._free_windows = deque(sorted(set(range(top)) - set(self._windows.values())))
 
 
 def _clsact_warrant(ifindex: int) -> dict[int, int]:
