@@ -370,6 +370,7 @@ def prog_id(prog_fd: int) -> int:
 # libbpf 1.1 (Debian 12) predates its tcx API, so these go through bpf(2) directly.
 _SYS_BPF = {"x86_64": 321, "aarch64": 280}
 BPF_PROG_QUERY, BPF_LINK_CREATE, BPF_LINK_UPDATE, BPF_LINK_DETACH = 16, 28, 29, 34
+BPF_LINK_GET_FD_BY_ID = 30
 BPF_TCX_INGRESS = 46
 BPF_F_BEFORE, BPF_F_AFTER = 1 << 3, 1 << 4
 
@@ -414,13 +415,26 @@ def link_detach(link_fd: int) -> None:
 
 def tcx_query(ifindex: int) -> list[int]:
     """Ids of the programs on ifindex's tcx ingress, in the order they run."""
-    ids = (c_uint * 64)()
+    return [prog for prog, _ in tcx_query_links(ifindex)]
+
+
+def tcx_query_links(ifindex: int) -> list[tuple[int, int]]:
+    """(program id, link id) of each attachment on ifindex's tcx ingress, in run order
+    (link id 0: attached without a link)."""
+    ids, links = (c_uint * 64)(), (c_uint * 64)()
     attr = bytearray(72)  # union bpf_attr, query
     struct.pack_into("<II", attr, 0, ifindex, BPF_TCX_INGRESS)
-    struct.pack_into("<QI", attr, 16, ctypes.addressof(ids), len(ids))
+    struct.pack_into("<QI", attr, 16, ctypes.addressof(ids), len(ids))  # prog_ids, count
+    struct.pack_into("<Q", attr, 40, ctypes.addressof(links))  # link_ids
     _bpf(BPF_PROG_QUERY, attr)
     (count,) = struct.unpack_from("<I", attr, 24)
-    return [int(ids[i]) for i in range(count)]
+    return [(int(ids[i]), int(links[i])) for i in range(count)]
+
+
+def link_fd_by_id(link_id: int) -> int:
+    attr = bytearray(12)
+    struct.pack_into("<I", attr, 0, link_id)
+    return _bpf(BPF_LINK_GET_FD_BY_ID, attr)
 
 
 def obj_pin(fd: int, path: str) -> None:
@@ -467,18 +481,18 @@ def tc_priorities(ifname: str) -> set[int]:
     return {int(p) for p in re.findall(r"\bpref (\d+)\b", out)}
 
 
-def tc_attach(ifindex: int, prog_fd: int, priority: int) -> None:
-    """Attach to clsact ingress at `priority` with Warrant's handle (the clsact qdisc is
-    created if needed).  BPF_TC_F_REPLACE only when that slot already holds Warrant's own
-    filter; otherwise the kernel refuses (EEXIST) rather than replace anyone's."""
+def tc_attach(ifindex: int, prog_fd: int, priority: int, handle: int = WARRANT_TC_HANDLE) -> None:
+    """Attach to clsact ingress at (`priority`, `handle`) (the clsact qdisc is created if
+    needed).  BPF_TC_F_REPLACE only when that slot already holds Warrant's own filter;
+    otherwise the kernel refuses (EEXIST) rather than replace anyone's."""
     hook = _tc_hook(ifindex)
     rc = lib().bpf_tc_hook_create(ctypes.byref(hook))
     if rc < 0 and rc != -errno.EEXIST:
         check(rc, "tc hook create")
-    current = tc_query_id(ifindex, priority=priority)
+    current = tc_query_id(ifindex, handle, priority)
     if current and prog_name(current) != "warrant_tc":
-        raise BpfError(errno.EEXIST, f"TC filter {priority}:{WARRANT_TC_HANDLE:#x} is not ours")
-    opts = _tc_opts(WARRANT_TC_HANDLE, priority, prog_fd, 1 if current else 0)  # 1: REPLACE
+        raise BpfError(errno.EEXIST, f"TC filter {priority}:{handle:#x} is not ours")
+    opts = _tc_opts(handle, priority, prog_fd, 1 if current else 0)  # 1: REPLACE
     check(lib().bpf_tc_attach(ctypes.byref(hook), ctypes.byref(opts)), "tc attach")
 
 

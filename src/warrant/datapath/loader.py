@@ -503,7 +503,7 @@ class Datapath(MapView):
     def detach_xdp(ifindex: int) -> None:
         libbpf.xdp_detach(ifindex, 0)
 
-    def attach_tc(self, ifindex: int) -> str:
+    def attach_tc(self, ifindex: int, *, tcx: bool = True) -> str:
         """Attach at TC ingress beside whatever else runs there (Cilium, say); returns how.
 
         tcx (Linux 6.6+): a BPF link placed first in the ingress chain (BPF_F_BEFORE);
@@ -511,14 +511,16 @@ class Datapath(MapView):
         what it does not drop with TC_ACT_UNSPEC ("next").  The link is pinned beside the
         maps, and an agent restart swaps the program behind it in place.  Without tcx: a
         clsact cls_bpf filter with Warrant's own handle at the lowest priority no other
-        filter uses; only a filter of our own is ever replaced."""
-        try:
-            self._attach_tcx(ifindex)
-            return "tcx"
-        except libbpf.BpfError as exc:
-            if exc.errno not in (errno.EINVAL, errno.EOPNOTSUPP, errno.ENOSYS):
-                raise
-            _log.warning("ifindex %d: no tcx (%s); attaching a clsact filter", ifindex, exc)
+        filter uses; only a filter of our own is ever replaced.  tcx=False goes straight to
+        clsact (kernels without tcx; tests of that path)."""
+        if tcx:
+            try:
+                self._attach_tcx(ifindex)
+                return "tcx"
+            except libbpf.BpfError as exc:
+                if exc.errno not in (errno.EINVAL, errno.EOPNOTSUPP, errno.ENOSYS):
+                    raise
+                _log.warning("ifindex %d: no tcx (%s); attaching a clsact filter", ifindex, exc)
         ours = _clsact_warrant(ifindex)
         if ours:
             priority = min(ours)
@@ -538,9 +540,13 @@ class Datapath(MapView):
             link = libbpf.obj_get(pin)
             try:
                 libbpf.link_update(link, self.tc_fd)
+                return
+            except libbpf.BpfError as exc:
+                if exc.errno != errno.ENOLINK:
+                    raise
+                os.unlink(pin)  # a link detached without its pin (detach_tc elsewhere)
             finally:
                 os.close(link)
-            return
         link = libbpf.tcx_attach(ifindex, self.tc_fd, libbpf.BPF_F_BEFORE)
         if pin is None:
             self._links.append(link)  # detached when this object closes
@@ -561,6 +567,16 @@ class Datapath(MapView):
             finally:
                 os.close(link)
             os.unlink(pin)
+        # links pinned under another root, or held by a live process: found by program name
+        # (reading it needs CAP_SYS_ADMIN; without it only the pin above is found)
+        with contextlib.suppress(libbpf.BpfError):
+            for prog, link_id in libbpf.tcx_query_links(ifindex):
+                if link_id and libbpf.prog_name(prog) == "warrant_tc":
+                    link = libbpf.link_fd_by_id(link_id)
+                    try:
+                        libbpf.link_detach(link)
+                    finally:
+                        os.close(link)
         for priority in _clsact_warrant(ifindex):
             libbpf.tc_detach(ifindex, priority)
 
