@@ -146,6 +146,8 @@ def test_listen_shows_the_admitted_payload_and_the_forged_drop(world: World) -> 
     assert '"forged"' not in out  # the forged payload never reaches the application
     records = [json.loads(x) for x in flows.read_text().splitlines()]
     assert [reason_of(r) for r in records] == ["OK", "BAD_SIGNATURE"]
+    for r in records:  # Hubble flows: strict protobuf parse, exactly protobuf's JSON
+        assert flow.to_dict(flow.to_message(r)) == r
 
 
 def test_send_count_and_stdin_and_json_output(world: World) -> None:

@@ -31,11 +31,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from google.protobuf import json_format
 from prometheus_client.parser import text_string_to_metric_families
 
 from flow_helpers import flat
 from netns_helpers import AgentProc, lab_options, skip_unless_datapath, veth_topology
 from warrant.core.constants import Kind, Reason
+from warrant.integration.proto.observer import observer_pb2
 
 pytestmark = pytest.mark.root
 
@@ -86,7 +88,10 @@ def _observe(store: Path, *args: str) -> list[dict[str, Any]]:
                            "-o", "json", "--all", *args],
                           capture_output=True, text=True, timeout=60)  # fmt: skip
     assert proc.returncode == 0, proc.stderr
-    return [flat(json.loads(line)) for line in proc.stdout.splitlines() if line.strip()]
+    lines = [line for line in proc.stdout.splitlines() if line.strip()]
+    for line in lines:  # each a Hubble GetFlowsResponse: strict protobuf parse
+        json_format.Parse(line, observer_pb2.GetFlowsResponse(), ignore_unknown_fields=False)
+    return [flat(json.loads(line)) for line in lines]
 
 
 def test_kernel_drops_and_admits_become_flow_records(topo, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
