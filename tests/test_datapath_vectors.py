@@ -13,13 +13,13 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import socket
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from netns_helpers import require_datapath
 from warrant.core import keys
 from warrant.core.admission import Policy
 from warrant.core.constants import Kind, Reason, Verdict
@@ -57,14 +57,9 @@ def _receiver(setup: dict[str, Any]) -> Receiver:
 
 @pytest.fixture(scope="module")
 def runner():  # type: ignore[no-untyped-def]
-    if os.geteuid() != 0:
-        pytest.skip("needs root: loads eBPF programs (CI runs as root)")
-    try:
-        from warrant.datapath.loader import Datapath
+    require_datapath()  # skips without root; as root a build or load failure fails
+    from warrant.datapath.loader import Datapath
 
-        Datapath.open(pin_root=None).close()
-    except Exception as exc:
-        pytest.skip(f"eBPF datapath unavailable here: {exc}")
     return Datapath
 
 
