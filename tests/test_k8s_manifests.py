@@ -121,14 +121,79 @@ def test_daemonset_host_network_bpf_privileges_and_bpffs() -> None:
     assert pod["hostNetwork"] is True and pod["dnsPolicy"] == "ClusterFirstWithHostNet"
     agent = pod["containers"][0]
     sc = agent["securityContext"]
-    assert {"BPF", "NET_ADMIN", "PERFMON"} <= set(sc["capabilities"]["add"])
+    # exactly these (tests/test_agent_restart_caps.py restarts the agent with them): no SYS_ADMIN
+    assert sorted(sc["capabilities"]["add"]) == ["BPF", "NET_ADMIN", "PERFMON", "SYS_RESOURCE"]
     assert sc["capabilities"]["drop"] == ["ALL"] and sc["privileged"] is False
+    assert sc["allowPrivilegeEscalation"] is False and sc["readOnlyRootFilesystem"] is True
     mounts = {m["name"]: m for m in agent["volumeMounts"]}
     volumes = {v["name"]: v for v in pod["volumes"]}
     assert mounts["bpf-maps"]["mountPath"] == "/sys/fs/bpf"
+    assert mounts["bpf-maps"]["mountPropagation"] == "HostToContainer"
     assert volumes["bpf-maps"]["hostPath"]["path"] == "/sys/fs/bpf"
     assert set(mounts) == set(volumes)
-    assert any(t.get("operator") == "Exists" for t in pod["tolerations"])  # every node
+    assert {"operator": "Exists"} in pod["tolerations"]  # every node, tainted or not
+    assert pod["priorityClassName"] == "system-node-critical"
+
+
+def test_daemonset_apparmor_selinux_like_cilium() -> None:
+    ds = docs("daemonset.yaml")[0]
+    pod = ds["spec"]["template"]
+    sc = pod["spec"]["containers"][0]["securityContext"]
+    assert sc["appArmorProfile"] == {"type": "Unconfined"}
+    assert sc["seccompProfile"] == {"type": "Unconfined"}
+    assert sc["seLinuxOptions"]["type"] == "spc_t"
+    names = [c["name"] for c in pod["spec"]["containers"] + pod["spec"]["initContainers"]]
+    for name in names:  # the annotation for clusters before 1.30
+        assert (
+            pod["metadata"]["annotations"][f"container.apparmor.security.beta.kubernetes.io/{name}"]
+            == "unconfined"
+        )
+
+
+def test_bpffs_init_container_mounts_with_bidirectional_propagation() -> None:
+    pod = agent_pod()
+    (init,) = pod["initContainers"]
+    assert init["name"] == "mount-bpf-fs" and init["securityContext"]["privileged"] is True
+    (mount,) = init["volumeMounts"]
+    assert mount == {
+        "name": "bpf-maps",
+        "mountPath": "/sys/fs/bpf",
+        "mountPropagation": "Bidirectional",
+    }
+    script = " ".join(init["command"] + init["args"])
+    assert "mount -t bpf bpf /sys/fs/bpf" in script
+    assert init["image"] == pod["containers"][0]["image"]
+
+
+def test_probes_use_the_agents_healthz() -> None:
+    agent = agent_pod()["containers"][0]
+    args = dict(a.split("=", 1) for a in agent["args"][1:])
+    for probe in ("startupProbe", "livenessProbe", "readinessProbe"):
+        get = agent[probe]["httpGet"]
+        assert get["path"] == "/healthz", probe
+        assert str(get["port"]) == args["--health-port"] and get["host"] == args["--health-addr"]
+
+
+def test_daemonset_takes_policy_from_the_api_and_finds_its_interface() -> None:
+    agent = agent_pod()["containers"][0]
+    args = dict(a.split("=", 1) for a in agent["args"][1:])
+    env = {e["name"]: e for e in agent["env"]}
+    assert args["--policy-source"] == "k8s" and "--policy" not in args
+    assert args["--iface"] == "$(WARRANT_IFACE)" and env["WARRANT_IFACE"]["value"] == "auto"
+    assert env["POD_NAMESPACE"]["valueFrom"]["fieldRef"]["fieldPath"] == "metadata.namespace"
+    mounts = {m["mountPath"] for m in agent["volumeMounts"]}
+    assert args["--revocations"] in mounts and args["--anchors-dir"] in mounts
+
+
+def test_daemonset_image_is_the_one_the_build_script_makes() -> None:
+    import tomllib
+
+    version = tomllib.loads((DEPLOY.parent.parent / "pyproject.toml").read_text())["project"][
+        "version"
+    ]
+    assert agent_pod()["containers"][0]["image"] == f"localhost/warrant:{version}"
+    script = (DEPLOY.parent.parent / "scripts" / "build-image.sh").read_text()
+    assert 'IMAGE="localhost/warrant:${VERSION}"' in script
 
 
 def test_daemonset_references_resolve() -> None:
