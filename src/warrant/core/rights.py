@@ -187,11 +187,28 @@ _UNIVERSE = Rights(
 
 
 def root_rights(grant: Grant) -> Rights:
-    if grant.operations is None or grant.destinations is None or grant.expires is None:
+    """narrow(_UNIVERSE, grant), built directly: a Grant's own checks already keep every
+    field inside the universe (any operation and destination, times in 0..2**63-1, at
+    most MAX_HOPS, any domain, no rate limit), so only the window's order is left."""
+    ops, dsts, expires = grant.operations, grant.destinations, grant.expires
+    if ops is None or dsts is None or expires is None:
         raise WarrantError(
             Reason.MALFORMED, "root link must state operations, destinations, expiry"
         )
-    return narrow(_UNIVERSE, grant)
+    not_before = 0 if grant.not_before is None else grant.not_before
+    if not_before > expires:
+        raise WarrantError(Reason.MALFORMED, "not-before is after expiry")
+    return Rights(
+        ops,
+        dsts,
+        not_before,
+        expires,
+        MAX_HOPS if grant.max_hops is None else grant.max_hops,
+        grant.allowed_domains,
+        () if grant.required_domains is None else grant.required_domains,
+        () if grant.forbidden_domains is None else grant.forbidden_domains,
+        grant.rate,
+    )
 
 
 def narrow(parent: Rights, grant: Grant) -> Rights:
@@ -214,12 +231,20 @@ def narrow(parent: Rights, grant: Grant) -> Rights:
     if grant.operations is not None:
         if "*" not in parent.operations:  # "*" covers every operation
             for op in grant.operations:
-                if not any(pattern_covers(p, op) for p in parent.operations):
+                for p in parent.operations:
+                    if pattern_covers(p, op):
+                        break
+                else:
                     raise _escalation(f"operations ({op!r} not under {list(parent.operations)})")
         operations, changed = grant.operations, True
     if grant.destinations is not None:
         for d in grant.destinations:
-            if not any(p.covers(d) for p in parent.destinations):
+            for pd in parent.destinations:
+                if (pd.service == "*" or pd.service == d.service) and (
+                    pd.port_lo <= d.port_lo and d.port_hi <= pd.port_hi
+                ):  # pd.covers(d), inline: this runs for every new link
+                    break
+            else:
                 raise _escalation(f"destinations ({d} not within parent)")
         destinations, changed = grant.destinations, True
     if grant.not_before is not None:
