@@ -72,6 +72,9 @@ def test_install_lookup_remove_and_tombstone(make: Any) -> None:
     assert store.add(s, NOW) is Reason.OK
     assert store.get(s.session_id) is s and len(store) == 1 and list(store) == [s]
     assert _in_kernel(store, s.session_id) in (None, True)
+    dp = getattr(store, "dp", None)
+    if dp is not None:  # the MAC key lives in the kernel only
+        assert s.mac_key == b"" and bytes(dp.session(s.session_id).k_mac) == b"\x01" * 16
     store.remove(s.session_id, NOW)
     assert store.get(s.session_id) is None and len(store) == 0
     assert _in_kernel(store, s.session_id) in (None, False)
@@ -288,3 +291,38 @@ def test_window_installed_in_the_kernel_judges_as_the_python_one(seed: int) -> N
         kernel.top, kernel.words = got
         for seq in range(top - REPLAY_WINDOW - 70, top + 70):
             assert kernel.check(seq) == s.window.check(seq), seq
+
+
+def test_kernel_store_session_through_relays_is_admitted_by_the_kernel() -> None:
+    """A two-hop session opened by a receiver on the kernel store: the kernel admits its
+    DATA with the hop keys it holds, though the Python side kept none, and refuses a
+    replay of it."""
+    if os.geteuid() != 0:
+        pytest.skip("needs root and bpf()")
+    import socket
+
+    from warrant.core.receiver import Receiver
+    from warrant.datapath import libbpf
+    from warrant.datapath.kernel_store import KernelSessionStore
+    from warrant.datapath.lab import Lab
+    from warrant.datapath.loader import Datapath
+    from warrant.datapath.wire import udp_frame
+
+    lab = Lab(NOW, relays=2)
+    with Datapath.open(pin_root=None) as dp:
+        dp.set_ports(lab.ports)
+        dp.set_time(NOW)
+        dp.set_config(admit_sample=1, budget=False)
+        lab.receiver = Receiver(lab.receiver_key, lab.receiver.policy, started_at=NOW - 1,
+                                sessions=KernelSessionStore(dp, 64))  # fmt: skip
+        flow = lab.open(hops=2)
+        assert [h.key for h in flow.session.path] == [b"", b""] and flow.session.mac_key == b""
+        packet = flow.data(b"through two relays")
+        frame = udp_frame(packet, lab.ports[0], src=socket.inet_aton("10.0.0.1"))
+        run = libbpf.TestRunner(dp.xdp_fd, 8192)
+        reasons = []
+        for _ in range(2):
+            run.run(frame)
+            (ev,) = [e for e in dp.events() if e.kind == 2]
+            reasons.append((ev.verdict, ev.reason))
+    assert reasons == [(Verdict.ADMIT, Reason.OK), (Verdict.DROP, Reason.REPLAY)]

@@ -9,7 +9,8 @@ looked up or at the next `expire`.  The kernel judges every DATA packet; the
 Python side keeps only what the map cannot hold, by session id: the verified
 chain (for revocation and policy re-evaluation), the AEAD key (to open admitted
 payloads) and the authority (for flow records), with the per-holder accounting
-of `SessionIndex`, so the full-table policy is the memory backend's.
+of `SessionIndex`, so the full-table policy is the memory backend's.  The MAC
+and hop keys are cleared from the Python session once the kernel has them.
 
 Entries an earlier agent installed ("orphans": pinned maps outlive the agent)
 have no Python side.  They count against the capacity, are evicted first when
@@ -18,6 +19,7 @@ the table is full, and are removed when their lifetime ends.
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from collections.abc import Callable, Iterator
 
@@ -84,14 +86,17 @@ class KernelSessionStore(SessionIndex):
         except libbpf.BpfError:  # map full or failing: never admit what the kernel lacks
             self.dp.remove_session(session.session_id)
             return Reason.SESSION_TABLE_FULL
+        # The kernel holds the MAC and hop keys now; the Python side keeps none of them.
+        session.mac_key = b""
+        session.path = [dataclasses.replace(h, key=b"") for h in session.path]
         self.insert(session)
         return Reason.OK
 
     def refresh(self, session: Session) -> None:
-        """Write the session's entry again (expiry, port, hops); the kernel's replay
-        window is kept."""
+        """Write the session's expiry into its kernel entry (the only field that changes
+        after opening); keys, hops and the replay window stay as the kernel has them."""
         if session.session_id in self.live:
-            self.dp.install_session(session)
+            self.dp.set_session_expiry(session.session_id, session.expires)
 
     def remove(self, sid: bytes, now: float) -> None:
         self.dp.remove_session(sid)

@@ -713,6 +713,16 @@ class Datapath(MapView):
         libbpf.map_update(fd, ctypes.c_uint32(index), w)
         return index
 
+    def set_session_expiry(self, session_id: bytes, expires: float) -> bool:
+        """Rewrite an installed session's expiry (wall time, seconds); False if it is gone.
+        Keys, hops and window stay as the kernel has them."""
+        v = self.session(session_id)
+        if v is None:
+            return False
+        v.expires_ns = self.kernel_ns(expires)
+        libbpf.map_update(self.fd["warrant_sessions"], sid_key(session_id), v)
+        return True
+
     def remove_session(self, session_id: bytes) -> None:
         key = sid_key(session_id)
         libbpf.map_delete(self.fd["warrant_sessions"], key)
