@@ -565,6 +565,10 @@ def summary(cases: list[Case], sizes: dict[int, dict[str, int]]) -> dict[str, An
             out[f"warm_prefix_verify_ratio_vs_biscuit_depth{depth}"] = _ratio(
                 by["warrant warm-prefix", depth].best, b
             )
+    for depth in DEPTHS:  # same passes, same calls per pass: min over min
+        out[f"cold_verify_ratio_vs_ed25519_floor_depth{depth}"] = _ratio(
+            by["warrant cold", depth].best, by["ed25519 floor", depth].best
+        )
     for depth in DEPTHS:
         for key, value in sizes[depth].items():
             out[f"{key}_bytes_depth{depth}"] = value

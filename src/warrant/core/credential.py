@@ -212,22 +212,20 @@ def _destinations(value: Any) -> tuple[Destination, ...]:
     if type(value) is not list:
         raise _malformed("destinations must be a list")
     out = []
-    last: tuple[Any, ...] = ()
+    last: list[Any] | None = None
     for item in value:
-        if (
-            type(item) is not list
-            or not 2 <= len(item) <= 3
-            or type(item[0]) is not str
-            or type(item[1]) is not int
-            or (len(item) == 3 and type(item[2]) is not int)
-        ):
+        if type(item) is not list or type(item[0] if item else None) is not str:
             raise _malformed("destination must be [service, port] or [service, lo, hi]")
-        service, lo, hi = item[0], item[1], item[-1]
-        this = (service, lo, hi)
-        if (len(item) == 3 and lo == hi) or (last and not last < this):
+        n = len(item)
+        lo = item[1] if n > 1 else None
+        hi = item[2] if n == 3 else lo
+        if n > 3 or type(lo) is not int or type(hi) is not int:
+            raise _malformed("destination must be [service, port] or [service, lo, hi]")
+        this = [item[0], lo, hi]
+        if (n == 3 and lo == hi) or (last is not None and not last < this):
             raise _malformed("link body is not in deterministic encoding")
         last = this
-        out.append(Destination(service, lo, hi))
+        out.append(Destination(item[0], lo, hi))
     return tuple(out)
 
 
