@@ -292,16 +292,16 @@ class Link:
         if type(m) is not dict:
             raise _malformed("link body must be a map with integer keys")
         prev = -1
-        for k, v in m.items():
-            if type(k) is not int:
-                raise _malformed("link body must be a map with integer keys")
-            if k not in _LINK_KEYS:
-                raise _malformed(f"unknown link field {k}")
-            if k <= prev:
+        for k in m:  # exact ints (a bool is not a key), known, ascending
+            if type(k) is not int or not prev < k <= K_RATE:
+                if not isinstance(k, int) or isinstance(k, bool):
+                    raise _malformed("link body must be a map with integer keys")
+                if k not in _LINK_KEYS:
+                    raise _malformed(f"unknown link field {k}")
                 raise _malformed("link body is not in deterministic encoding")
-            if v is None:  # a field is stated or absent, never null
-                raise _malformed(f"link field {k} is null")
             prev = k
+        if None in m.values():  # a field is stated or absent, never null
+            raise _malformed("link field is null")
         if root != (K_SCOPE in m) or root != (K_ANCHOR in m):
             raise _malformed("scope and anchor appear in the root link and only there")
         holder = m.get(K_HOLDER)
@@ -319,16 +319,16 @@ class Link:
         ops, dsts, nbf, exp = get(K_OPS), get(K_DSTS), get(K_NBF), get(K_EXP)
         hops, allowed, required = get(K_HOPS), get(K_ALLOWED), get(K_REQUIRED)
         forbidden, rate = get(K_FORBIDDEN), get(K_RATE)
-        grant = Grant(
-            operations=None if ops is None else _str_list(ops, "operations"),
-            destinations=None if dsts is None else _destinations(dsts),
-            not_before=None if nbf is None else _uint(nbf, "not_before"),
-            expires=None if exp is None else _uint(exp, "expires"),
-            max_hops=None if hops is None else _uint(hops, "max_hops"),
-            allowed_domains=None if allowed is None else _str_list(allowed, "allowed"),
-            required_domains=None if required is None else _str_list(required, "required"),
-            forbidden_domains=None if forbidden is None else _str_list(forbidden, "forbidden"),
-            rate=None if rate is None else _uint(rate, "rate"),
+        grant = Grant(  # positional, in Grant's field order
+            None if ops is None else _str_list(ops, "operations"),
+            None if dsts is None else _destinations(dsts),
+            None if nbf is None else _uint(nbf, "not_before"),
+            None if exp is None else _uint(exp, "expires"),
+            None if hops is None else _uint(hops, "max_hops"),
+            None if allowed is None else _str_list(allowed, "allowed"),
+            None if required is None else _str_list(required, "required"),
+            None if forbidden is None else _str_list(forbidden, "forbidden"),
+            None if rate is None else _uint(rate, "rate"),
         )
         if cbor2.dumps(m) != body:
             raise _malformed("link body is not in deterministic encoding")
@@ -443,7 +443,7 @@ class Credential:
         for i in range(0, len(items), 2):
             if len(items[i + 1]) != SIGNATURE_LEN:
                 raise _malformed("signature must be 64 bytes")
-            links.append(Link.decode(items[i], items[i + 1], root=(i == 0)))
+            links.append(_decode_link_cached(items[i], items[i + 1], i == 0))
         return cls(tuple(links))
 
     @classmethod
