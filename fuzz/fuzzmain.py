@@ -20,7 +20,7 @@ def main(name: str, argv: list[str]) -> int:
         n = harnesses.replay(name, [Path(a) for a in argv[2:]])
         print(f"{name}: {n} inputs, no crash")
         return 0
-    import atheris  # type: ignore[import-not-found]
+    import atheris  # type: ignore[import-not-found,unused-ignore]
 
     with atheris.instrument_imports(include=["warrant"]):
         import fuzz_wire

@@ -10,6 +10,7 @@
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Callable
 
 import cbor2
 import pytest
@@ -47,15 +48,18 @@ def _chain(depth: int) -> bytes:
 CHAINS = [_chain(d) for d in (1, 2, 3)]
 
 
-def _outcome(decode: object, data: bytes) -> object:
+Result = tuple[object, ...]
+
+
+def _outcome(decode: Callable[[bytes], Credential], data: bytes) -> Result:
     try:
-        cred = decode(data)  # type: ignore[operator]
+        cred = decode(data)
     except WarrantError as exc:
         return ("refused", exc.reason)
     return tuple((link.body, link.signature) for link in cred.links)
 
 
-def _both(data: bytes) -> tuple[object, object]:
+def _both(data: bytes) -> tuple[Result, Result]:
     credential.clear_decode_cache()
     return _outcome(Credential._decode, data), _outcome(Credential._decode_general, data)
 

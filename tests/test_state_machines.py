@@ -193,7 +193,7 @@ class SessionMachine(RuleBasedStateMachine):
         self.last_reopen[name] = self.now
         self.sent.append(again)
         assert self._handle(name, again) == Verdict.ADMIT, self.last
-        self.live[name] = (tx.session_id, self.now)  # type: ignore[assignment]
+        self.live[name] = (tx.session_id, self.now)
 
     @precondition(lambda self: bool(self.sent))
     @rule(data=st.data())
