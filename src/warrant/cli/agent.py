@@ -49,7 +49,9 @@ def agent_cmd(
     iface: Annotated[
         str, typer.Option("--iface", help="Interface to enforce on; 'auto': the default route's.")
     ],
-    key: Annotated[Path, typer.Option("--key", metavar="SEC", help="Receiver secret key file.")],
+    key: Annotated[
+        Path, typer.Option("--key", metavar="SEC", help="Receiver secret key file.", readable=False)
+    ],
     port: Annotated[
         list[int] | None,
         typer.Option("--port", min=1, max=65535, help="Warrant UDP port (repeat)."),
@@ -97,6 +99,7 @@ def agent_cmd(
             "--anchors-dir",
             metavar="DIR",
             help="Where the policy's relative anchor file is read (default: beside it).",
+            readable=False,
         ),
     ] = None,
     revocations: Annotated[
@@ -105,11 +108,14 @@ def agent_cmd(
             "--revocations",
             metavar="DIR",
             help="Directory of signed revocation lists, reloaded when it changes.",
+            readable=False,
         ),
     ] = None,
     policy: Annotated[
         Path | None,
-        typer.Option("--policy", metavar="POLICY.yaml", help="Admission policy (file mode)."),
+        typer.Option(
+            "--policy", metavar="POLICY.yaml", help="Admission policy (file mode).", readable=False
+        ),
     ] = None,
     policy_source: Annotated[
         str,
@@ -120,7 +126,9 @@ def agent_cmd(
     ] = "file",
     kubeconfig: Annotated[
         Path | None,
-        typer.Option("--kubeconfig", help="k8s mode: kubeconfig file (default: in-cluster)."),
+        typer.Option(
+            "--kubeconfig", help="k8s mode: kubeconfig file (default: in-cluster).", readable=False
+        ),
     ] = None,
     kube_namespace: Annotated[
         str | None,

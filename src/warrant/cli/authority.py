@@ -400,9 +400,12 @@ ForbidOpt = Annotated[
 RateOpt = Annotated[
     int | None, typer.Option("--rate", metavar="PPS", min=0, help="Packets per second.")
 ]
-OutOpt = Annotated[Path, typer.Option("-o", "--out", metavar="FILE", help="Output file.")]
+OutOpt = Annotated[
+    Path, typer.Option("-o", "--out", metavar="FILE", help="Output file.", readable=False)
+]
 AnchorKeyOpt = Annotated[
-    Path, typer.Option("--anchor-key", metavar="SEC", help="Anchor secret key file.")
+    Path,
+    typer.Option("--anchor-key", metavar="SEC", help="Anchor secret key file.", readable=False),
 ]
 RootOpsOpt = Annotated[
     list[str] | None,
@@ -428,7 +431,9 @@ def _create_private(path: Path, text: str) -> None:
 
 @_guarded
 def keygen_cmd(
-    out_path: Annotated[Path, typer.Argument(metavar="OUT", help="Secret key file; OUT.pub too.")],
+    out_path: Annotated[
+        Path, typer.Argument(metavar="OUT", help="Secret key file; OUT.pub too.", readable=False)
+    ],
     force: Annotated[bool, typer.Option("--force", help="Overwrite existing files.")] = False,
 ) -> None:
     """Generate an Ed25519 key pair: OUT (secret, mode 0600) and OUT.pub."""
@@ -477,7 +482,9 @@ def _save(store: TrustStore, path: Path) -> None:
 
 @_guarded
 def anchors_add_cmd(
-    file: Annotated[Path, typer.Argument(help="Anchor file (YAML); created if missing.")],
+    file: Annotated[
+        Path, typer.Argument(help="Anchor file (YAML); created if missing.", readable=False)
+    ],
     scope: Annotated[
         str, typer.Option("--scope", metavar="SCOPE", help="Trust scope, e.g. acme.prod.")
     ],
@@ -516,7 +523,9 @@ def anchors_add_cmd(
 
 @_guarded
 def anchors_add_relay_cmd(
-    file: Annotated[Path, typer.Argument(help="Anchor file (YAML); created if missing.")],
+    file: Annotated[
+        Path, typer.Argument(help="Anchor file (YAML); created if missing.", readable=False)
+    ],
     domain: Annotated[
         str, typer.Option("--domain", metavar="DOMAIN", help="Transit domain the relay speaks for.")
     ],
@@ -551,7 +560,7 @@ def _validity(anchor: Anchor, now: float, sep: str = ", ") -> str:
 
 @_guarded
 def anchors_show_cmd(
-    file: Annotated[Path, typer.Argument(help="Anchor file (YAML).")],
+    file: Annotated[Path, typer.Argument(help="Anchor file (YAML).", readable=False)],
 ) -> None:
     """List the anchors of every scope, and the trusted relays."""
     store = load_trust(file)
@@ -659,9 +668,14 @@ def read_credential(path: Path) -> Credential:
 
 @_guarded
 def delegate_cmd(
-    cred_path: Annotated[Path, typer.Argument(metavar="CRED", help="Parent credential file.")],
+    cred_path: Annotated[
+        Path, typer.Argument(metavar="CRED", help="Parent credential file.", readable=False)
+    ],
     key: Annotated[
-        Path, typer.Option("--key", metavar="SEC", help="Secret key of the parent's holder.")
+        Path,
+        typer.Option(
+            "--key", metavar="SEC", help="Secret key of the parent's holder.", readable=False
+        ),
     ],
     to: Annotated[
         str, typer.Option("--to", metavar="PUB", help="New holder public key file (or string).")
@@ -788,7 +802,9 @@ def _inspect_revocation_list(path: Path, data: bytes, as_json: bool) -> None:
 
 @_guarded
 def inspect_cmd(
-    cred_path: Annotated[Path, typer.Argument(metavar="CRED", help="Credential file.")],
+    cred_path: Annotated[
+        Path, typer.Argument(metavar="CRED", help="Credential file.", readable=False)
+    ],
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
 ) -> None:
     """Decode a credential: every link, the effective rights and the chain digest.
@@ -878,11 +894,17 @@ def _check_request(rights: Rights, op: str | None, dst: str | None) -> None:
 
 @_guarded
 def verify_cmd(
-    cred_path: Annotated[Path, typer.Argument(metavar="CRED", help="Credential file.")],
-    anchors: Annotated[Path, typer.Option("--anchors", metavar="FILE", help="Anchor file.")],
+    cred_path: Annotated[
+        Path, typer.Argument(metavar="CRED", help="Credential file.", readable=False)
+    ],
+    anchors: Annotated[
+        Path, typer.Option("--anchors", metavar="FILE", help="Anchor file.", readable=False)
+    ],
     revocations: Annotated[
         list[Path] | None,
-        typer.Option("--revocations", metavar="RL", help="Signed revocation list; repeat."),
+        typer.Option(
+            "--revocations", metavar="RL", help="Signed revocation list; repeat.", readable=False
+        ),
     ] = None,
     at: Annotated[
         str | None, typer.Option("--at", metavar="TIME", help="Verify as of TIME (default now).")

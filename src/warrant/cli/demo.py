@@ -28,6 +28,7 @@ def register(app: typer.Typer) -> None:
                 "--flows",
                 metavar="DB",
                 help="Also keep every flow record in this store (for `warrant observe`).",
+                readable=False,
             ),
         ] = None,
     ) -> None:

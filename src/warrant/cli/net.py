@@ -82,23 +82,37 @@ def parse_hostport(text: str, option: str) -> tuple[str, int]:
 
 
 # ---- rendering ------------------------------------------------------------------------
+# Every string a peer chose (claim, credential, hop domains, refusal details, payload) is
+# printed escaped: a newline or control character in it must not forge a log line.
+def escape(text: str) -> str:
+    """Printable ASCII kept (backslash doubled); anything else as its Python escape."""
+    return "".join(
+        c if " " <= c <= "~" and c != "\\" else c.encode("unicode_escape").decode("ascii")
+        for c in text
+    )
+
+
 def show_payload(payload: bytes) -> str:
     try:
         text = payload.decode("utf-8")
     except UnicodeDecodeError:
         shown = "hex:" + payload[: MAX_PAYLOAD_SHOWN // 2].hex()
-    else:
-        shown = json.dumps(text[:MAX_PAYLOAD_SHOWN], ensure_ascii=False)
+    else:  # JSON escapes controls; separators such as U+2028 and U+0085 too, here
+        shown = "".join(
+            c if c.isprintable() else json.dumps(c)[1:-1]
+            for c in json.dumps(text[:MAX_PAYLOAD_SHOWN], ensure_ascii=False)
+        )
     if len(shown) > MAX_PAYLOAD_SHOWN or len(payload) > MAX_PAYLOAD_SHOWN:
         shown += f" ({len(payload)} bytes)"
     return shown
 
 
 def show_authority(a: Authority) -> str:
-    hops = ",".join(f"{domain}/{relay}" for domain, relay in a.hops) or "-"
+    hops = ",".join(f"{escape(domain)}/{escape(relay)}" for domain, relay in a.hops) or "-"
     return (
-        f"scope={a.scope} op={a.operation} dst={a.service}:{a.port} holder={a.holder} "
-        f"issuer={a.issuer} depth={a.depth} hops={hops} rule={a.rule or '-'}"
+        f"scope={escape(a.scope)} op={escape(a.operation)} dst={escape(a.service)}:{a.port} "
+        f"holder={a.holder} issuer={a.issuer} depth={a.depth} hops={hops} "
+        f"rule={escape(a.rule or '-')}"
     )
 
 
@@ -124,15 +138,20 @@ def outcome_line(out: Outcome, source: tuple[str, int]) -> str | None:
         f"DROP  {show_source(source)} {out.kind} {out.reason.name} ({int(out.reason)}) "
         f"session={sid}"
     )
-    return f"{line}: {out.detail}" if out.detail else line
+    return f"{line}: {escape(out.detail)}" if out.detail else line
 
 
 # ---- listen -----------------------------------------------------------------------------
 @_guarded
 def listen_cmd(
-    key: Annotated[Path, typer.Option("--key", metavar="SEC", help="Receiver secret key file.")],
+    key: Annotated[
+        Path, typer.Option("--key", metavar="SEC", help="Receiver secret key file.", readable=False)
+    ],
     policy: Annotated[
-        Path, typer.Option("--policy", metavar="POLICY.yaml", help="Admission policy file.")
+        Path,
+        typer.Option(
+            "--policy", metavar="POLICY.yaml", help="Admission policy file.", readable=False
+        ),
     ],
     host: Annotated[str, typer.Option("--host", help="Address to bind.")] = "127.0.0.1",
     port: Annotated[
@@ -143,7 +162,9 @@ def listen_cmd(
     ] = False,
     flows: Annotated[
         Path | None,
-        typer.Option("--flows", metavar="FILE", help="Append every flow record (JSON lines)."),
+        typer.Option(
+            "--flows", metavar="FILE", help="Append every flow record (JSON lines).", readable=False
+        ),
     ] = None,
     as_json: Annotated[
         bool, typer.Option("--json", help="Print flow records (JSON lines) instead of text.")
@@ -166,6 +187,7 @@ def listen_cmd(
             "--revocations",
             metavar="DIR",
             help="Directory of signed revocation lists, reloaded when it changes.",
+            readable=False,
         ),
     ] = None,
 ) -> None:
@@ -290,8 +312,12 @@ def send_cmd(
     message: Annotated[
         list[str], typer.Argument(metavar="MESSAGE...", help="Payload words, or - for stdin.")
     ],
-    key: Annotated[Path, typer.Option("--key", metavar="SEC", help="Holder secret key file.")],
-    cred: Annotated[Path, typer.Option("--cred", metavar="CRED", help="Credential file.")],
+    key: Annotated[
+        Path, typer.Option("--key", metavar="SEC", help="Holder secret key file.", readable=False)
+    ],
+    cred: Annotated[
+        Path, typer.Option("--cred", metavar="CRED", help="Credential file.", readable=False)
+    ],
     to: Annotated[str, typer.Option("--to", metavar="HOST:PORT", help="The receiver.")],
     receiver_key: Annotated[
         str, typer.Option("--receiver-key", metavar="PUB", help="Receiver public key file.")

@@ -91,6 +91,7 @@ AnchorsDirOpt = Annotated[
         metavar="DIR",
         help="Resolve spec.anchors here (the agent's anchor ConfigMap mount) instead of "
         "next to FILE.",
+        readable=False,
     ),
 ]
 
@@ -110,7 +111,9 @@ def _compile(
 
 
 def check_command(
-    file: Annotated[Path, typer.Argument(help="WarrantPolicy YAML or admission policy YAML.")],
+    file: Annotated[
+        Path, typer.Argument(help="WarrantPolicy YAML or admission policy YAML.", readable=False)
+    ],
     labels: LabelsOpt = None,
     anchors_dir: AnchorsDirOpt = None,
 ) -> None:
@@ -134,7 +137,9 @@ def check_command(
 
 
 def compile_command(
-    file: Annotated[Path, typer.Argument(help="WarrantPolicy YAML or admission policy YAML.")],
+    file: Annotated[
+        Path, typer.Argument(help="WarrantPolicy YAML or admission policy YAML.", readable=False)
+    ],
     labels: LabelsOpt = None,
     anchors_dir: AnchorsDirOpt = None,
     output: Annotated[

@@ -57,7 +57,8 @@ def relay_command(
     ],
     domain: Annotated[str, typer.Option("--domain", help="Transit domain this relay speaks for.")],
     key: Annotated[
-        Path, typer.Option("--key", metavar="SEC", help="This relay's secret key file.")
+        Path,
+        typer.Option("--key", metavar="SEC", help="This relay's secret key file.", readable=False),
     ],
     receiver_key: Annotated[
         str,
@@ -92,12 +93,16 @@ def relay_command(
             metavar="DIR",
             help="Directory of signed revocation lists, reloaded when it changes: "
             "revoked credentials' INITs and sessions are not forwarded (needs --anchors).",
+            readable=False,
         ),
     ] = None,
     anchors: Annotated[
         Path | None,
         typer.Option(
-            "--anchors", metavar="FILE", help="Trust anchors that sign the revocation lists."
+            "--anchors",
+            metavar="FILE",
+            help="Trust anchors that sign the revocation lists.",
+            readable=False,
         ),
     ] = None,
 ) -> None:
