@@ -9,7 +9,8 @@
 #   scripts/build-image.sh --check   no build: check that the Containerfile names only what
 #                                    this script provides, and that the tools are there
 #
-# MIRROR (default http://deb.debian.org/debian) and SUITE (bookworm) choose the base.
+# MIRROR (default http://deb.debian.org/debian) and SUITE (bookworm) choose the base;
+# ISOLATION (chroot) how the RUN steps are isolated.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -18,6 +19,9 @@ IMAGE="localhost/warrant:${VERSION}"
 SUITE="${SUITE:-bookworm}"
 BASE="localhost/warrant-base:${SUITE}"
 MIRROR="${MIRROR:-http://deb.debian.org/debian}"
+# chroot: RUN steps need no OCI runtime or cgroup setup (crun refuses hybrid cgroups, as on
+# this project's CI machine); ISOLATION=oci for the runtime's full isolation.
+ISOLATION="${ISOLATION:-chroot}"
 OUT="build/image"
 # python3-venv: the image installs into a venv (Debian's python3 is externally managed);
 # libbpf1: the loader's libbpf.so.1; mount (required, in minbase): the bpffs init container.
@@ -72,10 +76,10 @@ fi
 
 echo "build-image: ${IMAGE} with ${TOOL}"
 if [ "$TOOL" = podman ]; then
-  podman build --pull=never --build-arg "BASE=${BASE}" -f Containerfile -t "$IMAGE" "$OUT"
+  podman build --pull=never --isolation="$ISOLATION" --build-arg "BASE=${BASE}" -f Containerfile -t "$IMAGE" "$OUT"
   podman save --format oci-archive -o "$OUT/warrant-${VERSION}.oci.tar" "$IMAGE"
 else
-  buildah build --pull=never --build-arg "BASE=${BASE}" -f Containerfile -t "$IMAGE" "$OUT"
+  buildah build --pull=never --isolation="$ISOLATION" --build-arg "BASE=${BASE}" -f Containerfile -t "$IMAGE" "$OUT"
   buildah push "$IMAGE" "oci-archive:$OUT/warrant-${VERSION}.oci.tar:${IMAGE}"
 fi
 echo "build-image: ${IMAGE}; archive ${OUT}/warrant-${VERSION}.oci.tar"

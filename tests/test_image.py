@@ -5,8 +5,8 @@ the build context, the base it makes and the image the DaemonSet runs, and fails
 of them drifts.  The full build (debootstrap of Debian 12, wheels, podman or buildah) takes
 minutes and needs the network to Debian's mirror, so it runs only when asked:
 WARRANT_IMAGE_BUILD=1 (as root, with debootstrap and podman or buildah installed); it builds
-from a copy of the tree and checks the image's `warrant --version` and that the packaged
-program loads inside it with the DaemonSet's capabilities.
+from a copy of the tree and checks, in the image's file system, `warrant --version` and that
+the packaged prebuilt program loads with the DaemonSet's capabilities (no clang in the image).
 """
 
 from __future__ import annotations
@@ -84,16 +84,25 @@ def test_image_builds_and_loads_the_program(tmp_path: Path) -> None:
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     assert (tree / "build" / "image" / f"warrant-{VERSION}.oci.tar").stat().st_size > 10_000_000
     if shutil.which("podman") is None:
-        return  # buildah builds; running the image needs podman
-    run = ["podman", "run", "--rm", "--network=none"]
-    out = subprocess.run([*run, "--entrypoint", "warrant", IMAGE, "--version"],
-                         capture_output=True, text=True, timeout=120)  # fmt: skip
-    assert out.returncode == 0 and VERSION in out.stdout, out.stderr
-    load = ("from warrant.datapath.loader import Datapath; dp = Datapath.open(pin_root=None); "
-            "print(dp.obj.path)")  # fmt: skip
-    caps = ["--cap-drop=all", "--cap-add=bpf,perfmon,net_admin",
-            "--security-opt", "seccomp=unconfined"]  # fmt: skip
-    out = subprocess.run([*run, *caps, "--entrypoint", "python3", IMAGE, "-c", load],
-                         capture_output=True, text=True, timeout=120)  # fmt: skip
+        return  # buildah builds; mounting the image's file system below uses podman
+    # The image's own file system, entered with chroot: this sandbox's crun cannot start
+    # containers (it may not raise RLIMIT_NOFILE without CAP_SYS_RESOURCE, and refuses
+    # hybrid cgroups), so the runtime's part (namespaces, cgroups) is not exercised here.
+    root = subprocess.run(["podman", "image", "mount", IMAGE], capture_output=True, text=True,
+                          check=True).stdout.strip()  # fmt: skip
+    try:
+        load = ("from warrant.datapath.loader import Datapath; dp = Datapath.open(pin_root=None); "
+                "print(dp.obj.path)")  # fmt: skip
+        script = (f'mount --bind /proc "{root}/proc" && mount --bind /sys "{root}/sys" && '
+                  f'chroot "{root}" /usr/bin/env -i PATH=/opt/warrant/bin:/usr/bin:/bin '
+                  "warrant --version && "
+                  f'chroot "{root}" /usr/bin/setpriv --bounding-set=-all,+bpf,+perfmon,+net_admin '
+                  f"--inh-caps=-all -- /opt/warrant/bin/python3 -c '{load}'")  # fmt: skip
+        out = subprocess.run(["unshare", "--mount", "--propagation", "private", "sh", "-ec", script],
+                             capture_output=True, text=True, timeout=120)  # fmt: skip
+    finally:
+        subprocess.run(["podman", "image", "unmount", IMAGE], capture_output=True)
     assert out.returncode == 0, out.stderr
-    assert out.stdout.strip().endswith("warrant/datapath/bpf/warrant_xdp.o")
+    version, obj = out.stdout.split()[-3:-1], out.stdout.split()[-1]
+    assert version == ["warrant", VERSION]
+    assert obj == "/opt/warrant/lib/python3.11/site-packages/warrant/datapath/bpf/warrant_xdp.o"
