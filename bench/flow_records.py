@@ -9,8 +9,9 @@ same flow.Flow message with protobuf and printing it with `json_format.MessageTo
 packet the endpoint or agent judges); the baseline is the obvious implementation
 (protobuf message, then MessageToDict).  Both must give the same record (checked
 before timing, uuid aside).  Also timed: the Observer server's per-flow cost
-(`flow.response_message`: record -> GetFlowsResponse, strict) and a Hubble client's
-(strict `json_format.Parse` of one `-o jsonpb` line).
+(`flow.response_message`: record -> GetFlowsResponse, strict; the direct path for
+records of Warrant's own shape) and a Hubble client's (strict `json_format.Parse` of
+one `-o jsonpb` line).
 
 Cases: an admitted DATA packet with its authority (two hops) and a dropped one (REPLAY).
 Every pass runs every variant once, in turn (interleaved); the table gives the minimum

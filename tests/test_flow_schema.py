@@ -358,3 +358,78 @@ def test_fast_rfc3339_equals_datetime_formatting() -> None:
         stamp = Timestamp()
         stamp.FromDatetime(dt.datetime.fromtimestamp(t, dt.UTC))  # microseconds, like rfc3339
         assert rfc3339(t) == stamp.ToJsonString()
+
+
+# ---- the direct record -> message path agrees with protobuf's parser --------------------------
+def slow(rec: dict[str, Any]) -> flow_pb2.Flow:
+    msg = flow_pb2.Flow()
+    json_format.ParseDict(rec, msg, ignore_unknown_fields=False)
+    return msg
+
+
+def corpus() -> list[dict[str, Any]]:
+    local = flow.EndpointInfo(namespace="shop", pod_name="orders-0", labels=("k8s:app=orders",))
+    recs = [flow.record(o, SRC, DST, NOW + 0.123456, "n") for o in OUTCOMES.values()]
+    recs += [flow.record(synthetic(r, w), ("fd00::1", 0), DST, NOW, local=local if w else None)
+             for r in Reason for w in (True, False)]  # fmt: skip
+    recs.append(flow.error_record(("not-an-ip", 1), DST, NOW, "", "boom"))
+    recs.append(flow.record(synthetic(Reason.OK, False), SRC, DST, 0.0))  # the epoch itself
+    recs.append(flow.record(synthetic(Reason.BAD_MAC, True), SRC, DST, NOW, audit=True))
+    return recs
+
+
+def test_direct_path_gives_protobufs_message_for_every_record() -> None:
+    for rec in corpus():
+        direct = flow._direct(rec)  # the record() shape never needs the fallback
+        assert direct == slow(rec)
+        assert flow.to_dict(direct) == rec
+        assert flow.response_message(rec) == strict(rec)
+
+
+MUTATIONS = [
+    lambda r: r.update(drop_reason=True),  # a bool where a number goes
+    lambda r: r.update(drop_reason="133"),  # protobuf takes numeric strings: the fallback does
+    lambda r: r.update(drop_reason=2**32),
+    lambda r: r.update(drop_reason=-1),
+    lambda r: r.update(drop_reason=1.0),
+    lambda r: r.update(uuid=5),
+    lambda r: r.update(verdict=2),  # an enum by number
+    lambda r: r.update(verdict="forwarded"),
+    lambda r: r.update(time="2027-01-15T08:00:00"),  # no zone
+    lambda r: r.update(time="2027-01-15T08:00:00+01:00"),
+    lambda r: r.update(is_reply=1),
+    lambda r: r.update(is_reply=None),
+    lambda r: r.update(node_name=None),
+    lambda r: r.update(IP=[]),
+    lambda r: r["IP"].update(ipVersion=1),
+    lambda r: r["l4"].update(TCP={"source_port": 1}),
+    lambda r: r["l4"].update(UDP={"sourcePort": 1}),  # the JSON name spelling
+    lambda r: r["source"].update(labels=[1]),
+    lambda r: r["source"].update(labels="warrant:scope=x"),
+    lambda r: r["destination"].update(identity=-5),
+    lambda r: r["event_type"].update(type=2**31),
+    lambda r: r["extensions"].update(seq="\u0663"),  # a digit, not an ASCII one
+    lambda r: r["extensions"].update(seq="18446744073709551616"),
+    lambda r: r["extensions"].update(seq=5),
+    lambda r: r["extensions"].update(reasonCode=3),
+    lambda r: r["extensions"].update(bytes="116"),
+    lambda r: r["extensions"].update({"@type": "type.googleapis.com/warrant.Nope"}),
+    lambda r: r["extensions"]["authority"].update(expires="tomorrow"),
+    lambda r: r["extensions"]["authority"]["hops"].append({"domain": 5}),
+    lambda r: r["extensions"]["authority"].update(hops={}),
+    lambda r: r["extensions"]["authority"].update(port=70000),
+    lambda r: r.update(reason="OK"),
+]
+
+
+@pytest.mark.parametrize("mutate", MUTATIONS)
+def test_direct_path_defers_to_protobuf_on_anything_else(mutate: Any) -> None:
+    rec = copy.deepcopy(flow.record(OUTCOMES["data-admit"], SRC, DST, NOW, "n"))
+    mutate(rec)
+    try:
+        expected = slow(rec)
+    except json_format.ParseError:
+        with pytest.raises(json_format.ParseError):
+            flow.to_message(rec)
+        return
+    assert flow.to_message(rec) == expected
