@@ -29,7 +29,7 @@ from typing import Any
 
 import pytest
 
-from netns_helpers import AgentProc, lab_options, skip_unless_datapath, veth_topology
+from netns_helpers import AgentProc, lab_options, run, skip_unless_datapath, veth_topology
 from warrant.core import credential, keys
 from warrant.core.constants import Reason, Verdict
 from warrant.core.receiver import Claim
@@ -127,7 +127,8 @@ def test_kernel_judges_data_and_revocation_drops_the_next_packet(topo, tmp_path:
         for i in range(1, 21):
             sock.sendto(doomed.seal(f"d{i}".encode()), dst)
             if i % 4 == 0:
-                sock.sendto(kept.seal(f"k{i}".encode()), dst)
+                captured = kept.seal(f"k{i}".encode())
+                sock.sendto(captured, dst)
             time.sleep(0.002)
         agent.read(1.0)
         admitted = _kernel(pin).get((Verdict.ADMIT, Reason.OK), 0) - before.get(
@@ -137,6 +138,16 @@ def test_kernel_judges_data_and_revocation_drops_the_next_packet(topo, tmp_path:
         opened = _socket_lines(agent, doomed.session_id, "DATA")
         assert [(r["seq"], r["reason"]) for r in opened] == [(i, "OK") for i in range(1, 21)]
         assert len(_socket_lines(agent, kept.session_id, "DATA")) == 5
+
+        # a replay that bypasses the datapath (sent from B itself: loopback, no XDP) is
+        # refused, never opened: only DATA from an enforced interface is the kernel's
+        with entered(topo["b"]):
+            local = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        local.sendto(captured, dst)
+        local.close()
+        agent.read(0.5)
+        bypass = _socket_lines(agent, kept.session_id, "DATA")[-1]
+        assert (bypass["seq"], bypass["verdict"], bypass["reason"]) == (5, "DROP", "UNPARSED_FRAME")
 
         # (b) revocation: garbage refused with a reason, then the real list
         _drop_into(rdir, "garbage.rl", b"not a revocation list")
@@ -163,6 +174,22 @@ def test_kernel_judges_data_and_revocation_drops_the_next_packet(topo, tmp_path:
         assert _socket_lines(agent, kept.session_id, "DATA")[-1]["reason"] == "OK"
         assert [r["reason"] for r in _socket_lines(agent, again.session_id, "INIT")] == ["REVOKED"]
 
+        # a replay that reaches B on an interface without the program: refused too
+        tag = f"{os.getpid() % 100000}"
+        xa, xb = f"wkxa{tag}", f"wkxb{tag}"
+        run("ip", "link", "add", xa, "netns", topo["a"], "type", "veth", "peer", "name", xb,
+            "netns", topo["b"])  # fmt: skip
+        for ns, dev, addr in ((topo["a"], xa, "10.81.0.1/24"), (topo["b"], xb, "10.81.0.2/24")):
+            run("ip", "-n", ns, "addr", "add", addr, "dev", dev)
+            run("ip", "-n", ns, "link", "set", dev, "up")
+        run("ip", "-n", topo["a"], "route", "add", f"{B_ADDR}/32", "dev", xa)
+        seen = len(_socket_lines(agent, kept.session_id, "DATA"))
+        sock.sendto(captured, dst)  # leaves A through xa now, arrives on xb
+        agent.read(0.5)
+        (other,) = _socket_lines(agent, kept.session_id, "DATA")[seen:]
+        assert (other["source"], other["verdict"], other["reason"]) == (
+            f"{A_ADDR}:40200", "DROP", "UNPARSED_FRAME")  # fmt: skip
+
         # a rollback (lower serial) is refused and the loaded list stays in force
         _drop_into(rdir, "doomed.rl", _revocation(lab, doomed_cred, 1))
         err = agent.wait_for("revocation-error", n=2)
@@ -173,6 +200,7 @@ def test_kernel_judges_data_and_revocation_drops_the_next_packet(topo, tmp_path:
         sock.close()
     (stats,) = [r for r in agent.lines if r.get("agent") == "stats"]
     assert stats["data_judged"] == 0  # no DATA went through the Python receiver's checks
+    assert stats["data_unenforced"] == 2  # the loopback and the other-interface replays
     assert stats["data_opened"] == 26 and stats["delivered"] == 26 + 2  # + the INIT payloads
     assert stats["receiver_by_reason"] == {"OK": 2, "REVOKED": 1}  # INITs only
     assert stats["kernel"]["OK"] >= 26

@@ -8,7 +8,10 @@ the pinned session map is the one session table, so an admitted INIT is a
 session written into the kernel's maps, and expiry, revocation and policy
 re-evaluation delete kernel entries through the same store.  A DATA packet on
 the socket is not judged again (`Receiver.admitted_data`): its payload is
-opened (AEAD) and handed on with its authority.  Why
+opened (AEAD) and handed on with its authority.  Only DATA that can have passed
+the program is: a datagram that arrived on an interface the program does not
+run on (IP_PKTINFO), or from this host itself over loopback (a local source
+address), was judged by nobody and is dropped (UNPARSED_FRAME).  Why
 plain socket delivery rather than a ring buffer or AF_XDP: INITs are rare
 (one per session), large (a credential chain of up to 4 KiB) and need a reply
 path (REJECT, COOKIE) from the Warrant port; the socket gives all three with no
@@ -41,6 +44,7 @@ UNKNOWN_SESSION with a REJECT, and the sender opens a new session (SPEC 6.4).
 from __future__ import annotations
 
 import contextlib
+import itertools
 import json
 import select
 import socket
@@ -48,12 +52,13 @@ import sys
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, TextIO
 
 import nacl.signing
 
 from ..core.admission import Policy, PolicyError
-from ..core.constants import MAX_DATAGRAM, Kind, Reason, Verdict
+from ..core.constants import MAX_DATAGRAM, OFF_SEQ, OFF_SESSION_ID, Kind, Reason, Verdict
 from ..core.receiver import Outcome, Receiver
 from ..integration import flow
 from ..integration.crd_policy import PolicySource
@@ -64,6 +69,8 @@ from .kernel_store import KernelSessionStore
 from .loader import PIN_ROOT, Datapath, Event
 
 MAINTENANCE_S = 0.2  # expire sessions and drain kernel events this often
+IP_PKTINFO = 8  # linux/in.h (the socket module does not export it)
+_PKTINFO_SPACE = socket.CMSG_SPACE(12)  # struct in_pktinfo
 KERNEL_DETAIL = "dropped in the kernel"
 # Reasons the kernel gives after it parsed a DATA header: the event's session id and
 # sequence number are the packet's (before that, they are zero and mean nothing).
@@ -83,6 +90,7 @@ class AgentStats:
     delivered: int = 0
     data_judged: int = 0  # DATA run through the Python receiver's checks: stays 0
     data_opened: int = 0  # kernel-admitted DATA whose payload was opened here
+    data_unenforced: int = 0  # DATA that arrived where the datapath does not run: dropped
     revoked: int = 0
     expired: int = 0
     kernel_events: int = 0
@@ -125,14 +133,18 @@ class Agent:
         self.receiver = Receiver(key, policy, started_at=time.time(), sessions=self.store)
         self.dp.set_ports(self.ports)
         self.dp.set_time(None)  # live kernel clock: keeps running when the agent is gone
-        if attach == "tc":
-            self.dp.attach_tc(ifindex)
-        else:
-            self.dp.attach_xdp(ifindex, xdp_mode)
+        # Interfaces the program runs on: DATA arriving anywhere else (another interface,
+        # loopback) was judged by nobody and is dropped, never just opened.
+        self.enforced: set[int] = set()
+        self.enforce(ifindex, attach, xdp_mode)
+        self._local_addresses: set[str] = set()
+        self._local_error = False
+        self._read_local_addresses()
         self.socks = []
         for port in self.ports:
             s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
             s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            s.setsockopt(socket.IPPROTO_IP, IP_PKTINFO, 1)  # each datagram's ingress ifindex
             s.bind((host, port))
             self.socks.append(s)
         self.out = out
@@ -156,13 +168,70 @@ class Agent:
         self.out.write(json.dumps({"agent": what, "time": round(time.time(), 3), **fields}) + "\n")
         self.out.flush()
 
+    def _bypassed(self, source: str, ifindex: int | None) -> str:
+        """Why a DATA datagram cannot have passed the datapath ('' when it did): it arrived
+        on an interface the program does not run on, or it was sent from this host (over
+        loopback, whatever interface the kernel then reports: remote packets with a local
+        source address are dropped by the kernel as martians, so a local source means a
+        local sender)."""
+        if ifindex not in self.enforced:
+            return f"DATA on ifindex {ifindex}, where the datapath does not run"
+        if source in self._local_addresses:
+            return f"DATA from this host ({source}) over loopback, not through the datapath"
+        return ""
+
+    def _read_local_addresses(self) -> None:
+        """This namespace's local IPv4 addresses (the kernel's LOCAL routes), refreshed at
+        every maintenance tick."""
+        try:
+            lines = Path("/proc/net/fib_trie").read_text().splitlines()
+        except OSError as exc:
+            if not self._local_error:
+                self._emit("error", error=f"cannot read local addresses: {exc}; DATA sent from "
+                           "this host over loopback cannot be told apart")  # fmt: skip
+            self._local_error = True
+            return
+        self._local_addresses = {
+            prev.split("|--")[1].strip()
+            for prev, line in itertools.pairwise(lines)
+            if line.strip() == "/32 host LOCAL" and "|--" in prev
+        }
+
+    def enforce(self, ifindex: int, attach: str = "xdp", xdp_mode: str = "auto") -> None:
+        """Attach the program to one more interface; DATA arriving there is the kernel's."""
+        if attach == "tc":
+            self.dp.attach_tc(ifindex)
+        else:
+            self.dp.attach_xdp(ifindex, xdp_mode)
+        self.enforced.add(ifindex)
+
     # ---- one datagram ----------------------------------------------------------------------
-    def handle(self, sock: socket.socket, data: bytes, source: tuple[str, int]) -> Outcome:
+    @staticmethod
+    def receive(sock: socket.socket) -> tuple[bytes, Address, int | None]:
+        """One datagram: (data, source, ingress ifindex or None when the kernel gave none).
+        Raises BlockingIOError when there is none."""
+        data, anc, _, source = sock.recvmsg(MAX_DATAGRAM, _PKTINFO_SPACE)
+        ifindex = None
+        for level, kind, value in anc:
+            if level == socket.IPPROTO_IP and kind == IP_PKTINFO and len(value) >= 4:
+                ifindex = int.from_bytes(value[:4], sys.byteorder)  # struct in_pktinfo
+        return data, (source[0], source[1]), ifindex
+
+    def handle(self, sock: socket.socket, data: bytes, source: tuple[str, int],
+               ifindex: int | None = None) -> Outcome:  # fmt: skip
+        """Judge one datagram; `ifindex`: the interface it arrived on (`receive`)."""
         port = sock.getsockname()[1]
         now = time.time()
         started = time.perf_counter()
-        in_kernel = len(data) > 1 and data[1] == Kind.DATA
-        if in_kernel:  # the kernel admitted (and counted) it: open, no re-check
+        is_data = len(data) > 1 and data[1] == Kind.DATA
+        bypass = self._bypassed(source[0], ifindex) if is_data else ""
+        if bypass:  # nobody judged it, so it is refused (never just opened)
+            out = Outcome(Verdict.DROP, Reason.UNPARSED_FRAME, "DATA", len(data), bypass)
+            if len(data) >= OFF_SEQ + 8:  # the ids it claims, unchecked, for the record
+                out.session_id = data[OFF_SESSION_ID:OFF_SEQ]
+                out.seq = int.from_bytes(data[OFF_SEQ : OFF_SEQ + 8], "big")
+            self.stats.data_unenforced += 1
+        elif is_data:  # the kernel admitted (and counted) it: open, no re-check
             out = self.receiver.admitted_data(data, source, now)
             self.stats.data_opened += 1
         else:
@@ -177,7 +246,7 @@ class Agent:
             source=f"{source[0]}:{source[1]}", port=port,
         )  # fmt: skip
         # the kernel counted it admitted; a drop here (payload fails to open) is user space's
-        counted = in_kernel and out.verdict == Verdict.ADMIT
+        counted = is_data and not bypass and out.verdict == Verdict.ADMIT
         self.record(out, source, (sock.getsockname()[0], port), now, cost, in_kernel=counted)
         if out.reply is not None:
             sock.sendto(out.reply, source)
@@ -198,6 +267,7 @@ class Agent:
     # ---- housekeeping ------------------------------------------------------------------------
     def maintain(self) -> None:
         now = time.time()
+        self._read_local_addresses()
         self._reload_policy()
         self._reload_revocations()
         for s in self.store.expire(now):  # also the kernel's own removals and orphans
@@ -298,10 +368,10 @@ class Agent:
             ready, _, _ = select.select(self.socks, [], [], MAINTENANCE_S)
             for sock in ready:
                 try:
-                    data, source = sock.recvfrom(MAX_DATAGRAM)
+                    data, source, ifindex = self.receive(sock)
                 except BlockingIOError:
                     continue
-                self.handle(sock, data, source)
+                self.handle(sock, data, source, ifindex)
             if time.monotonic() >= next_maintenance:
                 self.maintain()
                 next_maintenance = time.monotonic() + MAINTENANCE_S
@@ -312,6 +382,7 @@ class Agent:
             self.kernel_outcomes()
         self._emit("stats", datagrams=self.stats.datagrams, data_judged=self.stats.data_judged,
                    data_opened=self.stats.data_opened, delivered=self.stats.delivered,
+                   data_unenforced=self.stats.data_unenforced,
                    installed=self.stats.installed, revoked=self.stats.revoked,
                    receiver_by_reason={r.name: n for r, n in self.receiver.stats.by_reason.items()},
                    kernel=self._kernel_counts())  # fmt: skip

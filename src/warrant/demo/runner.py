@@ -432,7 +432,7 @@ async def run_kernel(console: Console, *, live: bool = True) -> DemoResult:
             ifindex = {name: socket.if_nametoindex(name) for name in topology.ENFORCED_INTERFACES}
             agent = Agent(world.receiver, world.policy(), ifindex["b-a"], [ORDERS_PORT, BILLING_PORT],
                           out=devnull, pin_root=DEMO_PIN_ROOT)  # fmt: skip
-            agent.dp.attach_xdp(ifindex["b-p"])
+            agent.enforce(ifindex["b-p"])  # DATA arriving there is the kernel's too
             agent.dp.set_config(admit_sample=0)  # admitted DATA is reported by the agent itself
         agent.receiver.started_at = time.time() - 1
         with topology.entered(topology.NS_P):
@@ -500,10 +500,10 @@ def _serve_agent(
         def ready(sock: socket.socket = sock) -> None:
             while True:
                 try:
-                    data, source = sock.recvfrom(MAX_DATAGRAM)
+                    data, source, ifindex = agent.receive(sock)
                 except BlockingIOError:
                     return
-                out = agent.handle(sock, data, source)
+                out = agent.handle(sock, data, source, ifindex)
                 dest = (topology.NODE_DIRECT, sock.getsockname()[1])
                 _record(result, judged, (out, source, dest, "agent"), time.time())
 
