@@ -28,8 +28,8 @@
 		if (tag != *(__u32 *)s->hops[i].tag)                                        \
 			return WARRANT_REASON_HOP_CHAIN_BROKEN;                             \
 		__u64 got = *(__u64 *)(rec + WARRANT_HOP_TAG_LEN);                          \
-		__u64 want = warrant_hop_mac(*(__u64 *)s->hops[i].k_hop,                    \
-					     *(__u64 *)(s->hops[i].k_hop + 8), prev, tag, (i)); \
+		__u64 want = warrant_hop_mac(s->hops[i].k_hop[0], s->hops[i].k_hop[1],      \
+					     prev, tag, (i));                               \
 		if (got != want)                                                            \
 			return WARRANT_REASON_HOP_CHAIN_BROKEN;                             \
 		prev = got;                                                                 \

@@ -19,8 +19,10 @@
 #endif
 
 struct warrant_hop_key {
+	__u64 k_hop[2];                /* per-session hop key (SPEC 5.3), little-endian words:
+					  8-aligned, so each is one load (not two and a shift) */
 	__u8 tag[WARRANT_HOP_TAG_LEN]; /* relay key id pinned by the INIT */
-	__u8 k_hop[16];                /* per-session hop key (SPEC 5.3) */
+	__u8 _pad[4];
 };
 
 struct warrant_session {
@@ -34,6 +36,11 @@ struct warrant_session {
 	struct warrant_hop_key hops[WARRANT_MAX_HOPS];
 	__u32 window;          /* index of this session's replay window (replay.h) */
 	__u32 _pad1;
+	/* SipHash state after k_mac and the header's first word (mac.h), filled by the
+	 * first packet that reaches the MAC: valid when mac_head_m0 is that word (never 0:
+	 * it holds the version).  User space installs it zeroed. */
+	__u64 mac_head[4];
+	__u64 mac_head_m0;
 };
 
 struct {

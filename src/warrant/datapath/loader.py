@@ -71,7 +71,7 @@ _CLOCK_MONOTONIC_COARSE = 6  # linux/time.h; bpf_ktime_get_coarse_ns reads this 
 
 
 class HopKey(ctypes.Structure):
-    _fields_ = [("tag", _U8 * HOP_TAG_LEN), ("k_hop", _U8 * 16)]
+    _fields_ = [("k_hop", _U8 * 16), ("tag", _U8 * HOP_TAG_LEN), ("_pad", _U8 * 4)]
 
 
 class SessionValue(ctypes.Structure):
@@ -88,6 +88,8 @@ class SessionValue(ctypes.Structure):
         ("hops", HopKey * MAX_HOPS),
         ("window", ctypes.c_uint32),  # index into warrant_replay (bpf/replay.h)
         ("_pad1", ctypes.c_uint32),
+        ("mac_head", ctypes.c_uint64 * 4),  # the kernel's per-session SipHash state
+        ("mac_head_m0", ctypes.c_uint64),
     ]
 
 
