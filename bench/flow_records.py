@@ -33,15 +33,19 @@ from google.protobuf import json_format
 
 from warrant.core.constants import REASONS, Reason, Verdict
 from warrant.core.receiver import Authority, Outcome
+from warrant.core.rights import Destination, Rights
 from warrant.integration import flow
 from warrant.integration.proto.flow import flow_pb2
 from warrant.integration.proto.observer import observer_pb2
 from warrant.integration.proto.warrantflow import extension_pb2
 
 SRC, DST, NOW, NODE = ("10.0.0.7", 40000), ("10.0.0.9", 8443), 1_800_000_000.25, "node-1"
+RIGHTS = Rights(("orders.*",), (Destination("orders", 8443, 8443),), 1_799_999_000,
+                1_800_003_600, max_hops=3, forbidden_domains=("evil.net",))  # fmt: skip
 AUTHORITY = Authority(
     "acme.prod", "ab" * 16, "cd" * 16, "ef" * 32, 2, "orders.read", "orders", 8443,
     (("a.net", "11" * 8), ("b.net", "22" * 8)), 1_800_003_600, "orders", "01" * 16,
+    ("aa" * 16, "bb" * 16), RIGHTS,
 )  # fmt: skip
 CASES = {
     "admit": Outcome(Verdict.ADMIT, Reason.OK, "DATA", 116, authority=AUTHORITY,
@@ -92,6 +96,14 @@ def protobuf_record(out: Outcome) -> dict[str, Any]:
         auth.hops.add(index=i, domain=domain, relay=relay)
     auth.expires.FromSeconds(a.expires)
     auth.rule, auth.session_id, auth.reason = a.rule or "", a.session_id, out.reason.name
+    auth.link_ids.extend(a.link_ids)
+    r = auth.rights
+    r.operations.extend(RIGHTS.operations)
+    r.destinations.extend(f"{d.service}:{d.port_lo}" for d in RIGHTS.destinations)
+    r.not_before.FromSeconds(RIGHTS.not_before)
+    r.expires.FromSeconds(RIGHTS.expires)
+    r.max_hops, r.any_domain = RIGHTS.max_hops, True
+    r.forbidden_domains.extend(RIGHTS.forbidden_domains)
     f.extensions.Pack(ext)
     out_dict: dict[str, Any] = json_format.MessageToDict(f, preserving_proto_field_name=True)
     return out_dict

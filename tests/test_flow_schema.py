@@ -197,6 +197,13 @@ def test_admitted_record_carries_authority_and_hops() -> None:
     assert [h.index for h in unpacked.authority.hops] == [0, 1]  # 0 is omitted in JSON
     assert auth["expires"] == flow.rfc3339(NOW + 3600)
     assert len(auth["chain_digest"]) == 64
+    assert len(auth["link_ids"]) == auth.get("depth", 1) and all(auth["link_ids"])
+    rights = auth["rights"]  # what the chain grants, not just what this packet claimed
+    assert rights["operations"] == ["orders.read"] and rights["destinations"] == ["orders:8443"]
+    assert rights["max_hops"] == 3 and rights["any_domain"] is True
+    assert rights["expires"] == flow.rfc3339(NOW + 3600)
+    assert rights["not_before"] == flow.rfc3339(NOW - 60)
+    assert "rate" not in rights  # unlimited: 0, omitted
     assert "warrant:scope=acme.prod" in rec["source"]["labels"]
     assert "identity" not in rec["source"]  # 0, Cilium's "unknown", omitted
 
@@ -418,6 +425,11 @@ MUTATIONS = [
     lambda r: r["extensions"]["authority"]["hops"].append({"domain": 5}),
     lambda r: r["extensions"]["authority"].update(hops={}),
     lambda r: r["extensions"]["authority"].update(port=70000),
+    lambda r: r["extensions"]["authority"].update(link_ids="ab"),
+    lambda r: r["extensions"]["authority"]["rights"].update(any_domain="yes"),
+    lambda r: r["extensions"]["authority"]["rights"].update(operations=["a", 1]),
+    lambda r: r["extensions"]["authority"]["rights"].update(not_before=0),
+    lambda r: r["extensions"]["authority"]["rights"].update(grants="all"),
     lambda r: r.update(reason="OK"),
 ]
 

@@ -39,7 +39,7 @@ from .kdf import session_keys, transcript, x25519
 from .mac import equal, header_mac, open_sealed
 from .ratelimit import KeyedLimiter, RateMeter, TokenBucket
 from .revocation import RevocationStore
-from .rights import check_operation_name, check_service_name
+from .rights import Rights, check_operation_name, check_service_name
 from .session import Session, SessionStore, SessionTable
 from .wire import DataPacket, InitPacket, RejectPacket, peek_kind
 
@@ -96,6 +96,9 @@ class Authority:
     expires: int
     rule: str | None
     session_id: str
+    # The chain's link ids (hex, root first) and effective rights: for flow records and audit.
+    link_ids: tuple[str, ...] = ()
+    rights: Rights | None = None
 
     @classmethod
     def of(cls, s: Session) -> Authority:
@@ -112,6 +115,8 @@ class Authority:
             expires=s.chain.rights.expires,
             rule=s.rule,
             session_id=s.session_id.hex(),
+            link_ids=tuple(i.hex() for i in s.chain.link_ids),
+            rights=s.chain.rights,
         )
 
 

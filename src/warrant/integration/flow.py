@@ -44,6 +44,7 @@ from google.protobuf.timestamp_pb2 import Timestamp
 
 from ..core.constants import REASONS, Reason, Verdict
 from ..core.receiver import Authority, Outcome
+from ..core.rights import Rights
 from .proto.flow import flow_pb2
 from .proto.observer import observer_pb2
 from .proto.warrantflow import extension_pb2
@@ -205,6 +206,35 @@ def _authority(a: Authority, reason: Reason) -> dict[str, Any]:
     )
     out["expires"] = rfc3339(float(a.expires))
     out.update(_nonempty(rule=a.rule or "", session_id=a.session_id, reason=reason.name))
+    if a.link_ids:
+        out["link_ids"] = list(a.link_ids)
+    if a.rights is not None:
+        out["rights"] = _rights(a.rights)
+    return out
+
+
+def _rights(r: Rights) -> dict[str, Any]:
+    """A chain's effective rights as the extension's Rights message (JSON mapping)."""
+    out = _nonempty(
+        operations=list(r.operations),
+        destinations=[
+            f"{d.service}:{d.port_lo}" if d.port_lo == d.port_hi
+            else f"{d.service}:{d.port_lo}-{d.port_hi}"
+            for d in r.destinations
+        ],
+    )  # fmt: skip
+    out["not_before"] = rfc3339(float(r.not_before))
+    out["expires"] = rfc3339(float(r.expires))
+    out.update(
+        _nonempty(
+            max_hops=r.max_hops,
+            any_domain=r.allowed_domains is None,
+            allowed_domains=list(r.allowed_domains or ()),
+            required_domains=list(r.required_domains),
+            forbidden_domains=list(r.forbidden_domains),
+            rate=r.rate or 0,
+        )
+    )
     return out
 
 
@@ -323,8 +353,14 @@ _EXT_KEYS = frozenset({
 })  # fmt: skip
 _AUTH_KEYS = frozenset({
     "scope", "issuer", "holder", "operation", "service", "port", "chain_digest", "depth", "hops",
-    "expires", "rule", "session_id", "reason",
+    "expires", "rule", "session_id", "reason", "link_ids", "rights",
 })  # fmt: skip
+_RIGHTS_KEYS = frozenset({
+    "operations", "destinations", "not_before", "expires", "max_hops", "any_domain",
+    "allowed_domains", "required_domains", "forbidden_domains", "rate",
+})  # fmt: skip
+_RIGHTS_LISTS = ("operations", "destinations", "allowed_domains", "required_domains",
+                 "forbidden_domains")  # fmt: skip
 _HOP_KEYS = frozenset({"index", "domain", "relay"})
 _U32 = 2**32
 
@@ -467,7 +503,28 @@ def _direct_extension(value: Any) -> extension_pb2.FlowExtension:
             h = _obj(item, _HOP_KEYS)
             auth.hops.add(index=_u32(h.get("index", 0)), domain=_str(h.get("domain", "")),
                           relay=_str(h.get("relay", "")))  # fmt: skip
+        auth.link_ids.extend(_strs(a.get("link_ids", [])))
+        if "rights" in a:
+            r = _obj(a["rights"], _RIGHTS_KEYS)
+            rights = auth.rights
+            rights.SetInParent()
+            for name in _RIGHTS_LISTS:
+                getattr(rights, name).extend(_strs(r.get(name, [])))
+            for name in ("not_before", "expires"):
+                if name in r:
+                    _stamp(getattr(rights, name), r[name])
+            rights.max_hops, rights.rate = _u32(r.get("max_hops", 0)), _u32(r.get("rate", 0))
+            any_domain = r.get("any_domain", False)
+            if type(any_domain) is not bool:
+                raise _Unsure
+            rights.any_domain = any_domain
     return ext
+
+
+def _strs(value: Any) -> list[str]:
+    if type(value) is not list:
+        raise _Unsure
+    return [_str(x) for x in value]
 
 
 def get_flows_response(rec: dict[str, Any]) -> dict[str, Any]:

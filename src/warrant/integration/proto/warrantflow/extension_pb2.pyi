@@ -32,7 +32,7 @@ class FlowExtension(_message.Message):
     def __init__(self, reason: _Optional[str] = ..., reason_code: _Optional[int] = ..., reason_desc: _Optional[str] = ..., detail: _Optional[str] = ..., kind: _Optional[str] = ..., bytes: _Optional[int] = ..., session_id: _Optional[str] = ..., seq: _Optional[int] = ..., authority: _Optional[_Union[Authority, _Mapping]] = ...) -> None: ...
 
 class Authority(_message.Message):
-    __slots__ = ("scope", "issuer", "holder", "operation", "service", "port", "chain_digest", "depth", "hops", "expires", "rule", "session_id", "reason")
+    __slots__ = ("scope", "issuer", "holder", "operation", "service", "port", "chain_digest", "depth", "hops", "expires", "rule", "session_id", "reason", "link_ids", "rights")
     SCOPE_FIELD_NUMBER: _ClassVar[int]
     ISSUER_FIELD_NUMBER: _ClassVar[int]
     HOLDER_FIELD_NUMBER: _ClassVar[int]
@@ -46,6 +46,8 @@ class Authority(_message.Message):
     RULE_FIELD_NUMBER: _ClassVar[int]
     SESSION_ID_FIELD_NUMBER: _ClassVar[int]
     REASON_FIELD_NUMBER: _ClassVar[int]
+    LINK_IDS_FIELD_NUMBER: _ClassVar[int]
+    RIGHTS_FIELD_NUMBER: _ClassVar[int]
     scope: str
     issuer: str
     holder: str
@@ -59,7 +61,33 @@ class Authority(_message.Message):
     rule: str
     session_id: str
     reason: str
-    def __init__(self, scope: _Optional[str] = ..., issuer: _Optional[str] = ..., holder: _Optional[str] = ..., operation: _Optional[str] = ..., service: _Optional[str] = ..., port: _Optional[int] = ..., chain_digest: _Optional[str] = ..., depth: _Optional[int] = ..., hops: _Optional[_Iterable[_Union[Hop, _Mapping]]] = ..., expires: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., rule: _Optional[str] = ..., session_id: _Optional[str] = ..., reason: _Optional[str] = ...) -> None: ...
+    link_ids: _containers.RepeatedScalarFieldContainer[str]
+    rights: Rights
+    def __init__(self, scope: _Optional[str] = ..., issuer: _Optional[str] = ..., holder: _Optional[str] = ..., operation: _Optional[str] = ..., service: _Optional[str] = ..., port: _Optional[int] = ..., chain_digest: _Optional[str] = ..., depth: _Optional[int] = ..., hops: _Optional[_Iterable[_Union[Hop, _Mapping]]] = ..., expires: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., rule: _Optional[str] = ..., session_id: _Optional[str] = ..., reason: _Optional[str] = ..., link_ids: _Optional[_Iterable[str]] = ..., rights: _Optional[_Union[Rights, _Mapping]] = ...) -> None: ...
+
+class Rights(_message.Message):
+    __slots__ = ("operations", "destinations", "not_before", "expires", "max_hops", "any_domain", "allowed_domains", "required_domains", "forbidden_domains", "rate")
+    OPERATIONS_FIELD_NUMBER: _ClassVar[int]
+    DESTINATIONS_FIELD_NUMBER: _ClassVar[int]
+    NOT_BEFORE_FIELD_NUMBER: _ClassVar[int]
+    EXPIRES_FIELD_NUMBER: _ClassVar[int]
+    MAX_HOPS_FIELD_NUMBER: _ClassVar[int]
+    ANY_DOMAIN_FIELD_NUMBER: _ClassVar[int]
+    ALLOWED_DOMAINS_FIELD_NUMBER: _ClassVar[int]
+    REQUIRED_DOMAINS_FIELD_NUMBER: _ClassVar[int]
+    FORBIDDEN_DOMAINS_FIELD_NUMBER: _ClassVar[int]
+    RATE_FIELD_NUMBER: _ClassVar[int]
+    operations: _containers.RepeatedScalarFieldContainer[str]
+    destinations: _containers.RepeatedScalarFieldContainer[str]
+    not_before: _timestamp_pb2.Timestamp
+    expires: _timestamp_pb2.Timestamp
+    max_hops: int
+    any_domain: bool
+    allowed_domains: _containers.RepeatedScalarFieldContainer[str]
+    required_domains: _containers.RepeatedScalarFieldContainer[str]
+    forbidden_domains: _containers.RepeatedScalarFieldContainer[str]
+    rate: int
+    def __init__(self, operations: _Optional[_Iterable[str]] = ..., destinations: _Optional[_Iterable[str]] = ..., not_before: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., expires: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., max_hops: _Optional[int] = ..., any_domain: _Optional[bool] = ..., allowed_domains: _Optional[_Iterable[str]] = ..., required_domains: _Optional[_Iterable[str]] = ..., forbidden_domains: _Optional[_Iterable[str]] = ..., rate: _Optional[int] = ...) -> None: ...
 
 class Hop(_message.Message):
     __slots__ = ("index", "domain", "relay")
