@@ -124,9 +124,12 @@ def installed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Pa
     subprocess.run([sys.executable, "-m", "pip", "wheel", str(tree), "--no-deps", "-q",
                     "-w", str(dist)], check=True, capture_output=True, timeout=120)  # fmt: skip
     (wheel,) = dist.glob("warrant-*.whl")
-    subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True, timeout=120)
-    # dependencies from the machine's pip configuration (its local package index)
-    proc = subprocess.run([str(venv / "bin" / "pip"), "install", "-q", str(wheel)],
+    # a venv of its own (no pip in it: this interpreter's pip installs into it, which saves
+    # bootstrapping one); dependencies from the machine's pip configuration (its index)
+    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(venv)], check=True,
+                   timeout=120)  # fmt: skip
+    proc = subprocess.run([sys.executable, "-m", "pip", "--python", str(venv / "bin" / "python"),
+                           "install", "-q", "--no-compile", str(wheel)],
                           capture_output=True, text=True, timeout=300)  # fmt: skip
     assert proc.returncode == 0, proc.stderr[-2000:]
     outside = base / "elsewhere"
@@ -199,7 +202,10 @@ def test_installed_agent_attaches_in_a_namespace(installed: dict[str, Path], tmp
     ns, pin_root = f"whl{tag}", f"/sys/fs/bpf/warrant-wheel-{tag}"
     subprocess.run(["ip", "netns", "add", ns], check=True)
     try:
-        subprocess.run(["ip", "-n", ns, "link", "add", "wd0", "type", "veth", "peer", "name", "wd1"], check=True)
+        subprocess.run(
+            ["ip", "-n", ns, "link", "add", "wd0", "type", "veth", "peer", "name", "wd1"],
+            check=True,
+        )
         subprocess.run(["ip", "-n", ns, "link", "set", "wd0", "up"], check=True)
         cmd = [shutil.which("nsenter") or "nsenter", f"--net=/run/netns/{ns}",
                str(installed["venv"] / "bin" / "warrant"), "agent", "--iface", "wd0",
