@@ -279,3 +279,28 @@ def test_rbac_grants_exactly_the_verbs_used(api: FakeKubeAPI, anchors_dir: Path,
         rule["resources"] != ["configmaps"]
         for d in docs if d["kind"] == "ClusterRole" for rule in d["rules"]
     )  # fmt: skip
+
+
+def test_last_transition_time_moves_only_when_ready_changes(monkeypatch: pytest.MonkeyPatch, anchors_dir: Path) -> None:  # fmt: skip
+    src = kube_watch.KubePolicySource(client.ApiClient(client.Configuration(host="http://x")),
+                                      anchors_dir=anchors_dir, node="n")  # fmt: skip
+    bodies: list[dict[str, Any]] = []
+
+    class Custom:
+        def patch_namespaced_custom_object_status(self, *args: Any, **kw: Any) -> None:
+            bodies.append(args[5])
+
+    src.custom = Custom()  # type: ignore[assignment]
+    clock = iter(f"2026-01-01T00:00:0{i}Z" for i in range(10))
+    monkeypatch.setattr(kube_watch.time, "strftime", lambda *_: next(clock))
+    judged = kube_watch._Judged
+    for v in (judged(True, "Applied", "ok", 1), judged(True, "Applied", "ok", 2),
+              judged(False, "Invalid", "bad", 3), judged(False, "Invalid", "worse", 4)):  # fmt: skip
+        src._write_status("ns/p", v)
+    times = [b["status"]["conditions"][0]["lastTransitionTime"] for b in bodies]
+    updated = [b["status"]["nodes"]["n"]["lastUpdated"] for b in bodies]
+    assert times == ["2026-01-01T00:00:00Z", "2026-01-01T00:00:00Z",
+                     "2026-01-01T00:00:02Z", "2026-01-01T00:00:02Z"]  # fmt: skip
+    assert updated == [f"2026-01-01T00:00:0{i}Z" for i in range(4)]
+    src._write_status("ns/p", judged(False, "Invalid", "worse", 4))
+    assert len(bodies) == 4  # an unchanged verdict is not written again

@@ -185,6 +185,7 @@ class KubePolicySource:
         self._lock = threading.Lock()
         self._pending: Policy | PolicyError | None = None
         self._written: dict[str, tuple[bool, str, str, int | None]] = {}
+        self._transitions: dict[str, tuple[bool, str]] = {}  # ref -> (ready, when it became so)
         self.synced = threading.Event()  # the first list has been judged
         self.status_errors = 0
         self.last_poll = 0.0
@@ -277,6 +278,7 @@ class KubePolicySource:
                 self.state.objects.pop(ref, None)
                 self.state.good.pop(ref, None)
                 self._written.pop(ref, None)
+                self._transitions.pop(ref, None)
             elif kind in ("ADDED", "MODIFIED"):
                 old = self.state.objects.get(ref)
                 self.state.objects[ref] = obj
@@ -333,12 +335,14 @@ class KubePolicySource:
             return
         namespace, name = ref.split("/", 1)
         now = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+        ready_before, since = self._transitions.get(ref, (not v.ready, now))
+        since = since if ready_before == v.ready else now  # the time the status last changed
         condition: dict[str, Any] = {
             "type": "Ready",
             "status": "True" if v.ready else "False",
             "reason": v.reason,
             "message": v.message[:32768],
-            "lastTransitionTime": now,
+            "lastTransitionTime": since,
         }
         if v.generation is not None:
             condition["observedGeneration"] = v.generation
@@ -360,6 +364,7 @@ class KubePolicySource:
             self.log("kube-status-error", policy=ref, error=f"{type(exc).__name__}: {exc}")
             return
         self._written[ref] = key
+        self._transitions[ref] = (v.ready, since)
 
 
 class RevocationMirror:
