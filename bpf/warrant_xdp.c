@@ -47,7 +47,7 @@ static __always_inline int warrant_check_data(struct warrant_data *d, __u8 *data
 	ev->time_ns = now;
 	if (now >= s->expires_ns) {
 		/* its window index is freed by user space when it removes the session */
-		bpf_map_delete_elem(&warrant_sessions, &d->session_id);
+		warrant_session_remove(&d->session_id);
 		return WARRANT_REASON_SESSION_EXPIRED;
 	}
 

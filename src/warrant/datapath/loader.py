@@ -49,6 +49,7 @@ PIN_ROOT = "/sys/fs/bpf/warrant"
 MAPS = (
     "warrant_ports",
     "warrant_sessions",
+    "warrant_session_slots",
     "warrant_clock",
     "warrant_replay",
     "warrant_counters",
@@ -90,6 +91,7 @@ class SessionValue(ctypes.Structure):
         ("_pad1", ctypes.c_uint32),
         ("mac_head", ctypes.c_uint64 * 4),  # the kernel's per-session SipHash state
         ("mac_head_m0", ctypes.c_uint64),
+        ("sid", ctypes.c_uint64),  # in warrant_session_slots: the owner's sid_key (0: free)
     ]
 
 
@@ -211,6 +213,14 @@ class Event:
             return "UNKNOWN"
 
 
+SESSION_SLOTS = 65536  # bpf/session.h WARRANT_SESSION_SLOTS (checked against the map at open)
+
+
+def slot_of(key: ctypes.c_uint64) -> ctypes.c_uint32:
+    """A session's slot in warrant_session_slots (bpf/session.h)."""
+    return ctypes.c_uint32(key.value & (SESSION_SLOTS - 1))
+
+
 def sid_key(session_id: bytes) -> ctypes.c_uint64:
     """Map key of a session: its 8 wire bytes as the kernel loads them (little-endian)."""
     return ctypes.c_uint64(int.from_bytes(session_id, "little"))
@@ -251,26 +261,53 @@ class MapView:
             self._ring = None
 
     def session_ids(self) -> list[bytes]:
+        return [*self._hashed_ids(), *self._slot_owners().values()]
+
+    def _hashed_ids(self) -> list[bytes]:
+        """Sessions in warrant_sessions (the ones whose slot was taken)."""
         return [
             k.value.to_bytes(8, "little")
             for k in libbpf.map_keys(self.fd["warrant_sessions"], ctypes.c_uint64)
         ]
 
+    def _slot_owners(self) -> dict[int, bytes]:
+        """slot -> session id of every taken slot of warrant_session_slots (one batch read)."""
+        values = (SessionValue * SESSION_SLOTS)()
+        keys = (ctypes.c_uint32 * SESSION_SLOTS)()
+        fn = libbpf.lib().bpf_map_lookup_batch
+        fn.restype = ctypes.c_int
+        fn.argtypes = [ctypes.c_int, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_void_p,
+                       ctypes.c_void_p, ctypes.POINTER(ctypes.c_uint32), ctypes.c_void_p]  # fmt: skip
+        out_batch, count = ctypes.c_uint32(), ctypes.c_uint32(SESSION_SLOTS)
+        rc = fn(self.fd["warrant_session_slots"], None, ctypes.byref(out_batch), keys, values,
+                ctypes.byref(count), None)  # fmt: skip
+        if rc < 0 and -rc != errno.ENOENT and ctypes.get_errno() != errno.ENOENT:
+            libbpf.check(rc, "warrant_session_slots batch lookup")
+        return {int(keys[i]): int(values[i].sid).to_bytes(8, "little")
+                for i in range(count.value) if values[i].sid}  # fmt: skip
+
     def session_capacity(self) -> int:
         """max_entries of the session map (bpf/session.h WARRANT_MAX_SESSIONS)."""
+        return self._max_entries("warrant_sessions")
+
+    def _max_entries(self, name: str) -> int:
         info = MapInfoHead()
         size = ctypes.c_uint(ctypes.sizeof(info))
         libbpf.check(
             libbpf.lib().bpf_obj_get_info_by_fd(
-                self.fd["warrant_sessions"], ctypes.byref(info), ctypes.byref(size)
+                self.fd[name], ctypes.byref(info), ctypes.byref(size)
             ),
-            "warrant_sessions info",
+            f"{name} info",
         )
         return int(info.max_entries)
 
     def session(self, session_id: bytes) -> SessionValue | None:
-        v = SessionValue()
-        return v if libbpf.map_lookup(self.fd["warrant_sessions"], sid_key(session_id), v) else None
+        """The kernel's value of a session: in its slot, or in warrant_sessions."""
+        v, key = SessionValue(), sid_key(session_id)
+        slot = self.fd["warrant_session_slots"]
+        if libbpf.map_lookup(slot, slot_of(key), v) and v.sid and v.sid == key.value:
+            return v
+        return v if libbpf.map_lookup(self.fd["warrant_sessions"], key, v) else None
 
     def window(self, session_id: bytes) -> tuple[int, list[int]] | None:
         """(top, words) of a session's replay window, or None (no such session)."""
@@ -338,6 +375,7 @@ class Datapath(MapView):
         self._frozen = False
         for name, struct_type in (
             ("warrant_sessions", SessionValue),
+            ("warrant_session_slots", SessionValue),
             ("warrant_replay", ReplayValue),
             ("warrant_clock", ClockValue),
             ("warrant_config", ConfigValue),
@@ -351,8 +389,12 @@ class Datapath(MapView):
                 raise libbpf.BpfError(
                     22, f"{name}: value is {vsize} bytes in C, {ctypes.sizeof(struct_type)} here"
                 )
+        if self._max_entries("warrant_session_slots") != SESSION_SLOTS:
+            raise libbpf.BpfError(22, "warrant_session_slots: WARRANT_SESSION_SLOTS differs")
         self._filter_counts: dict[int, int] = {}
         self._installed: set[bytes] = set()
+        self._slots: dict[bytes, int] = {}  # sessions placed in warrant_session_slots
+        self._slots_taken: set[int] = set()
         self._links: list[int] = []  # tcx link fds not pinned (pin_root None)
         # replay window indices (bpf/replay.h): never used ones first, then freed ones in
         # the order they were freed, so a freed index is reused as late as possible
@@ -383,6 +425,9 @@ class Datapath(MapView):
             obj.close()
             raise
         dp = cls(obj, pin_root)
+        if not fresh:
+            dp._slots = {sid: slot for slot, sid in dp._slot_owners().items()}
+            dp._slots_taken = set(dp._slots.values())
         dp._rebuild_filter()
         dp._rebuild_windows()
         if fresh:
@@ -677,13 +722,43 @@ class Datapath(MapView):
             v.hops[i].k_hop[:] = list(hop.key)
         return v
 
+    def session_ids(self) -> list[bytes]:
+        """Installed sessions the kernel still has (it removes expired ones itself)."""
+        placed = [sid for sid in self._slots if self._slot_holds(sid)]
+        return [*self._hashed_ids(), *placed]
+
+    def _slot_holds(self, sid: bytes) -> bool:
+        v = SessionValue()
+        key = sid_key(sid)
+        return libbpf.map_lookup(self.fd["warrant_session_slots"], slot_of(key), v) and (
+            v.sid == key.value
+        )
+
+    def _write_session(self, session_id: bytes, value: SessionValue) -> None:
+        """Write a session's value where it lives: its slot when it has one or the slot is
+        free (bpf/session.h: a slot is written with sid 0, or with the sid it holds, so
+        the kernel never reads one session's id over another's fields), else the hash."""
+        key = sid_key(session_id)
+        slot = slot_of(key)
+        fd = self.fd["warrant_session_slots"]
+        if session_id not in self._slots:
+            if key.value == 0 or slot.value in self._slots_taken:
+                value.sid = 0
+                libbpf.map_update(self.fd["warrant_sessions"], key, value)
+                return
+            value.sid = 0
+            libbpf.map_update(fd, slot, value)  # the fields first, under no session's id
+            self._slots[session_id] = slot.value
+            self._slots_taken.add(slot.value)
+        value.sid = key.value
+        libbpf.map_update(fd, slot, value)
+
     def install_session(self, s: Session) -> None:
         """Install or refresh a session.  The replay window is written once, from the
         session's window, when the session gets its window index; a refresh keeps the
         index and never rewrites the window (it must not reset it)."""
         if s.window.top < 0:
             raise ValueError("a session's window records seq 0 at opening (SPEC 6.2 step 14)")
-        key = sid_key(s.session_id)
         index = self._windows.get(s.session_id)
         if index is None:
             w = ReplayValue.from_window(s.window.top, list(s.window.words))
@@ -694,7 +769,7 @@ class Datapath(MapView):
             self._filter_add(s.session_id, +1)
         value = self.session_value(s)
         value.window = index
-        libbpf.map_update(self.fd["warrant_sessions"], key, value)
+        self._write_session(s.session_id, value)
 
     def _new_window(self, w: ReplayValue) -> int:
         """A free window index, with w written into it."""
@@ -722,12 +797,19 @@ class Datapath(MapView):
         if v is None:
             return False
         v.expires_ns = self.kernel_ns(expires)
-        libbpf.map_update(self.fd["warrant_sessions"], sid_key(session_id), v)
+        self._write_session(session_id, v)
         return True
 
     def remove_session(self, session_id: bytes) -> None:
         key = sid_key(session_id)
         libbpf.map_delete(self.fd["warrant_sessions"], key)
+        if self._slots.pop(session_id, None) is not None:
+            self._slots_taken.discard(slot_of(key).value)
+            v = SessionValue()
+            fd = self.fd["warrant_session_slots"]
+            if libbpf.map_lookup(fd, slot_of(key), v) and v.sid == key.value:
+                v.sid = 0  # the same fields under no id: the slot is free
+                libbpf.map_update(fd, slot_of(key), v)
         index = self._windows.pop(session_id, None)
         if index is not None:  # after the session is gone: no new packet finds the index
             self._free_windows.append(index)
