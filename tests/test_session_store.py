@@ -135,25 +135,12 @@ def test_tombstones_are_bounded_and_raise_the_floor(make: Any) -> None:
     assert store.seen((10).to_bytes(8, "little"))
 
 
-def _kernel_forgets(dp: Any, sid: bytes) -> None:
-    """What the kernel does to a session it expires (bpf/session.h warrant_session_remove)."""
-    from warrant.datapath import libbpf
-    from warrant.datapath.loader import sid_key, slot_of
-
-    key, v = sid_key(sid), dp.session(sid)
-    assert v is not None
-    if v.sid == key.value:  # in its slot: the id is cleared
-        v.sid = 0
-        libbpf.map_update(dp.fd["warrant_session_slots"], slot_of(key), v)
-    else:
-        assert libbpf.map_delete(dp.fd["warrant_sessions"], key)
-
-
 def test_kernel_removal_is_the_truth() -> None:
     if os.geteuid() != 0:
         pytest.skip("needs root and bpf()")
+    from warrant.datapath import libbpf
     from warrant.datapath.kernel_store import KernelSessionStore
-    from warrant.datapath.loader import Datapath
+    from warrant.datapath.loader import Datapath, sid_key
 
     with Datapath.open(pin_root=None) as dp:
         dp.set_time(NOW)
@@ -165,7 +152,7 @@ def test_kernel_removal_is_the_truth() -> None:
         assert store.add(s, NOW) is Reason.OK
         assert store.add(_session(2, "y"), NOW) is Reason.OK  # full: the orphan went first
         assert store.orphans() == 0 and dp.session(other.session_id) is None
-        _kernel_forgets(dp, s.session_id)
+        assert libbpf.map_delete(dp.fd["warrant_sessions"], sid_key(s.session_id))
         assert store.get(s.session_id) is None and store.seen(s.session_id)
         assert store.holder_count(_holder("x")) == 0
 
@@ -339,3 +326,45 @@ def test_kernel_store_session_through_relays_is_admitted_by_the_kernel() -> None
             (ev,) = [e for e in dp.events() if e.kind == 2]
             reasons.append((ev.verdict, ev.reason))
     assert reasons == [(Verdict.ADMIT, Reason.OK), (Verdict.DROP, Reason.REPLAY)]
+
+
+def test_expiry_follows_refresh_and_the_heap_stays_bounded(make: Any) -> None:
+    store = make(8, 8)
+    sooner, later = _session(1, "x"), _session(2, "x", NOW + 5)
+    for s in (sooner, later):
+        assert store.add(s, NOW) is Reason.OK
+    sooner.expires, later.expires = NOW + 10, NOW + 50
+    store.refresh(sooner)
+    store.refresh(later)
+    assert store.expire(NOW + 5) == []  # later's old expiry no longer counts
+    assert store.expire(NOW + 10) == [sooner]
+    assert store.expire(NOW + 50) == [later]
+    for i in range(1000):  # churn: removed sessions leave stale heap entries behind
+        s = _session(100 + i, f"h{i % 3}")
+        assert store.add(s, NOW) is Reason.OK
+        store.remove(s.session_id, NOW)
+    assert len(store._expiry) <= 2 * len(store) + 64 + 1
+
+
+def test_sync_forgets_what_the_kernel_removed() -> None:
+    if os.geteuid() != 0:
+        pytest.skip("needs root and bpf()")
+    from warrant.datapath import libbpf
+    from warrant.datapath.kernel_store import KernelSessionStore
+    from warrant.datapath.loader import Datapath, sid_key
+
+    with Datapath.open(pin_root=None) as dp:
+        dp.set_time(NOW)
+        store = KernelSessionStore(dp, 8)
+        gone, kept = _session(1, "x"), _session(2, "x")
+        for s in (gone, kept):
+            assert store.add(s, NOW) is Reason.OK
+        orphan = _session(3, "old", NOW - 1)  # an earlier agent's, already expired
+        dp.install_session(orphan)
+        store = KernelSessionStore(dp, 8)  # a restarted agent: all three are orphans
+        assert store.orphans() == 3
+        assert store.add(_session(4, "y"), NOW) is Reason.OK
+        assert libbpf.map_delete(dp.fd["warrant_sessions"], sid_key((4).to_bytes(8, "little")))
+        assert [s.session_id for s in store.sync(NOW)] == [(4).to_bytes(8, "little")]
+        assert store.orphans() == 2 and dp.session(orphan.session_id) is None
+        assert len(store) == 2  # the two live orphans

@@ -28,6 +28,7 @@ code:
 from __future__ import annotations
 
 import builtins
+import heapq
 from collections import OrderedDict
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -105,9 +106,11 @@ class SessionStore(Protocol):
 class SessionIndex:
     """Live sessions by id and by holder, tombstones, and the full-table policy.
 
-    Every operation is O(1) except `expire`/`end_where` (a pass over live sessions):
-    holders are bucketed by their session count, so the holder with the most
-    sessions is found without a scan."""
+    Every operation is O(1) or O(log n) except `end_where` (a pass over live sessions):
+    holders are bucketed by their session count, so the holder with the most sessions
+    is found without a scan, and a heap orders sessions by expiry, so `due` touches only
+    the sessions it ends (removed or rescheduled sessions leave stale heap entries,
+    skipped when popped and compacted away when they outnumber the live ones)."""
 
     def __init__(self, capacity: int, holder_quota: int | None = None) -> None:
         if capacity < 1:
@@ -122,6 +125,7 @@ class SessionIndex:
         # same time, so insertion order is expiry order and purging from the front is enough.
         self._tombstones: OrderedDict[bytes, tuple[float, float]] = OrderedDict()
         self.floor = float("-inf")
+        self._expiry: list[tuple[float, bytes]] = []  # (expires, sid), a heap
 
     # ---- lookups ---------------------------------------------------------------------------
     def seen(self, sid: bytes) -> bool:
@@ -149,6 +153,7 @@ class SessionIndex:
     def insert(self, session: Session) -> None:
         sid, holder = session.session_id, session.holder
         self.live[sid] = session
+        self.reschedule(session)
         sids = self._by_holder.setdefault(holder, {})
         self._move(holder, len(sids), len(sids) + 1)
         sids[sid] = None
@@ -168,6 +173,24 @@ class SessionIndex:
         self._tombstones[sid] = (now + INIT_MAX_AGE + 2 * CLOCK_SKEW, s.stamp)
         self.purge(now)
         return s
+
+    def reschedule(self, session: Session) -> None:
+        """Order the session by its (new) expiry."""
+        heapq.heappush(self._expiry, (session.expires, session.session_id))
+        if len(self._expiry) > 2 * len(self.live) + 64:
+            self._expiry = [(s.expires, sid) for sid, s in self.live.items()]
+            heapq.heapify(self._expiry)
+
+    def due(self, now: float) -> list[Session]:
+        """The live sessions whose lifetime is over (each once), taken off the heap."""
+        out: dict[bytes, Session] = {}
+        heap = self._expiry
+        while heap and heap[0][0] <= now:
+            expires, sid = heapq.heappop(heap)
+            s = self.live.get(sid)
+            if s is not None and s.expires == expires:
+                out[sid] = s
+        return list(out.values())
 
     def _move(self, holder: bytes, old: int, new: int) -> None:
         if old:
@@ -199,6 +222,7 @@ class SessionIndex:
         self._with_count.clear()
         self._top = 0
         self._tombstones.clear()
+        self._expiry.clear()
 
 
 class SessionTable(SessionIndex):
@@ -234,13 +258,19 @@ class SessionTable(SessionIndex):
         return Reason.OK
 
     def refresh(self, session: Session) -> None:
-        """Nothing to write back: the stored object is the session."""
+        """The stored object is the session: only its place in the expiry order moves."""
+        if session.session_id in self.live:
+            self.reschedule(session)
 
     def remove(self, sid: bytes, now: float) -> None:
         self.delete(sid, now)
 
     def expire(self, now: float) -> list[Session]:
-        return self.end_where(lambda s: s.expires <= now, now)
+        gone = self.due(now)
+        for s in gone:
+            self.delete(s.session_id, now)
+        self.purge(now)
+        return gone
 
     def end_where(self, ended: Callable[[Session], bool], now: float) -> list[Session]:
         gone = [s for s in self.live.values() if ended(s)]

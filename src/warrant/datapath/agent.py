@@ -69,6 +69,7 @@ from .kernel_store import KernelSessionStore
 from .loader import PIN_ROOT, Datapath, Event
 
 MAINTENANCE_S = 0.2  # expire sessions and drain kernel events this often
+KERNEL_SYNC_S = 5.0  # reconcile with the whole session map this often (~16 us per entry)
 IP_PKTINFO = 8  # linux/in.h (the socket module does not export it)
 _PKTINFO_SPACE = socket.CMSG_SPACE(12)  # struct in_pktinfo
 KERNEL_DETAIL = "dropped in the kernel"
@@ -79,6 +80,7 @@ _AFTER_PARSE = frozenset({
     Reason.BAD_MAC, Reason.HOP_CHAIN_BROKEN, Reason.REPLAY, Reason.TOO_OLD,
 })  # fmt: skip
 
+_KERNEL_LOST = frozenset({Reason.UNKNOWN_SESSION, Reason.SESSION_EXPIRED})
 Address = tuple[str, int]
 KernelOutcome = tuple[Outcome, Address, Address]
 
@@ -137,6 +139,7 @@ class Agent:
         # loopback) was judged by nobody and is dropped, never just opened.
         self.enforced: set[int] = set()
         self.enforce(ifindex, attach, xdp_mode)
+        self._next_sync = 0.0
         self._local_addresses: set[str] = set()
         self._local_error = False
         self._read_local_addresses()
@@ -270,7 +273,11 @@ class Agent:
         self._read_local_addresses()
         self._reload_policy()
         self._reload_revocations()
-        for s in self.store.expire(now):  # also the kernel's own removals and orphans
+        ended = self.store.expire(now)
+        if now >= self._next_sync:  # a pass over the kernel map: seldom
+            ended += self.store.sync(now)  # the kernel's own removals, and orphans
+            self._next_sync = now + KERNEL_SYNC_S
+        for s in ended:
             self.stats.expired += 1
             self._emit("expired", session_id=s.session_id.hex())
         self.kernel_outcomes()
@@ -313,8 +320,9 @@ class Agent:
         """Drain the kernel's events and turn every drop into an `Outcome`, with the source
         and destination (address, port) of its packet.  Each is also recorded (flow store,
         metrics) like a user-space verdict.  Admit events (a sample) and PASS events are
-        drained but not returned: admitted packets are judged again, and recorded, when
-        they reach the socket."""
+        drained but not returned: admitted packets are opened, and recorded, when they
+        reach the socket.  A drop for a session the kernel no longer has (UNKNOWN_SESSION,
+        SESSION_EXPIRED) ends the Python side of that session now, not at the next sync."""
         evs = self.dp.events()
         self.stats.kernel_events += len(evs)
         out: list[KernelOutcome] = []
@@ -329,6 +337,11 @@ class Agent:
             when = self.dp.wall_time(ev.time_ns) if ev.time_ns else time.time()
             self.record(o, source, dest, when, in_kernel=True)
             out.append((o, source, dest))
+            if o.authority is not None and ev.reason in _KERNEL_LOST:
+                assert o.session_id is not None
+                if self.store.get(o.session_id) is None:  # one map lookup: gone, forgotten
+                    self.stats.expired += 1
+                    self._emit("expired", session_id=o.session_id.hex())
         self.stats.kernel_drops += len(out)
         return out
 

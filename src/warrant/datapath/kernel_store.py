@@ -5,7 +5,8 @@ its entry: `add` writes it (with the replay window converted by
 `ReplayValue.from_window`, the one documented converter between the two window
 layouts), `remove`, `expire` and `end_where` delete it, and a session the kernel
 removed on its own (SESSION_EXPIRED at step 3) is forgotten the next time it is
-looked up or at the next `expire`.  The kernel judges every DATA packet; the
+looked up or at the next `sync` (a pass over the map, which the agent runs every
+few seconds; `expire` only touches the sessions it ends).  The kernel judges every DATA packet; the
 Python side keeps only what the map cannot hold, by session id: the verified
 chain (for revocation and policy re-evaluation), the AEAD key (to open admitted
 payloads) and the authority (for flow records), with the per-holder accounting
@@ -97,6 +98,7 @@ class KernelSessionStore(SessionIndex):
         after opening); keys, hops and the replay window stay as the kernel has them."""
         if session.session_id in self.live:
             self.dp.set_session_expiry(session.session_id, session.expires)
+            self.reschedule(session)
 
     def remove(self, sid: bytes, now: float) -> None:
         self.dp.remove_session(sid)
@@ -108,10 +110,19 @@ class KernelSessionStore(SessionIndex):
         self._orphans.discard(sid)
 
     def expire(self, now: float) -> list[Session]:
-        """End sessions whose lifetime is over, forget those the kernel ended itself, and
-        remove orphans whose lifetime is over."""
+        """End the sessions whose lifetime is over (O(ended), no pass over the map)."""
+        gone = self.due(now)
+        for s in gone:
+            self.remove(s.session_id, now)
+        self.purge(now)
+        return gone
+
+    def sync(self, now: float) -> list[Session]:
+        """Reconcile with the kernel map (a pass over it: call it seldom): forget sessions
+        the kernel ended itself, and remove orphans whose lifetime is over; the sessions
+        forgotten."""
         in_kernel = set(self.dp.session_ids())
-        gone = self.end_where(lambda s: s.expires <= now, now)
+        gone = []
         for sid in [sid for sid in self.live if sid not in in_kernel]:
             s = self.delete(sid, now)
             if s is not None:
