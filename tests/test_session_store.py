@@ -135,12 +135,25 @@ def test_tombstones_are_bounded_and_raise_the_floor(make: Any) -> None:
     assert store.seen((10).to_bytes(8, "little"))
 
 
+def _kernel_forgets(dp: Any, sid: bytes) -> None:
+    """What the kernel does to a session it expires (bpf/session.h warrant_session_remove)."""
+    from warrant.datapath import libbpf
+    from warrant.datapath.loader import sid_key, slot_of
+
+    key, v = sid_key(sid), dp.session(sid)
+    assert v is not None
+    if v.sid == key.value:  # in its slot: the id is cleared
+        v.sid = 0
+        libbpf.map_update(dp.fd["warrant_session_slots"], slot_of(key), v)
+    else:
+        assert libbpf.map_delete(dp.fd["warrant_sessions"], key)
+
+
 def test_kernel_removal_is_the_truth() -> None:
     if os.geteuid() != 0:
         pytest.skip("needs root and bpf()")
-    from warrant.datapath import libbpf
     from warrant.datapath.kernel_store import KernelSessionStore
-    from warrant.datapath.loader import Datapath, sid_key
+    from warrant.datapath.loader import Datapath
 
     with Datapath.open(pin_root=None) as dp:
         dp.set_time(NOW)
@@ -152,7 +165,7 @@ def test_kernel_removal_is_the_truth() -> None:
         assert store.add(s, NOW) is Reason.OK
         assert store.add(_session(2, "y"), NOW) is Reason.OK  # full: the orphan went first
         assert store.orphans() == 0 and dp.session(other.session_id) is None
-        assert libbpf.map_delete(dp.fd["warrant_sessions"], sid_key(s.session_id))
+        _kernel_forgets(dp, s.session_id)
         assert store.get(s.session_id) is None and store.seen(s.session_id)
         assert store.holder_count(_holder("x")) == 0
 
@@ -349,9 +362,8 @@ def test_expiry_follows_refresh_and_the_heap_stays_bounded(make: Any) -> None:
 def test_sync_forgets_what_the_kernel_removed() -> None:
     if os.geteuid() != 0:
         pytest.skip("needs root and bpf()")
-    from warrant.datapath import libbpf
     from warrant.datapath.kernel_store import KernelSessionStore
-    from warrant.datapath.loader import Datapath, sid_key
+    from warrant.datapath.loader import Datapath
 
     with Datapath.open(pin_root=None) as dp:
         dp.set_time(NOW)
@@ -364,7 +376,7 @@ def test_sync_forgets_what_the_kernel_removed() -> None:
         store = KernelSessionStore(dp, 8)  # a restarted agent: all three are orphans
         assert store.orphans() == 3
         assert store.add(_session(4, "y"), NOW) is Reason.OK
-        assert libbpf.map_delete(dp.fd["warrant_sessions"], sid_key((4).to_bytes(8, "little")))
+        _kernel_forgets(dp, (4).to_bytes(8, "little"))
         assert [s.session_id for s in store.sync(NOW)] == [(4).to_bytes(8, "little")]
         assert store.orphans() == 2 and dp.session(orphan.session_id) is None
         assert len(store) == 2  # the two live orphans
