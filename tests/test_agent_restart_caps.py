@@ -190,3 +190,33 @@ def test_restart_under_the_daemonset_capabilities_keeps_sessions(topo, tmp_path:
         err = second.err.read_text()
         assert "Traceback" not in err, err
     assert os.path.exists(f"{topo['pin_root']}/warrant_sessions")
+
+
+def test_a_foreign_xdp_program_is_refused_without_cap_sys_admin(topo, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    """Fail closed: under the DaemonSet's capabilities the agent cannot read a foreign
+    program's name, and a program it did not pin is never replaced."""
+    from warrant.datapath import libbpf
+    from warrant.datapath.build import build
+    from warrant.datapath.lab import Lab
+    from warrant.demo.topology import entered
+
+    caps, _ = grantable(daemonset_caps())
+    lab = Lab(time.time(), ports=(PORT,), relays=0)
+    obj = libbpf.BpfObject(str(build("baseline_pass")))  # stands in for Cilium's program
+    obj.load()
+    try:
+        with entered(topo["b"]):
+            ifindex = socket.if_nametoindex(topo["vb"])
+            libbpf.xdp_attach(ifindex, obj.program_fd("baseline_pass"))
+            foreign = libbpf.xdp_query_id(ifindex)
+        agent = CappedAgent(topo, tmp_path, caps, *lab_options(lab, tmp_path))
+        try:
+            assert agent.proc.wait(30) != 0
+        finally:
+            agent.stop()
+        err = agent.err.read_text()
+        assert "name unreadable without CAP_SYS_ADMIN" in err and "refusing to replace" in err
+        with entered(topo["b"]):
+            assert libbpf.xdp_query_id(ifindex) == foreign  # still the other owner's
+    finally:
+        obj.close()
