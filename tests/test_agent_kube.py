@@ -1,7 +1,8 @@
 """`warrant agent --policy-source k8s` end to end, against the local fake API server.
 
 The agent runs in a network namespace as the DaemonSet runs it (policy from the API, a
-kubeconfig here instead of the in-cluster account), with tests/fake_kube_api.py listening
+kubeconfig here instead of the in-cluster account, `--iface auto` on the default route's
+interface), with tests/fake_kube_api.py listening
 on that namespace's loopback.  A WarrantPolicy applied there admits the lab's session
 (kernel-admitted DATA), its status says Ready for the node; replacing it by one that
 denies the lab's scope refuses a new opening while the live session keeps its opening's
@@ -25,7 +26,7 @@ import yaml
 pytest.importorskip("kubernetes", reason="pip install -e '.[k8s]'")
 
 from fake_kube_api import FakeKubeAPI
-from netns_helpers import AgentProc, skip_unless_datapath, veth_topology
+from netns_helpers import AgentProc, run, skip_unless_datapath, veth_topology
 from warrant.core import keys
 from warrant.core.constants import Reason, Verdict
 
@@ -99,14 +100,18 @@ def test_agent_takes_its_policy_from_warrantpolicy_objects(topo, tmp_path: Path)
         "contexts": [{"name": "fake", "context": {"cluster": "fake", "user": "agent"}}],
     }))  # fmt: skip
     api.apply("warrantpolicies", lab_policy(lab, allow=True))
-    agent = AgentProc(topo, tmp_path, B_ADDR, PORT, "--policy-source", "k8s", "--kubeconfig",
+    run("ip", "-n", topo["b"], "route", "add", "default", "via", A_ADDR)
+    # as in the DaemonSet, the interface is the default route's: `--iface auto`
+    agent = AgentProc({**topo, "vb": "auto"}, tmp_path, B_ADDR, PORT, "--policy-source", "k8s", "--kubeconfig",
                       str(kubeconfig), "--key", str(key), "--flows", "", "--node", "node-b",
                       "--health-port", "0", "--anchors-dir", str(tmp_path))  # fmt: skip
     pin_root = topo["pin_root"]
     admit = (Verdict.ADMIT, Reason.OK)
     try:
         assert agent.wait_for("kube-policy")["in_force"] == ["default/lab"]
-        agent.wait_for("attached")
+        attached = agent.wait_for("attached")
+        with entered(topo["b"]):
+            assert attached["ifindex"] == socket.if_nametoindex(topo["vb"])
         sender = lab.sender()
         dst = (B_ADDR, PORT)
         sock.sendto(sender.open(b"hello", time.time()), dst)
