@@ -98,7 +98,7 @@ def test_kernel_drops_and_admits_become_flow_records(topo, tmp_path: Path) -> No
     from warrant.core.wire import RejectPacket
     from warrant.datapath import libbpf
     from warrant.datapath.lab import SCOPE, Lab
-    from warrant.datapath.loader import sid_key
+    from warrant.datapath.loader import MapView, sid_key, slot_of
     from warrant.demo.topology import entered
 
     lab = Lab(time.time(), ports=(PORT,), relays=0)
@@ -134,9 +134,18 @@ def test_kernel_drops_and_admits_become_flow_records(topo, tmp_path: Path) -> No
             ]
 
             # ---- the kernel loses the session: one retransmission recovers ---------------
-            view = libbpf.obj_get(f"{topo['pin_root']}/warrant_sessions")
-            assert libbpf.map_delete(view, sid_key(sender.session_id))
-            os.close(view)
+            # as the kernel forgets a session (bpf/session.h): its slot's id cleared, or
+            # its entry deleted from the hash when it lives there
+            view = MapView.pinned(topo["pin_root"])
+            key, value = sid_key(sender.session_id), view.session(sender.session_id)
+            assert value is not None
+            if value.sid == key.value:
+                value.sid = 0
+                libbpf.map_update(view.fd["warrant_session_slots"], slot_of(key), value)
+            else:
+                assert libbpf.map_delete(view.fd["warrant_sessions"], key)
+            for fd in view.fd.values():
+                os.close(fd)
             old_sid = sender.session_id
             sock.sendto(sender.seal(b"after the loss"), dst)
             (reply,) = _recv_all(sock, 1.0)
