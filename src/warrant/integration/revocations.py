@@ -2,11 +2,12 @@
 
 `warrant agent`, `warrant listen` and `warrant relay` take `--revocations DIR`.
 Every regular file in DIR is read as one revocation list (core/revocation.py)
-and verified against the trust store in force.  The set only grows: a list
-replaces the loaded one of its (scope, anchor) only with a higher serial, and
-a file that is removed, unreadable, unsigned, badly signed, from an unknown
-anchor, or older (a rollback) changes nothing: the previous set stays in force
-and the refusal is reported with its reason, once per change of the directory.
+and verified against the trust store in force.  A loaded list is never dropped,
+only replaced by a list of its (scope, anchor) with a higher serial (the
+anchor's own newer decision); a file that is removed, unreadable, unsigned,
+badly signed, from an unknown anchor, or older (a rollback) changes nothing:
+the previous lists stay in force and the refusal is reported with its reason,
+once per change of the directory.
 """
 
 from __future__ import annotations
@@ -53,7 +54,7 @@ class RevocationWatcher:
         self._stamp = stamp
         trust = self._trust()
         store = RevocationStore()
-        for rl in self.store.lists.values():  # the set only grows (checked again: trust moves)
+        for rl in self.store.lists.values():  # never dropped (checked again: trust moves)
             # an anchor no longer trusted: nothing it signed is admitted anyway
             with contextlib.suppress(WarrantError):
                 store.load(rl, trust)
