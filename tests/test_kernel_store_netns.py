@@ -297,3 +297,53 @@ def test_relay_takes_revocations(tmp_path: Path) -> None:
         proc.terminate()
         proc.wait(10)
         receiver.close()
+
+
+def test_holder_quota_and_eviction_in_the_kernel(topo, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    """SPEC 8.1 with the kernel as the table: a holder at its quota is refused
+    SESSION_TABLE_FULL while another holder opens; a full table evicts the largest
+    holder's oldest session from the kernel map, whose next DATA the kernel drops."""
+    import yaml
+
+    from warrant.demo.topology import entered
+
+    lab = Lab(time.time(), ports=(PORT,), relays=0)
+    options = lab_options(lab, tmp_path)
+    policy_file = Path(options[options.index("--policy") + 1])
+    policy = yaml.safe_load(policy_file.read_text())
+    policy["limits"].update(max_sessions=4, max_sessions_per_holder=3)
+    policy_file.write_text(yaml.safe_dump(policy))
+    with entered(topo["a"]):
+        sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        sock.bind((A_ADDR, 40300))
+    agent = AgentProc(topo, tmp_path, B_ADDR, PORT, *options, "--flows", "")
+    dst, pin = (B_ADDR, PORT), topo["pin_root"]
+    try:
+        agent.wait_for("attached")
+        xs = [_sender(lab, "x")[0] for _ in range(4)]
+        for s in xs:
+            sock.sendto(s.open(b"x", time.time()), dst)
+            time.sleep(0.05)
+        agent.wait_for("installed", n=3)
+        agent.read(0.5)
+        reasons = [_socket_lines(agent, s.session_id, "INIT")[0]["reason"] for s in xs]
+        assert reasons == ["OK", "OK", "OK", "SESSION_TABLE_FULL"]
+        z, _ = _sender(lab, "z")
+        sock.sendto(z.open(b"z", time.time()), dst)
+        agent.wait_for("installed", n=4)  # another holder is not refused; the table is full
+        y, _ = _sender(lab, "y")
+        sock.sendto(y.open(b"y", time.time()), dst)
+        agent.wait_for("installed", n=5)  # ... and still opens: x's oldest made room
+        assert not _in_kernel(pin, xs[0].session_id)
+        assert all(_in_kernel(pin, s.session_id) for s in (xs[1], xs[2], z, y))
+        before = _kernel(pin)
+        sock.sendto(xs[0].seal(b"evicted"), dst)
+        sock.sendto(y.seal(b"fine"), dst)
+        agent.read(0.5)
+        after = _kernel(pin)
+        moved = {k: after.get(k, 0) - before.get(k, 0) for k in after}
+        assert moved.get((Verdict.DROP, Reason.UNKNOWN_SESSION)) == 1
+        assert moved.get((Verdict.ADMIT, Reason.OK)) == 1
+    finally:
+        agent.stop()
+        sock.close()
