@@ -59,9 +59,8 @@ def _drain(sock: socket.socket, timeout: float) -> list[bytes]:
 def test_agent_kill9_kernel_keeps_enforcing_and_restart_keeps_session(
     topo: dict[str, str], tmp_path: Path
 ) -> None:
-    from warrant.datapath import libbpf
     from warrant.datapath.lab import Lab
-    from warrant.datapath.loader import SessionValue, sid_key
+    from warrant.datapath.loader import MapView
     from warrant.demo.topology import entered
 
     lab = Lab(time.time(), ports=(PORT,), relays=0)
@@ -88,11 +87,11 @@ def test_agent_kill9_kernel_keeps_enforcing_and_restart_keeps_session(
         # ---- kill -9: no user space left ------------------------------------------------------
         os.kill(agent.proc.pid, signal.SIGKILL)
         agent.proc.wait(10)
-        view = libbpf.obj_get(f"{topo['pin_root']}/warrant_sessions")
+        view = MapView.pinned(topo["pin_root"])  # read-only: opens the pins, loads nothing
         try:
-            assert libbpf.map_lookup(view, sid_key(sid), SessionValue()), "kernel lost the session"
+            assert view.session(sid) is not None, "the kernel lost the session"
         finally:
-            os.close(view)
+            view.close()
         with entered(topo["b"]):
             stand_in = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
             stand_in.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
