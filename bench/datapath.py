@@ -1,11 +1,12 @@
 """Kernel datapath cost per packet against a Cilium-like LPM baseline, on one basis.
 
-    sudo python3 bench/datapath.py            # about 40 s
+    sudo python3 bench/datapath.py            # about 35 s
     sudo python3 bench/datapath.py --quick    # about 10 s (tests/test_bench_smoke.py)
 
 Basis.  Every number is BPF_PROG_TEST_RUN of a loaded program at repeat=N
-(N >= 100,000: ns per packet is the kernel's total over N runs / N), after one
-warm-up call of every program.  A round is several passes; a pass runs every
+(N >= 100,000: the kernel reports the mean per run, in whole ns), after one
+warm-up call of every program, the process pinned to one CPU (test runs execute
+on the calling CPU).  A round is 10 passes (5 rounds); a pass runs every
 case with an LPM-baseline call before each one (LPM, case, LPM, case, ..., LPM),
 so drift hits both alike.  In a round each case's figure is its minimum over
 the round's passes, and its ratio is that over the LPM baseline's minimum in
@@ -335,9 +336,12 @@ def main() -> int:
     if args.repeat < 100_000:
         print("--repeat below 100,000 is not this bench's basis", file=sys.stderr)
         return 2
-    rounds = args.rounds or (3 if args.quick else 7)
-    passes = args.passes or (1 if args.quick else 5)
+    rounds = args.rounds or (3 if args.quick else 5)
+    passes = args.passes or (1 if args.quick else 10)
     started = time.monotonic()
+    # one CPU for the whole run: every case and the baseline meet the same core, caches
+    # and per-CPU state (test runs execute on the calling CPU)
+    os.sched_setaffinity(0, {min(os.sched_getaffinity(0))})
     bench = Bench(args.repeat, args.object)
     cases, lpm = bench.cases(), bench.lpm()
     for c in [lpm, *cases]:
