@@ -51,28 +51,15 @@
 		WARRANT_SIPROUND;                                                          \
 	} while (0)
 
-/* SipHash-2-4-128 of the 20-byte header prefix in two parts, so a caller can keep the
- * first: m0 = bytes [0,8) is the same for every DATA packet of a session (version,
- * kind, hop count zeroed, flags, session id[0:4]), so the state after the key and m0
- * (two of the fourteen rounds) can be computed once per session (warrant_xdp.c). */
-static __always_inline void warrant_header_mac_head(__u64 k0, __u64 k1, __u64 m0,
-						    __u64 st[4])
+/* SipHash-2-4-128 of the 20-byte header prefix given as its three message words:
+ * m0 = bytes [0,8), m1 = bytes [8,16), m2 = bytes [16,20) (low 32 bits).
+ * Returns the 16-byte tag as two little-endian words (out[0] = bytes [0,8)). */
+static __always_inline void warrant_header_mac(__u64 k0, __u64 k1, __u64 m0, __u64 m1,
+					       __u64 m2, __u64 out[2])
 {
 	WARRANT_SIP_INIT(k0, k1);
 	v1 ^= 0xee; /* 128-bit output variant */
 	WARRANT_SIP_BLOCK(m0);
-	st[0] = v0;
-	st[1] = v1;
-	st[2] = v2;
-	st[3] = v3;
-}
-
-/* The rest from that state: m1 = bytes [8,16), m2 = bytes [16,20) (low 32 bits).
- * Returns the 16-byte tag as two little-endian words (out[0] = bytes [0,8)). */
-static __always_inline void warrant_header_mac_tail(const __u64 st[4], __u64 m1, __u64 m2,
-						    __u64 out[2])
-{
-	__u64 v0 = st[0], v1 = st[1], v2 = st[2], v3 = st[3];
 	WARRANT_SIP_BLOCK(m1);
 	WARRANT_SIP_BLOCK(m2 | ((__u64)WARRANT_DATA_MAC_INPUT_LEN << 56));
 	v2 ^= 0xee;
@@ -81,15 +68,6 @@ static __always_inline void warrant_header_mac_tail(const __u64 st[4], __u64 m1,
 	v1 ^= 0xdd;
 	WARRANT_SIP_FINAL4;
 	out[1] = v0 ^ v1 ^ v2 ^ v3;
-}
-
-/* SipHash-2-4-128 of the 20-byte header prefix given as its three message words. */
-static __always_inline void warrant_header_mac(__u64 k0, __u64 k1, __u64 m0, __u64 m1,
-					       __u64 m2, __u64 out[2])
-{
-	__u64 st[4];
-	warrant_header_mac_head(k0, k1, m0, st);
-	warrant_header_mac_tail(st, m1, m2, out);
 }
 
 #define WARRANT_HOP_MAC_INPUT_LEN (WARRANT_HOP_MAC_LEN + WARRANT_HOP_TAG_LEN + 1)

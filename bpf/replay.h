@@ -58,8 +58,8 @@ struct warrant_replay {
  * allocates the index when a session is first installed, writes the window from the
  * session's (seq 0 recorded) then, and never again while the session lives; a freed
  * index goes to the back of its free queue.  A packet still in flight for a removed
- * session can only set bits or raise top in the freed slot, before its next owner's
- * install rewrites it: refusals, never an admission. */
+ * session can only set bits or raise top in the freed window (even after its next
+ * owner's install): refusals, never an admission. */
 struct {
 	__uint(type, BPF_MAP_TYPE_ARRAY);
 	__uint(max_entries, WARRANT_MAX_SESSIONS);

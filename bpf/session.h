@@ -36,11 +36,6 @@ struct warrant_session {
 	struct warrant_hop_key hops[WARRANT_MAX_HOPS];
 	__u32 window;          /* index of this session's replay window (replay.h) */
 	__u32 _pad1;
-	/* SipHash state after k_mac and the header's first word (mac.h), filled by the
-	 * first packet that reaches the MAC: valid when mac_head_m0 is that word (never 0:
-	 * it holds the version).  User space installs it zeroed. */
-	__u64 mac_head[4];
-	__u64 mac_head_m0;
 	__u64 sid;             /* in warrant_session_slots: whose slot this is (0: free) */
 };
 

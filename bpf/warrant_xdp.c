@@ -66,23 +66,7 @@ static __always_inline int warrant_check_data(struct warrant_data *d, __u8 *data
 	__u64 m1 = *(__u64 *)(pkt + WARRANT_OFF_SESSION_ID + 4);
 	__u64 m2 = *(__u32 *)(pkt + WARRANT_OFF_SESSION_ID + 12);
 	__u64 tag[2];
-	/* m0 is the session's constant first word: its two rounds are done once per session
-	 * (session.h mac_head).  Published after the state, read before it (x86-64: stores
-	 * and loads stay in order; the barriers keep the compiler from moving them). */
-	if (*(volatile __u64 *)&s->mac_head_m0 == m0) {
-		asm volatile("" ::: "memory");
-		warrant_header_mac_tail(s->mac_head, m1, m2, tag);
-	} else {
-		__u64 st[4];
-		warrant_header_mac_head(*(__u64 *)s->k_mac, *(__u64 *)(s->k_mac + 8), m0, st);
-		warrant_header_mac_tail(st, m1, m2, tag);
-		s->mac_head[0] = st[0];
-		s->mac_head[1] = st[1];
-		s->mac_head[2] = st[2];
-		s->mac_head[3] = st[3];
-		asm volatile("" ::: "memory");
-		*(volatile __u64 *)&s->mac_head_m0 = m0;
-	}
+	warrant_header_mac(*(__u64 *)s->k_mac, *(__u64 *)(s->k_mac + 8), m0, m1, m2, tag);
 	if ((tag[0] ^ *(__u64 *)(pkt + WARRANT_OFF_MAC)) |
 	    (tag[1] ^ *(__u64 *)(pkt + WARRANT_OFF_MAC + 8))) {
 		warrant_bad_mac_charge(s);

@@ -89,8 +89,6 @@ class SessionValue(ctypes.Structure):
         ("hops", HopKey * MAX_HOPS),
         ("window", ctypes.c_uint32),  # index into warrant_replay (bpf/replay.h)
         ("_pad1", ctypes.c_uint32),
-        ("mac_head", ctypes.c_uint64 * 4),  # the kernel's per-session SipHash state
-        ("mac_head_m0", ctypes.c_uint64),
         ("sid", ctypes.c_uint64),  # in warrant_session_slots: the owner's sid_key (0: free)
     ]
 
