@@ -236,7 +236,7 @@ def test_policy_reload_keeps_admitted_sessions(topo, tmp_path: Path) -> None:  #
 
         denying = yaml.safe_load(policy_file.read_text())
         denying["default"] = "deny"  # no rules: nothing new is admitted
-        policy_file.write_text(yaml.safe_dump(denying))
+        _replace(policy_file, yaml.safe_dump(denying))
         agent.wait_for("policy-reloaded")
 
         sock.sendto(before.seal(b"still admitted"), dst)
@@ -251,8 +251,16 @@ def test_policy_reload_keeps_admitted_sessions(topo, tmp_path: Path) -> None:  #
         assert seen[("DATA", before.session_id.hex())] == "OK"
         assert seen[("INIT", after.session_id.hex())] == "POLICY_DENIED"
 
-        policy_file.write_text("rules: [oops")  # broken: reported, old policy kept
+        _replace(policy_file, "rules: [oops")  # broken: reported, old policy kept
         assert "not valid YAML" in str(agent.wait_for("policy-error")["error"])
     finally:
         agent.stop()
         sock.close()
+
+
+def _replace(path: Path, text: str) -> None:
+    """Write `path` in one step, as a ConfigMap update does: the agent's reload must not
+    race a half-written file (an empty read is a different, also-refused, policy)."""
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(text)
+    os.replace(tmp, path)
