@@ -393,6 +393,9 @@ class Datapath(MapView):
         self._installed: set[bytes] = set()
         self._slots: dict[bytes, int] = {}  # sessions placed in warrant_session_slots
         self._slots_taken: set[int] = set()
+        # sessions in warrant_sessions stay there: a copy in a slot freed later would
+        # leave the hash entry behind, found again once the slot's copy is gone
+        self._hashed: set[bytes] = set()
         self._links: list[int] = []  # tcx link fds not pinned (pin_root None)
         # replay window indices (bpf/replay.h): never used ones first, then freed ones in
         # the order they were freed, so a freed index is reused as late as possible
@@ -426,6 +429,7 @@ class Datapath(MapView):
         if not fresh:
             dp._slots = {sid: slot for slot, sid in dp._slot_owners().items()}
             dp._slots_taken = set(dp._slots.values())
+            dp._hashed = set(dp._hashed_ids())
         dp._rebuild_filter()
         dp._rebuild_windows()
         if fresh:
@@ -740,9 +744,10 @@ class Datapath(MapView):
         slot = slot_of(key)
         fd = self.fd["warrant_session_slots"]
         if session_id not in self._slots:
-            if key.value == 0 or slot.value in self._slots_taken:
+            if key.value == 0 or slot.value in self._slots_taken or session_id in self._hashed:
                 value.sid = 0
                 libbpf.map_update(self.fd["warrant_sessions"], key, value)
+                self._hashed.add(session_id)
                 return
             value.sid = 0
             libbpf.map_update(fd, slot, value)  # the fields first, under no session's id
@@ -801,6 +806,7 @@ class Datapath(MapView):
     def remove_session(self, session_id: bytes) -> None:
         key = sid_key(session_id)
         libbpf.map_delete(self.fd["warrant_sessions"], key)
+        self._hashed.discard(session_id)
         if self._slots.pop(session_id, None) is not None:
             self._slots_taken.discard(slot_of(key).value)
             v = SessionValue()
