@@ -334,18 +334,6 @@ class Link:
             raise _malformed("link body is not in deterministic encoding")
         return cls(body, signature, holder, grant, scope, anchor)
 
-    def _digest_after(self, prev: bytes) -> bytes:
-        """next_digest(prev, body, signature), remembered for the last `prev`.
-
-        A link shared by many chains (a cached prefix link) hashes once.
-        """
-        memo: tuple[bytes, bytes] | None = self.__dict__.get("_digest_memo")
-        if memo is not None and memo[0] == prev:
-            return memo[1]
-        d = next_digest(prev, self.body, self.signature)
-        self.__dict__["_digest_memo"] = (prev, d)
-        return d
-
 
 @functools.lru_cache(maxsize=_LINK_CACHE_SIZE)
 def _decode_link_cached(body: bytes, signature: bytes, root: bool) -> Link:
@@ -394,7 +382,20 @@ class Credential:
         if memo is None:
             out, d = [], _ZERO_DIGEST
             for link in self.links:
-                d = link._digest_after(d)
+                # Each link remembers its digest after the last `d` it was hashed with,
+                # so a link shared by many chains (a cached prefix link) hashes once.
+                known = link.__dict__.get("_digest_memo")
+                if known is not None and known[0] == d:
+                    d = known[1]
+                else:
+                    body, sig = link.body, link.signature
+                    nd = (
+                        _chain_hash(b"".join((d, _U16(len(body)), body, sig)))
+                        if type(d) is bytes and type(body) is bytes and type(sig) is bytes
+                        else next_digest(d, body, sig)
+                    )
+                    link.__dict__["_digest_memo"] = (d, nd)
+                    d = nd
                 out.append(d)
             memo = self.__dict__["_digest_memo"] = tuple(out)
         return memo
@@ -608,10 +609,13 @@ class Verifier:
         prev = _ZERO_DIGEST if start == 0 else digests[start - 1]
         for i in range(start, len(links)):
             link = links[i]
-            if not _sig_ok(signer, signed_message(prev, link.body), link.signature):
+            if not _sig_ok(signer, SIG_CONTEXT_LINK + prev + link.body, link.signature):
                 raise WarrantError(Reason.BAD_SIGNATURE, f"link {i + 1} signature does not verify")
             rights = root_rights(link.grant) if rights is None else narrow(rights, link.grant)
-            self._remember(digests[i], _Prefix(anchor.public, rights))
+            cache[digests[i]] = _Prefix(anchor.public, rights)
+            cache.move_to_end(digests[i])  # newest last: the LRU order
+            while len(cache) > self.cache_size:
+                cache.popitem(last=False)
             signer, prev = link.holder, digests[i]
         assert rights is not None
 
@@ -630,12 +634,6 @@ class Verifier:
             raise WarrantError(Reason.EXPIRED, f"credential expired at {rights.expires}")
         if now < rights.not_before - self.skew:
             raise WarrantError(Reason.NOT_YET_VALID, f"credential valid from {rights.not_before}")
-
-    def _remember(self, digest: bytes, entry: _Prefix) -> None:
-        self._cache[digest] = entry
-        self._cache.move_to_end(digest)
-        while len(self._cache) > self.cache_size:
-            self._cache.popitem(last=False)
 
 
 # Anchor ids are a hash of the anchor key; TrustStore.find recomputes them on

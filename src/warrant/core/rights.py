@@ -130,14 +130,14 @@ class Grant:
     def __post_init__(self) -> None:
         # Same checks, order and messages as ever, written out field by field
         # because every decoded link builds a Grant.
+        pattern_ok, domain_ok = _PATTERN.fullmatch, _DOMAIN.fullmatch
         for op in self.operations or ():
-            check_operation_pattern(op)
-        for d in self.allowed_domains or ():
-            check_domain(d)
-        for d in self.required_domains or ():
-            check_domain(d)
-        for d in self.forbidden_domains or ():
-            check_domain(d)
+            if not pattern_ok(op):
+                check_operation_pattern(op)  # raises, with the message
+        for group in (self.allowed_domains, self.required_domains, self.forbidden_domains):
+            for d in group or ():
+                if not domain_ok(d):
+                    check_domain(d)
         if self.not_before is not None and not (0 <= self.not_before < _INT63):
             raise WarrantError(Reason.MALFORMED, "not_before out of range")
         if self.expires is not None and not (0 <= self.expires < _INT63):
