@@ -27,8 +27,10 @@ are inputs that once crashed a parser (tests/test_fuzz_smoke.py replays them).
 
 from __future__ import annotations
 
+import atexit
 import json
 import os
+import shutil
 import sys
 import tempfile
 from collections.abc import Callable, Iterator
@@ -68,6 +70,7 @@ DECODERS: tuple[Callable[[bytes], Any], ...] = (
 )
 # Anchor files a fuzzed policy may name (`anchors: <path>`) resolve in here.
 _WORKDIR = Path(tempfile.mkdtemp(prefix=f"warrant-fuzz-{os.getpid()}-"))
+atexit.register(shutil.rmtree, _WORKDIR, ignore_errors=True)
 
 
 def _refusal(exc: WarrantError, allowed: set[Reason] | None = None) -> None:

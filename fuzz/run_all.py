@@ -24,6 +24,7 @@ from __future__ import annotations
 import argparse
 import hashlib
 import json
+import os
 import re
 import shutil
 import subprocess
@@ -130,10 +131,13 @@ def run_chunk(
         "-timeout=20",
         *flags,
     ]
+    tmp = workdir / "tmp"  # the harnesses' scratch files (libFuzzer exits past atexit)
+    tmp.mkdir(exist_ok=True)
     t0 = time.monotonic()
     proc = subprocess.run(
-        cmd, cwd=workdir, capture_output=True, text=True, timeout=timeout, check=False
-    )
+        cmd, cwd=workdir, capture_output=True, text=True, timeout=timeout, check=False,
+        env={**os.environ, "TMPDIR": str(tmp)},
+    )  # fmt: skip
     seconds = time.monotonic() - t0
     log = proc.stdout + proc.stderr
     stat = _STAT.findall(log)
