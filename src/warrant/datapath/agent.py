@@ -405,7 +405,8 @@ class Agent:
             s.close()
         if detach and ifindex is not None:
             if attach == "tc":
-                Datapath.detach_tc(ifindex)
+                # its own pin root: the tcx link is found there without CAP_SYS_ADMIN
+                Datapath.detach_tc(ifindex, self.dp.pin_root or PIN_ROOT)
             else:
                 Datapath.detach_xdp(ifindex)
         self.dp.close()
