@@ -113,6 +113,16 @@ def test_default_deny_can_be_disabled_like_cilium() -> None:
     assert compile_(text).model.default == "allow"
 
 
+def test_limits_reach_the_policy_including_the_per_holder_quota() -> None:
+    text = POLICY.split("---")[0].replace(
+        "  anchors: anchors.yaml\n",
+        "  anchors: anchors.yaml\n  limits: {maxSessions: 4096, maxSessionsPerHolder: 8}\n",
+    )
+    limits = compile_(text).model.limits
+    assert (limits.max_sessions, limits.max_sessions_per_holder) == (4096, 8)
+    assert compile_().model.limits.max_sessions_per_holder is None  # SPEC 8.1 default applies
+
+
 def test_anchors_must_agree_and_exist() -> None:
     other = POLICY.replace("name: health\n  namespace: shop\nspec:\n",
                            "name: health\n  namespace: shop\nspec:\n  anchors: other.yaml\n")  # fmt: skip

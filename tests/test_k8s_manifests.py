@@ -368,6 +368,8 @@ CORPUS: list[tuple[str, dict[str, Any], bool]] = [
         variant("spec.endpointSelector", {"matchExpressions": [{"key": "app", "operator": "Has"}]}),
         False,
     ),
+    ("per-holder quota", variant("spec.limits.maxSessionsPerHolder", 8), True),
+    ("per-holder quota zero", variant("spec.limits.maxSessionsPerHolder", 0), False),
     ("limits zero", variant("spec.limits.maxSessions", 0), False),
     ("limits negative rate", variant("spec.limits.initRatePerSource", -1), False),
     ("enableDefaultDeny not bool", variant("spec.enableDefaultDeny", {"ingress": "no"}), False),

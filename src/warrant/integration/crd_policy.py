@@ -233,6 +233,7 @@ class PolicyLimits(_M):
     init_burst: float | int | None = Field(default=None, alias="initBurst", gt=0)
     load_threshold: float | int | None = Field(default=None, alias="loadThreshold", gt=0)
     max_sessions: int | None = Field(default=None, alias="maxSessions", gt=0)
+    max_sessions_per_holder: int | None = Field(default=None, alias="maxSessionsPerHolder", gt=0)
 
     def to_limits(self) -> Limits:
         given = {
@@ -242,6 +243,7 @@ class PolicyLimits(_M):
                 ("init_burst", self.init_burst),
                 ("load_threshold", self.load_threshold),
                 ("max_sessions", self.max_sessions),
+                ("max_sessions_per_holder", self.max_sessions_per_holder),
             )
             if v is not None
         }
