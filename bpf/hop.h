@@ -1,6 +1,6 @@
 /* hop.h: DATA hop records against the path pinned at opening (SPEC 7.2, step 6).
  *
- * Mirrors src/warrant/hop.py verify_data_hops: the packet must carry exactly the
+ * Mirrors src/warrant/core/hop.py verify_data_hops: the packet must carry exactly the
  * pinned relays, in order, each record's tag must be that relay's key id and its
  * MAC must equal SipHash-2-4-64(k_hop_i, prev || relay_tag || u8(i)), where prev
  * is mac[0:8] of the header for i = 0 and the previous hop MAC after.

@@ -1,6 +1,6 @@
 /* mac.h: SipHash-2-4, hand-unrolled for the two constant-size inputs the datapath MACs.
  *
- * Mirrors src/warrant/mac.py:
+ * Mirrors src/warrant/core/mac.py:
  *   header_mac: SipHash-2-4 with 128-bit output, exactly libsodium's
  *               crypto_shorthash_siphashx24, over the 20-byte DATA header prefix
  *               (DATA_MAC_INPUT_LEN) with hop_count zeroed;

@@ -1,7 +1,7 @@
 /* replay.h: the anti-replay window of SPEC 6.3, one per session, shared by all CPUs,
  * lock-free.
  *
- * Same decisions as src/warrant/replay.py (RFC 6479, 4096-bit ring, `top` the newest
+ * Same decisions as src/warrant/core/replay.py (RFC 6479, 4096-bit ring, `top` the newest
  * accepted sequence number): seq is fresh when seq > top, or when
  * top - seq < REPLAY_WINDOW (4032) and it was not seen; top - seq >= 4032 is TOO_OLD,
  * a seen seq REPLAY.  The window lives in its own array at the session's index (so

@@ -1,6 +1,6 @@
 /* session.h: the session map and the kernel's clock.
  *
- * Mirrors src/warrant/session.py: what the receiver learned from a verified INIT,
+ * Mirrors src/warrant/core/session.py: what the receiver learned from a verified INIT,
  * reduced to what the per-packet checks need (SPEC 6.1 steps 2-6).  User space
  * (src/warrant/datapath/loader.py) installs one value per admitted session; the
  * replay window lives in its own map (replay.h) so that reinstalling a session

@@ -3,7 +3,7 @@
  *
  * One core function, two attach points: `warrant_xdp` (XDP) and `warrant_tc`
  * (TC ingress, for interfaces without XDP).  The order of checks is the
- * reference's (src/warrant/receiver.py Receiver.check_data_header), so both reach
+ * reference's (src/warrant/core/receiver.py Receiver.check_data_header), so both reach
  * the same reason for the same packet; tests/test_datapath_differential.py holds
  * them to it.
  *
