@@ -6,11 +6,10 @@ enforcing with no user space at all:
     agent's port receives every valid packet sent after the kill);
   * nothing unadmitted passes: forged-MAC, replayed and unknown-session DATA
     sent in the same stream never reach the socket.
-Then the agent restarts on the same pin root and keeps the session: it reports
-the kernel's session as reused and delivers the session's next DATA.  (Today the
-restarted agent reports the session reused but drops its DATA as UNKNOWN_SESSION:
-it has no keys for a session it did not open.  That last step is an xfail with
-that reason until the agent adopts sessions; everything before it must pass.)
+Then the agent restarts on the same pin root and keeps the session: it adopts
+the kernel's session from its pinned resumption record (no new INIT) and opens
+and delivers the session's next DATA, while forged-MAC, replayed and
+unknown-session DATA are still dropped in the kernel with their reasons.
 
 Needs root, iproute2, nsenter, pyroute2 and bpf(); skipped otherwise (a datapath
 that fails to build or load under root fails the test through Datapath.open).
@@ -122,7 +121,7 @@ def test_agent_kill9_kernel_keeps_enforcing_and_restart_keeps_session(
         assert not set(got) - set(valid)
 
         # ---- restart on the same pins: the session is kept ------------------------------------
-        restarted = AgentProc(topo, tmp_path, B_ADDR, PORT, *options)
+        restarted = AgentProc(topo, tmp_path, B_ADDR, PORT, *options, "--events")
         attached = restarted.wait_for("attached")
         assert attached["reused_sessions"] >= 1, attached
         later = sender.seal(b"after the restart")
@@ -138,12 +137,32 @@ def test_agent_kill9_kernel_keeps_enforcing_and_restart_keeps_session(
             if data:
                 break
         assert data, f"restarted agent never saw the session's DATA: {restarted.lines}"
-        if data[-1]["reason"] == "UNKNOWN_SESSION":
-            # The kernel admitted it (it reached the socket) but user space has no keys for
-            # a session it did not open: adoption across restarts is not there yet.
-            pytest.xfail("restarted agent reuses the kernel's session but cannot open its DATA")
-        assert data[-1]["verdict"] == "ADMIT", data[-1]
-        assert data[-1]["seq"] == seq, data[-1]
+        # opened with the adopted AEAD key and delivered: ADMIT carries the payload
+        assert [(d["verdict"], d["reason"], d["seq"]) for d in data] == [("ADMIT", "OK", seq)]
+        assert not [r for r in restarted.lines if r.get("agent") == "installed"]  # no INIT
+
+        # ---- after the restart, still nothing unadmitted passes -------------------------------
+        forged = bytearray(sender.seal(b"forged after"))
+        forged[25] ^= 0x01  # header MAC
+        unknown = bytearray(sender.seal(b"unknown after"))
+        unknown[4:12] = b"\x6b" * 8
+        for q in (bytes(forged), later, bytes(unknown)):  # `later` again: a replay
+            tx_sock.sendto(q, dst)
+        final = sender.seal(b"still open")  # seq + 3: forged and unknown took one each
+        tx_sock.sendto(final, dst)
+        want = {"BAD_MAC", "REPLAY", "UNKNOWN_SESSION"}
+        deadline = time.monotonic() + 5
+        while time.monotonic() < deadline:
+            restarted.read(0.2)
+            kernel = {r["reason"] for r in restarted.lines if r.get("agent") == "kernel"
+                      and r.get("verdict") == "DROP"}  # fmt: skip
+            data = [r for r in restarted.lines
+                    if r.get("agent") == "socket" and r.get("kind") == "DATA"]  # fmt: skip
+            if want <= kernel and len(data) >= 2:
+                break
+        assert want <= kernel, kernel
+        # only the genuine packets reached user space, and both were delivered
+        assert [(d["verdict"], d["seq"]) for d in data] == [("ADMIT", seq), ("ADMIT", seq + 3)]
     finally:
         if stand_in is not None:
             stand_in.close()

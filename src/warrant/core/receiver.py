@@ -466,6 +466,7 @@ class Receiver:
                 else chain.anchor.not_after + CLOCK_SKEW,
             ),
             rule=rule,
+            credential=init.credential,
             bucket=(  # burst of one second's worth; rate 0 admits no DATA at all
                 TokenBucket(chain.rights.rate, float(chain.rights.rate), now)
                 if chain.rights.rate is not None

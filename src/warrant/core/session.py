@@ -65,6 +65,9 @@ class Session:
     expires: float
     stamp: float  # the INIT's timestamp (seconds): raises the opening floor if evicted early
     rule: str | None = None
+    # The INIT's credential bytes: the kernel store keeps them so that a restarted agent
+    # verifies the chain again before it resumes the session.
+    credential: bytes = b""
     # With the memory backend the receiver's window; with the kernel backend the window
     # at opening, converted into the kernel map at install (the kernel's is the live one).
     window: ReplayWindow = field(default_factory=ReplayWindow)

@@ -35,10 +35,12 @@ refused REVOKED.
 
 State: maps are pinned (loader.PIN_ROOT), the program stays attached when the
 agent dies, and a restarted agent reopens the same maps: enforcement never
-stops.  The Python side of a session is soft state: after a restart the
-kernel still admits DATA of live sessions, the agent cannot open their
-payloads (it lost the AEAD keys), removes the session from the kernel, answers
-UNKNOWN_SESSION with a REJECT, and the sender opens a new session (SPEC 6.4).
+stops.  Sessions survive too: the store keeps each session's resumption record
+(AEAD key, credential, claim, path) in a pinned kernel map, and a restarted
+agent adopts the kernel's sessions from them (`KernelSessionStore.adopt`: the
+chain verified again), so their next DATA is opened and delivered.  A session
+that cannot be adopted is removed: its sender gets UNKNOWN_SESSION with a
+REJECT and opens a new session (SPEC 6.4).
 """
 
 from __future__ import annotations
@@ -163,9 +165,13 @@ class Agent:
         if metrics is not None:
             metrics.track(sessions=lambda: len(self.receiver.sessions), queue_depth=lambda: 0)
             metrics.track_datapath(self.dp.counters)
+        self._reload_revocations()  # before the first INIT is judged, and before adoption
+        # sessions an earlier agent opened: resumed from their kernel records (re-verified
+        # under this policy and these revocation lists), the others removed
+        adopted, refused = self.store.adopt(self.receiver.verifier.verify, time.time())
         self._emit("attached", ifindex=ifindex, mode=attach, ports=self.ports, pin_root=pin_root,
-                   reused_sessions=self.store.orphans())  # fmt: skip
-        self._reload_revocations()  # before the first INIT is judged
+                   reused_sessions=len(adopted),
+                   dropped_sessions={sid.hex(): why for sid, why in refused.items()})  # fmt: skip
 
     def _emit(self, what: str, **fields: Any) -> None:
         self.out.write(json.dumps({"agent": what, "time": round(time.time(), 3), **fields}) + "\n")

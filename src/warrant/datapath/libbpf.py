@@ -437,6 +437,19 @@ def link_fd_by_id(link_id: int) -> int:
     return _bpf(BPF_LINK_GET_FD_BY_ID, attr)
 
 
+BPF_MAP_CREATE, BPF_MAP_TYPE_HASH = 0, 1
+BPF_F_NO_PREALLOC, BPF_F_RDONLY_PROG = 1 << 0, 1 << 7
+
+
+def map_create(name: str, map_type: int, key_size: int, value_size: int, max_entries: int,
+               flags: int = 0) -> int:  # fmt: skip
+    """A new map made from user space (no program object); its fd."""
+    attr = bytearray(48)  # union bpf_attr, map_create: up to map_name
+    struct.pack_into("<IIIII", attr, 0, map_type, key_size, value_size, max_entries, flags)
+    struct.pack_into("16s", attr, 28, name.encode()[:15])
+    return _bpf(BPF_MAP_CREATE, attr)
+
+
 def obj_pin(fd: int, path: str) -> None:
     check(lib().bpf_obj_pin(fd, path.encode()), f"pin {path}")
 

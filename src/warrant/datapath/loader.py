@@ -59,6 +59,9 @@ MAPS = (
     "warrant_session_filter",
     "warrant_reject_bucket",
 )
+# What a restarted agent needs to resume a session (AEAD key, credential, claim, path):
+# made and pinned by user space, never referenced by a program (see `Datapath.put_record`).
+SECRETS_MAP = "warrant_session_secrets"
 XDP_PROG_PIN = "warrant_xdp_prog"  # the attached XDP program, pinned: a restart knows it
 TCX_LINK_PIN = "tcx_ingress_"  # + ifindex: the pinned tcx link of an interface
 _log = logging.getLogger("warrant.datapath")
@@ -138,6 +141,23 @@ def _ref_block(top: int, k: int) -> int:
     """The 64-number block the reference window's word k holds when its newest is top."""
     newest = top >> 6
     return newest - ((newest - k) % _WORDS)
+
+
+class RecordKey(ctypes.Structure):
+    """Key of warrant_session_secrets: a session's sid_key and the part number."""
+
+    _fields_ = [("sid", ctypes.c_uint64), ("part", ctypes.c_uint32), ("_pad", ctypes.c_uint32)]
+
+
+RECORD_PART = 948  # bytes of a record per map entry: an entry fits a 1 KiB kernel allocation
+RECORD_MAX_PARTS = 8  # a record of a 4 KiB credential through 8 relays takes 7
+
+
+class RecordPart(ctypes.Structure):
+    """Value of warrant_session_secrets: the whole record's length (in every part, so a
+    part of another record is told apart) and this part's bytes."""
+
+    _fields_ = [("length", ctypes.c_uint32), ("data", _U8 * RECORD_PART)]
 
 
 class PortSet(ctypes.Structure):
@@ -402,6 +422,7 @@ class Datapath(MapView):
         self._windows: dict[bytes, int] = {}
         self._fresh_window: int | None = 0
         self._free_windows: deque[int] = deque()
+        self.secrets_fd = _open_secrets(pin_root, self.session_capacity() * RECORD_MAX_PARTS)
 
     # ---- lifecycle ---------------------------------------------------------------------
     @classmethod
@@ -448,6 +469,7 @@ class Datapath(MapView):
             os.close(link)
         self._links = []
         super().close()
+        os.close(self.secrets_fd)
         self.obj.close()
 
     def __enter__(self) -> Datapath:
@@ -459,7 +481,7 @@ class Datapath(MapView):
     @staticmethod
     def unpin(pin_root: str = PIN_ROOT) -> None:
         """Remove pinned maps (enforcement state) under pin_root."""
-        for name in (*MAPS, XDP_PROG_PIN):
+        for name in (*MAPS, SECRETS_MAP, XDP_PROG_PIN):
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(f"{pin_root}/{name}")
         with contextlib.suppress(OSError):
@@ -820,6 +842,54 @@ class Datapath(MapView):
         if session_id in self._installed:  # the kernel may have removed it already
             self._installed.discard(session_id)
             self._filter_add(session_id, -1)
+        self.drop_record(session_id)  # after the entry: no DATA is admitted without it
+
+    # ---- resumption records (warrant_session_secrets) ----------------------------------------
+    def put_record(self, session_id: bytes, record: bytes) -> None:
+        """Keep a session's resumption record (an opaque blob; kernel_store.py encodes it)
+        in kernel memory that outlives the agent.  Parts after the first are written first,
+        so a record whose part 0 is there is whole.  ValueError above RECORD_MAX_PARTS."""
+        parts = [record[i : i + RECORD_PART] for i in range(0, len(record), RECORD_PART)]
+        if not parts or len(parts) > RECORD_MAX_PARTS:
+            raise ValueError(f"a session record of {len(record)} bytes does not fit")
+        key = sid_key(session_id).value
+        for n in range(len(parts) - 1, -1, -1):
+            value = RecordPart(len(record))
+            value.data[: len(parts[n])] = list(parts[n])
+            libbpf.map_update(self.secrets_fd, RecordKey(key, n), value)
+
+    def record(self, session_id: bytes) -> bytes | None:
+        """A session's resumption record, or None (none, or not whole)."""
+        key, value = sid_key(session_id).value, RecordPart()
+        if not libbpf.map_lookup(self.secrets_fd, RecordKey(key, 0), value):
+            return None
+        length = int(value.length)
+        count = -(-length // RECORD_PART)
+        if not 0 < count <= RECORD_MAX_PARTS:
+            return None
+        out = bytearray(bytes(value.data))
+        for n in range(1, count):
+            if not libbpf.map_lookup(self.secrets_fd, RecordKey(key, n), value) or (
+                value.length != length
+            ):
+                return None
+            out += bytes(value.data)
+        return bytes(out[:length])
+
+    def drop_record(self, session_id: bytes) -> None:
+        """Delete a session's record (part 0 first: a half-deleted record is not whole)."""
+        key, value = sid_key(session_id).value, RecordPart()
+        count = RECORD_MAX_PARTS
+        if libbpf.map_lookup(self.secrets_fd, RecordKey(key, 0), value):
+            count = min(count, max(1, -(-int(value.length) // RECORD_PART)))
+        for n in range(count):
+            libbpf.map_delete(self.secrets_fd, RecordKey(key, n))
+
+    def record_ids(self) -> set[bytes]:
+        """Sessions with (a part of) a record (a pass over the map: seldom)."""
+        return {
+            int(k.sid).to_bytes(8, "little") for k in libbpf.map_keys(self.secrets_fd, RecordKey)
+        }
 
     # ---- presence filter (bpf/session.h) -------------------------------------------------
     @staticmethod
@@ -862,6 +932,35 @@ class Datapath(MapView):
         top = max(self._windows.values(), default=-1) + 1
         self._fresh_window = top
         self._free_windows = deque(sorted(set(range(top)) - set(self._windows.values())))
+
+
+def _open_secrets(pin_root: str | None, max_entries: int) -> int:
+    """The fd of warrant_session_secrets: the pinned one, or a new one pinned (root-only:
+    bpffs pins are 0600, set again here), or an unpinned one without a pin root.  A hash
+    map without preallocation: only the records written take kernel memory."""
+    pin = None if pin_root is None else f"{pin_root}/{SECRETS_MAP}"
+    if pin is not None and os.path.exists(pin):
+        fd = libbpf.obj_get(pin)
+        info = MapInfoHead()
+        size = ctypes.c_uint(ctypes.sizeof(info))
+        libbpf.check(libbpf.lib().bpf_obj_get_info_by_fd(fd, ctypes.byref(info),
+                                                         ctypes.byref(size)), SECRETS_MAP)  # fmt: skip
+        if (info.key_size, info.value_size) != (ctypes.sizeof(RecordKey),
+                                                ctypes.sizeof(RecordPart)):  # fmt: skip
+            os.close(fd)
+            raise libbpf.BpfError(errno.EINVAL, f"{pin}: another layout (remove it: unpin)")
+        return fd
+    fd = libbpf.map_create(SECRETS_MAP, libbpf.BPF_MAP_TYPE_HASH, ctypes.sizeof(RecordKey),
+                           ctypes.sizeof(RecordPart), max_entries,
+                           libbpf.BPF_F_NO_PREALLOC | libbpf.BPF_F_RDONLY_PROG)  # fmt: skip
+    if pin is not None:
+        try:
+            libbpf.obj_pin(fd, pin)
+            os.chmod(pin, 0o600)
+        except BaseException:
+            os.close(fd)
+            raise
+    return fd
 
 
 def _clsact_warrant(ifindex: int) -> dict[int, int]:
