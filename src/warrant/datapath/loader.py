@@ -855,7 +855,7 @@ class Datapath(MapView):
         key = sid_key(session_id).value
         for n in range(len(parts) - 1, -1, -1):
             value = RecordPart(len(record))
-            value.data[: len(parts[n])] = list(parts[n])
+            ctypes.memmove(value.data, parts[n], len(parts[n]))
             libbpf.map_update(self.secrets_fd, RecordKey(key, n), value)
 
     def record(self, session_id: bytes) -> bytes | None:
