@@ -4,6 +4,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 apt_pkgs=(clang llvm libbpf-dev bpftool iproute2)
+# transparent mode baselines and namespace tests (tests/transparent_helpers.py)
+apt_pkgs+=(ethtool iperf3 curl wireguard-go wireguard-tools)
 missing=()
 for p in "${apt_pkgs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
