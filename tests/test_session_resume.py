@@ -171,7 +171,8 @@ def test_broken_or_missing_records_are_not_adopted(pin_root: str) -> None:
 
 
 def test_every_removal_through_the_store_deletes_the_record(pin_root: str) -> None:
-    from warrant.datapath.loader import Datapath, sid_key
+    from warrant.datapath import libbpf
+    from warrant.datapath.loader import RECORD_PART, Datapath, RecordKey, sid_key
 
     lab, dp = _open_lab(pin_root, hops=0)
     try:
@@ -192,7 +193,11 @@ def test_every_removal_through_the_store_deletes_the_record(pin_root: str) -> No
         assert dp.record_ids() == {kept.session_id}
         # a record left by a crash between entry and record removal is swept at adoption
         dp.put_record(b"\x77" * 8, b"left behind")
-        assert sid_key(b"\x77" * 8).value in {int.from_bytes(i, "little") for i in dp.record_ids()}
+        # and the second part of a record whose part 0 was deleted (a crash mid-delete)
+        dp.put_record(b"\x78" * 8, b"y" * (RECORD_PART + 1))
+        libbpf.map_delete(dp.secrets_fd, RecordKey(sid_key(b"\x78" * 8).value, 0))
+        assert dp.record(b"\x78" * 8) is None
+        assert dp.record_ids() == {kept.session_id, b"\x77" * 8, b"\x78" * 8}
     finally:
         dp.close()
     with Datapath.open(pin_root=pin_root) as dp:

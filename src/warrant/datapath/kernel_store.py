@@ -156,8 +156,7 @@ class KernelSessionStore(SessionIndex):
             if s is not None:
                 gone.append(s)
         self._orphans &= in_kernel
-        for sid in self.dp.record_ids() - in_kernel:  # ended by the kernel, or a crash
-            self.dp.drop_record(sid)
+        self.dp.sweep_records(in_kernel)  # ended by the kernel, or left by a crash
         kernel_now = self.dp.kernel_now()
         for sid in list(self._orphans):
             v = self.dp.session(sid)
@@ -194,8 +193,7 @@ class KernelSessionStore(SessionIndex):
                 continue
             self.insert(s)
             adopted.append(s)
-        for sid in self.dp.record_ids() - set(self.dp.session_ids()):  # a crash mid-remove
-            self.dp.drop_record(sid)
+        self.dp.sweep_records(set(self.dp.session_ids()))  # left by a crash mid-remove
         return adopted, refused
 
     def end_where(self, ended: Callable[[Session], bool], now: float) -> list[Session]:

@@ -877,12 +877,13 @@ class Datapath(MapView):
         return bytes(out[:length])
 
     def drop_record(self, session_id: bytes) -> None:
-        """Delete a session's record (part 0 first: a half-deleted record is not whole)."""
+        """Delete a session's record (part 0 first: a half-deleted record is not whole).
+        Parts left without their part 0 (a crash mid-delete) belong to no session in the
+        kernel: `sweep_records` deletes them."""
         key, value = sid_key(session_id).value, RecordPart()
-        count = RECORD_MAX_PARTS
-        if libbpf.map_lookup(self.secrets_fd, RecordKey(key, 0), value):
-            count = min(count, max(1, -(-int(value.length) // RECORD_PART)))
-        for n in range(count):
+        if not libbpf.map_lookup(self.secrets_fd, RecordKey(key, 0), value):
+            return
+        for n in range(min(RECORD_MAX_PARTS, max(1, -(-int(value.length) // RECORD_PART)))):
             libbpf.map_delete(self.secrets_fd, RecordKey(key, n))
 
     def record_ids(self) -> set[bytes]:
@@ -890,6 +891,15 @@ class Datapath(MapView):
         return {
             int(k.sid).to_bytes(8, "little") for k in libbpf.map_keys(self.secrets_fd, RecordKey)
         }
+
+    def sweep_records(self, live: set[bytes]) -> int:
+        """Delete every record part of a session not in `live` (records the kernel's own
+        expiry or a crash left behind; a pass over the map: seldom); how many parts."""
+        gone = [k for k in libbpf.map_keys(self.secrets_fd, RecordKey)
+                if int(k.sid).to_bytes(8, "little") not in live]  # fmt: skip
+        for k in gone:
+            libbpf.map_delete(self.secrets_fd, k)
+        return len(gone)
 
     # ---- presence filter (bpf/session.h) -------------------------------------------------
     @staticmethod
