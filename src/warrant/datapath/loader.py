@@ -149,7 +149,8 @@ class RecordKey(ctypes.Structure):
     _fields_ = [("sid", ctypes.c_uint64), ("part", ctypes.c_uint32), ("_pad", ctypes.c_uint32)]
 
 
-RECORD_PART = 948  # bytes of a record per map entry: an entry fits a 1 KiB kernel allocation
+# bytes of a record per map entry: with its key and the kernel's element header, about 1 KiB
+RECORD_PART = 948
 RECORD_MAX_PARTS = 8  # a record of a 4 KiB credential through 8 relays takes 7
 
 
