@@ -28,12 +28,15 @@
 #include "hop.h"
 #include "verdict.h"
 #include "reject.h"
+#include "encap.h"
 
 char LICENSE[] SEC("license") = "GPL";
 
-/* Steps 2-7 for a parsed DATA header.  Fills ev->time_ns. */
+/* Steps 2-7 for a parsed DATA header.  Fills ev->time_ns.  len: the Warrant packet's
+ * length; *tp: set to the binding of an admitted transparent packet (SPEC 13). */
 static __always_inline int warrant_check_data(struct warrant_data *d, __u8 *data_end,
-					      __u16 dport, struct warrant_event *ev)
+					      __u16 dport, struct warrant_event *ev, __u32 len,
+					      struct warrant_tp_binding **tp)
 {
 	__u8 *pkt = d->pkt;
 
@@ -60,17 +63,44 @@ static __always_inline int warrant_check_data(struct warrant_data *d, __u8 *data
 		return WARRANT_REASON_RATE_LIMITED;
 	if (pkt + WARRANT_DATA_HEADER_LEN > data_end)
 		return WARRANT_REASON_MALFORMED;
+	/* hop_count and flags zeroed (SPEC 3.1); the transparent MAC covers the flags */
 	__u64 m0 = (__u64)WARRANT_VERSION | ((__u64)WARRANT_KIND_DATA << 8) |
-		   ((__u64)pkt[WARRANT_OFF_FLAGS] << 24) |
 		   ((__u64)*(__u32 *)(pkt + WARRANT_OFF_SESSION_ID) << 32);
 	__u64 m1 = *(__u64 *)(pkt + WARRANT_OFF_SESSION_ID + 4);
 	__u64 m2 = *(__u32 *)(pkt + WARRANT_OFF_SESSION_ID + 12);
 	__u64 tag[2];
-	warrant_header_mac(*(__u64 *)s->k_mac, *(__u64 *)(s->k_mac + 8), m0, m1, m2, tag);
+	/* Transparent DATA (SPEC 13): only on a session the agent bound as transparent;
+	 * otherwise the flag is one more MAC input bit and the MAC below refuses it. */
+	struct warrant_tp_binding *b = 0;
+	struct warrant_tp_scratch *inner = 0;
+	__u32 inner_len = len - WARRANT_TP_INNER_OFF;
+	if (pkt[WARRANT_OFF_FLAGS] & WARRANT_FLAG_DATA_INNER_IP) {
+		__u32 zero = 0;
+		b = bpf_map_lookup_elem(&warrant_tp_bindings, &d->session_id);
+		inner = bpf_map_lookup_elem(&warrant_tp_scratch, &zero);
+	}
+	if (b && inner) {
+		if (d->hop_count)
+			return WARRANT_REASON_MALFORMED;
+		if (!warrant_tp_inner_copy(pkt + WARRANT_TP_INNER_OFF, data_end, inner))
+			return WARRANT_REASON_INNER_NOT_GRANTED;
+		warrant_tp_mac(*(__u64 *)s->k_mac, *(__u64 *)(s->k_mac + 8),
+			       m0 | ((__u64)pkt[WARRANT_OFF_FLAGS] << 24), m1, m2, inner, tag);
+	} else {
+		warrant_header_mac(*(__u64 *)s->k_mac, *(__u64 *)(s->k_mac + 8), m0, m1, m2,
+				   tag);
+	}
 	if ((tag[0] ^ *(__u64 *)(pkt + WARRANT_OFF_MAC)) |
 	    (tag[1] ^ *(__u64 *)(pkt + WARRANT_OFF_MAC + 8))) {
 		warrant_bad_mac_charge(s);
 		return WARRANT_REASON_BAD_MAC;
+	}
+	/* 5a. transparent: the inner packet against the binding (encap.h) */
+	if (b && inner) {
+		int inner_reason = warrant_tp_inner_check(b, inner, inner_len);
+		if (inner_reason != WARRANT_REASON_OK)
+			return inner_reason;
+		*tp = b;
 	}
 
 	/* 6. hop records */
@@ -90,6 +120,9 @@ struct warrant_meta {
 	void *ctx;     /* XDP: for bpf_check_mtu against the ingress device */
 	__u32 segs;    /* TC: datagrams in the skb (gso_segs; 0 = not yet counted); XDP: 1 */
 	__u8 unread;   /* TC: the headers could not be made linear (failed pull) */
+	struct warrant_tp_binding *tp; /* admitted transparent DATA: where it goes */
+	__u32 l3_off;  /* and where its outer IP header starts */
+	__u8 ipv6;
 };
 
 /* Several datagrams in one frame (SPEC 3: MERGED_FRAME).  TC sees the GSO count; XDP
@@ -167,7 +200,9 @@ static __always_inline int warrant_decide(__u8 *data, __u8 *data_end, __u32 pkt_
 	ev->session_id = d.session_id;
 	ev->seq = d.seq;
 	ev->hop_count = d.hop_count;
-	reason = warrant_check_data(&d, data_end, f->dport, ev);
+	reason = warrant_check_data(&d, data_end, f->dport, ev, f->len, &m->tp);
+	m->l3_off = f->l3_off;
+	m->ipv6 = f->ipv6;
 	ev->reason = reason;
 	return reason == WARRANT_REASON_OK ? WARRANT_VERDICT_ADMIT : WARRANT_VERDICT_DROP;
 }
@@ -222,6 +257,20 @@ int warrant_xdp(struct xdp_md *ctx)
 #define WARRANT_TC_PULL (WARRANT_DP_PARSE_HORIZON + WARRANT_DATA_HEADER_LEN + \
 			 WARRANT_MAX_HOPS * WARRANT_HOP_RECORD_LEN)
 
+/* Admitted transparent DATA (SPEC 13.4): strip outer IP, UDP and DATA header, keep the
+ * Ethernet header (bpf_redirect_neigh rewrites it) and send the inner packet out of the
+ * destination workload's veth.  Only an untagged outer IPv4 frame is decapsulated here;
+ * anything else was judged but cannot be delivered: dropped (fail closed). */
+static __always_inline int warrant_tp_deliver(struct __sk_buff *skb, struct warrant_meta *m)
+{
+	if (m->ipv6 || m->l3_off != 14)
+		return TC_ACT_SHOT;
+	int outer = 20 + 8 + WARRANT_DATA_HEADER_LEN;
+	if (bpf_skb_adjust_room(skb, -outer, BPF_ADJ_ROOM_MAC, 0))
+		return TC_ACT_SHOT;
+	return bpf_redirect_neigh(m->tp->ifindex, 0, 0, 0);
+}
+
 SEC("tc")
 int warrant_tc(struct __sk_buff *skb)
 {
@@ -242,6 +291,8 @@ int warrant_tc(struct __sk_buff *skb)
 			return TC_ACT_SHOT;
 		return bpf_redirect(skb->ifindex, 0);
 	}
+	if (verdict == WARRANT_VERDICT_ADMIT && m.tp)
+		return warrant_tp_deliver(skb, &m);
 	/* Not ours to drop: TC_ACT_UNSPEC lets the next filter or tcx program (Cilium's)
 	 * run, where TC_ACT_OK would end the chain and skip it. */
 	return verdict == WARRANT_VERDICT_DROP ? TC_ACT_SHOT : TC_ACT_UNSPEC;

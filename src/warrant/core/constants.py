@@ -80,7 +80,28 @@ OFF_INIT_NEXT_HOP = 64
 # ---- flags -----------------------------------------------------------------
 FLAG_INIT_COOKIE = 0x01  # INIT carries a cookie MAC after the payload
 KNOWN_INIT_FLAGS = FLAG_INIT_COOKIE
-KNOWN_DATA_FLAGS = 0x00
+# DATA flag: the payload is an inner IPv4 packet in clear, the header MAC also covers the
+# flags and the inner packet's first TP_MAC_INNER_LEN bytes (transparent mode, SPEC 13);
+# hop_count must be 0.  On a session not bound as transparent the flag is ignored (the
+# ordinary MAC input has flags zeroed).  0x04: 0x01, 0x40 and 0x80 stay unknown-flag
+# examples in vectors and tests.
+FLAG_DATA_INNER_IP = 0x04
+KNOWN_DATA_FLAGS = FLAG_DATA_INNER_IP
+TP_MAC_INNER_LEN = 40  # inner IPv4 header (20, no options) + first 20 transport bytes
+TP_MAC_INPUT_LEN = DATA_MAC_INPUT_LEN + TP_MAC_INNER_LEN
+TP_ENCAP_OVERHEAD = 20 + 8 + DATA_HEADER_LEN  # outer IPv4 + UDP + DATA header: 64 bytes
+TP_CLAIM_OPERATION = "ip"  # claim operation of an INIT that opens a transparent session
+TP_PUNT_MAX = 1500  # largest inner packet the egress program hands to the agent
+# egress program outcomes (bpf/transparent_egress.c counters, datapath/transparent.py)
+TP_EG_ENCAP = 0  # encapsulated on the workload's session, sent to the peer node
+TP_EG_PUNT = 1  # no live session: handed to the agent (it travels in the INIT)
+TP_EG_PUNT_LOST = 2  # no live session and the punt ring was full: dropped
+TP_EG_SPOOFED = 3  # inner source is not the workload's registered address: dropped
+TP_EG_GSO = 4  # a GSO/TSO super-packet: dropped (one Warrant header per wire packet)
+TP_EG_TOO_BIG = 5  # inner packet above TP_PUNT_MAX (MTU - TP_ENCAP_OVERHEAD): dropped
+TP_EG_MALFORMED = 6  # not IPv4 without options, or lengths inconsistent: dropped
+TP_EG_ERROR = 7  # a helper failed (room, store): dropped
+TP_EG_COUNT = 8
 
 # ---- replay window -----------------------------------------------------------
 REPLAY_RING_BITS = 4096  # bitmap ring of 64 words of 64 bits
@@ -183,6 +204,8 @@ class Reason(IntEnum):
     FRAGMENTED = 37
     UNPARSED_FRAME = 38
     SEQ_EXHAUSTED = 39
+    INNER_SOURCE_MISMATCH = 40
+    INNER_NOT_GRANTED = 41
 
 
 REASONS: dict[Reason, ReasonInfo] = {
@@ -327,6 +350,18 @@ REASONS: dict[Reason, ReasonInfo] = {
             "sequence number at or above SEQ_LIMIT; open a new session",
             ("P4",),
             "",
+        ),
+        (
+            Reason.INNER_SOURCE_MISMATCH,
+            "transparent DATA whose inner source is not the address its INIT bound",
+            ("P1",),
+            "",
+        ),
+        (
+            Reason.INNER_NOT_GRANTED,
+            "transparent DATA whose inner destination, protocol or port the session's grant does not cover, or an inner packet not IPv4 without options",
+            ("P1",),
+            "POLICY_DENIED",
         ),
     ]
 }

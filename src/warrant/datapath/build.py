@@ -27,7 +27,7 @@ ROOT = Path(__file__).resolve().parents[3]
 BPF_DIR = ROOT / "bpf"
 BUILD_DIR = ROOT / "build"
 PACKAGE_BPF_DIR = Path(__file__).resolve().parent / "bpf"
-OBJECTS = ("warrant_xdp", "baseline_pass", "baseline_lpm")
+OBJECTS = ("warrant_xdp", "baseline_pass", "baseline_lpm", "transparent_egress")
 # -mcpu=v3: BPF atomics with fetch (cmpxchg) for the lock-free replay window (bpf/replay.h)
 CFLAGS = ["-O2", "-g", "-target", "bpf", "-mcpu=v3", "-Wall", "-Werror",
           "-I/usr/include/x86_64-linux-gnu"]  # fmt: skip

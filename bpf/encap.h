@@ -1,0 +1,131 @@
+/* encap.h: transparent mode (SPEC 13), what both ends share.
+ *
+ * A transparent DATA packet (flag FLAG_DATA_INNER_IP, hop_count 0) carries an inner IPv4
+ * packet in clear after its 36-byte header.  Its MAC is SipHash-2-4-128(k_mac, bytes
+ * [0,20) of the header with hop_count 0 and the flags kept || the inner packet's first
+ * TP_MAC_INNER_LEN (40) bytes): the inner IPv4 header and the first 20 transport bytes
+ * (TCP: ports, sequence numbers, flags, window, checksum; UDP: header and 12 payload
+ * bytes), so nobody on the path can re-address the inner packet.  Inner packets shorter
+ * than 40 bytes are refused at both ends.
+ *
+ * The receiver binds, per transparent session (warrant_tp_bindings, written by the
+ * agent from the verified INIT), the inner source address and the one destination
+ * workload, protocol and port range the session's claim grants; warrant_xdp.c checks the
+ * inner packet against it after the MAC (warrant_tp_inner_check) and TC delivers it.
+ * Mirrored by src/warrant/datapath/transparent.py (tp_mac, inner_check).
+ */
+#ifndef WARRANT_ENCAP_H
+#define WARRANT_ENCAP_H
+
+#include <linux/types.h>
+#include <linux/in.h>
+#include <bpf/bpf_helpers.h>
+#include <bpf/bpf_endian.h>
+
+#include "warrant_constants.h"
+#include "mac.h"
+
+#ifndef WARRANT_MAX_SESSIONS
+#define WARRANT_MAX_SESSIONS 65536 /* as session.h */
+#endif
+
+#define WARRANT_TP_INNER_OFF WARRANT_DATA_HEADER_LEN /* hop_count is 0 */
+
+struct warrant_tp_binding {
+	__u32 inner_src; /* network order: the workload address the INIT bound */
+	__u32 inner_dst; /* network order: the destination workload's address */
+	__u8 proto;      /* IPPROTO_TCP / IPPROTO_UDP / IPPROTO_ICMP */
+	__u8 _pad0;
+	__u16 port_lo;   /* host order, inclusive (TCP/UDP destination port) */
+	__u16 port_hi;
+	__u16 _pad1;
+	__u32 ifindex;   /* destination workload's host-side veth */
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, WARRANT_MAX_SESSIONS);
+	__type(key, __u64); /* session id bytes as on the wire */
+	__type(value, struct warrant_tp_binding);
+} warrant_tp_bindings SEC(".maps");
+
+/* The inner packet's first 40 bytes, per CPU: the verdict path has no stack to spare. */
+struct warrant_tp_scratch {
+	__u64 w[WARRANT_TP_MAC_INNER_LEN / 8];
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct warrant_tp_scratch);
+} warrant_tp_scratch SEC(".maps");
+
+/* The inner packet's first 40 bytes into *out; 0 when the frame does not hold them
+ * linearly (then the packet is refused: inner packets are at least 40 bytes). */
+static __always_inline int warrant_tp_inner_copy(__u8 *inner, __u8 *data_end,
+						 struct warrant_tp_scratch *out)
+{
+	if (inner + WARRANT_TP_MAC_INNER_LEN > data_end)
+		return 0;
+#pragma clang loop unroll(full)
+	for (int i = 0; i < WARRANT_TP_MAC_INNER_LEN / 8; i++)
+		out->w[i] = *(__u64 *)(inner + 8 * i);
+	return 1;
+}
+
+/* SipHash-2-4-128 over the 60-byte transparent MAC input: hdr20 is bytes [0,20) of the
+ * header as three little-endian words (m0, m1, m2 low 32 bits, hop_count already 0). */
+static __always_inline void warrant_tp_mac(__u64 k0, __u64 k1, __u64 m0, __u64 m1, __u64 m2,
+					   struct warrant_tp_scratch *inner, __u64 out[2])
+{
+	__u64 *w = inner->w;
+	WARRANT_SIP_INIT(k0, k1);
+	v1 ^= 0xee; /* 128-bit output variant */
+	WARRANT_SIP_BLOCK(m0);
+	WARRANT_SIP_BLOCK(m1);
+	/* bytes [16,24): header bytes 16..19, then inner bytes 0..3 */
+	WARRANT_SIP_BLOCK(m2 | (w[0] << 32));
+	WARRANT_SIP_BLOCK((w[0] >> 32) | (w[1] << 32));
+	WARRANT_SIP_BLOCK((w[1] >> 32) | (w[2] << 32));
+	WARRANT_SIP_BLOCK((w[2] >> 32) | (w[3] << 32));
+	WARRANT_SIP_BLOCK((w[3] >> 32) | (w[4] << 32));
+	/* bytes [56,60): inner bytes 36..39, and the length byte */
+	WARRANT_SIP_BLOCK((w[4] >> 32) | ((__u64)WARRANT_TP_MAC_INPUT_LEN << 56));
+	v2 ^= 0xee;
+	WARRANT_SIP_FINAL4;
+	out[0] = v0 ^ v1 ^ v2 ^ v3;
+	v1 ^= 0xdd;
+	WARRANT_SIP_FINAL4;
+	out[1] = v0 ^ v1 ^ v2 ^ v3;
+}
+
+/* The inner packet against the session's binding (SPEC 13.3), in the reference's order:
+ * not IPv4 without options, shorter than 40 bytes or lengths inconsistent ->
+ * INNER_NOT_GRANTED; source ->
+ * INNER_SOURCE_MISMATCH; destination, protocol, fragment, port -> INNER_NOT_GRANTED. */
+static __always_inline int warrant_tp_inner_check(struct warrant_tp_binding *b,
+						  struct warrant_tp_scratch *scratch,
+						  __u32 inner_len)
+{
+	__u8 *in = (__u8 *)scratch->w;
+	if (inner_len < WARRANT_TP_MAC_INNER_LEN || in[0] != 0x45)
+		return WARRANT_REASON_INNER_NOT_GRANTED;
+	if (((__u32)in[2] << 8 | in[3]) != inner_len)
+		return WARRANT_REASON_INNER_NOT_GRANTED;
+	if (*(__u32 *)(in + 12) != b->inner_src)
+		return WARRANT_REASON_INNER_SOURCE_MISMATCH;
+	if (*(__u32 *)(in + 16) != b->inner_dst || in[9] != b->proto)
+		return WARRANT_REASON_INNER_NOT_GRANTED;
+	if (b->proto != IPPROTO_TCP && b->proto != IPPROTO_UDP)
+		return WARRANT_REASON_OK;
+	/* ports: only in a whole datagram (MF clear, offset 0) */
+	if (((__u32)in[6] << 8 | in[7]) & 0x3FFF)
+		return WARRANT_REASON_INNER_NOT_GRANTED;
+	__u16 dport = (__u16)in[22] << 8 | in[23];
+	if (dport < b->port_lo || dport > b->port_hi)
+		return WARRANT_REASON_INNER_NOT_GRANTED;
+	return WARRANT_REASON_OK;
+}
+
+#endif

@@ -1,0 +1,223 @@
+// SPDX-License-Identifier: Apache-2.0
+/* transparent_egress.c: a workload's packets leave as Warrant DATA (SPEC 13.2).
+ *
+ * Attached at TC ingress of a workload's host-side veth (what the workload sends).  For
+ * an IPv4 packet from a registered workload (warrant_tp_workloads: ifindex -> its
+ * address) to a destination prefix of a Warrant peer (warrant_tp_routes, LPM):
+ *   - inner source not the workload's address        -> drop (TP_EG_SPOOFED)
+ *   - GSO super-packet, too big, malformed, < 40 bytes -> drop (TP_EG_GSO, _TOO_BIG,
+ *                                                       _MALFORMED)
+ *   - no live egress session for (veth, peer)          -> the packet goes to the agent
+ *     through warrant_tp_punts and is dropped here (TP_EG_PUNT): the agent sends it as
+ *     the 0-RTT payload of the INIT that opens the session, so it is not lost
+ *   - else: encapsulate (outer IPv4 + UDP + DATA header with the session's next seq and
+ *     the transparent MAC, encap.h) and redirect to the uplink (TP_EG_ENCAP).
+ * Anything else (ARP, IPv6, other destinations, unregistered veths) is not ours:
+ * TC_ACT_UNSPEC, the next filter and the stack handle it.
+ */
+#include <linux/types.h>
+#include <linux/bpf.h>
+#include <linux/pkt_cls.h>
+#include <linux/if_ether.h>
+#include <linux/ip.h>
+#include <linux/in.h>
+#include <bpf/bpf_helpers.h>
+#include <bpf/bpf_endian.h>
+
+#include "warrant_constants.h"
+#include "encap.h"
+
+char LICENSE[] SEC("license") = "GPL";
+
+struct warrant_tp_workload {
+	__u32 addr; /* network order: the only inner source this veth may send */
+	__u32 _pad;
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 4096);
+	__type(key, __u32); /* ifindex of the host-side veth */
+	__type(value, struct warrant_tp_workload);
+} warrant_tp_workloads SEC(".maps");
+
+struct warrant_tp_route_key {
+	__u32 prefixlen;
+	__u32 addr; /* network order */
+};
+
+struct warrant_tp_peer {
+	__u32 node_addr;  /* network order: the peer node's Warrant address */
+	__u32 local_addr; /* network order: this node's address on the uplink */
+	__u16 port;       /* host order: the peer's Warrant port */
+	__u16 sport;      /* host order: this agent's port (REJECTs come back to it) */
+	__u32 uplink;     /* ifindex to send on */
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_LPM_TRIE);
+	__uint(max_entries, 1024);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__type(key, struct warrant_tp_route_key);
+	__type(value, struct warrant_tp_peer);
+} warrant_tp_routes SEC(".maps");
+
+struct warrant_tp_egress_key {
+	__u32 ifindex;
+	__u32 node_addr;
+};
+
+struct warrant_tp_egress_session {
+	__u64 sid;        /* session id bytes as on the wire */
+	__u8 k_mac[16];
+	__u64 next_seq;   /* taken with an atomic add: every CPU gets its own number */
+	__u64 expires_ns; /* CLOCK_MONOTONIC_COARSE; the agent reopens before this */
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 4096);
+	__type(key, struct warrant_tp_egress_key);
+	__type(value, struct warrant_tp_egress_session);
+} warrant_tp_egress_sessions SEC(".maps");
+
+struct warrant_tp_punt {
+	__u32 ifindex;
+	__u32 len;
+	__u32 node_addr;
+	__u16 port;
+	__u16 _pad;
+	__u8 data[WARRANT_TP_PUNT_MAX];
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_RINGBUF);
+	__uint(max_entries, 1 << 18);
+} warrant_tp_punts SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, WARRANT_TP_EG_COUNT);
+	__type(key, __u32);
+	__type(value, __u64);
+} warrant_tp_egress_counters SEC(".maps");
+
+static __always_inline int count(__u32 outcome, int action)
+{
+	__u64 *c = bpf_map_lookup_elem(&warrant_tp_egress_counters, &outcome);
+	if (c)
+		*c += 1;
+	return action;
+}
+
+static __always_inline __u16 ip_checksum(__u16 *h)
+{
+	__u32 sum = 0;
+#pragma clang loop unroll(full)
+	for (int i = 0; i < 10; i++)
+		sum += h[i];
+	sum = (sum & 0xFFFF) + (sum >> 16);
+	sum = (sum & 0xFFFF) + (sum >> 16);
+	return (__u16)~sum;
+}
+
+/* The 64 bytes put in front of the inner packet: outer IPv4, UDP, DATA header. */
+struct warrant_tp_outer {
+	struct iphdr ip;
+	__u16 sport, dport, ulen, csum;
+	__u8 head[4];
+	__u64 sid;
+	__u64 seq_be;
+	__u64 mac[2];
+};
+
+_Static_assert(sizeof(struct warrant_tp_outer) == WARRANT_TP_ENCAP_OVERHEAD, "encap size");
+
+SEC("tc")
+int warrant_tp_egress(struct __sk_buff *skb)
+{
+	__u32 ifindex = skb->ifindex;
+	struct warrant_tp_workload *wl = bpf_map_lookup_elem(&warrant_tp_workloads, &ifindex);
+	if (!wl || skb->protocol != bpf_htons(ETH_P_IP))
+		return TC_ACT_UNSPEC;
+	if (bpf_skb_pull_data(skb, ETH_HLEN + WARRANT_TP_MAC_INNER_LEN))
+		return count(WARRANT_TP_EG_MALFORMED, TC_ACT_SHOT); /* shorter than 40 or no memory */
+	__u8 *data = (__u8 *)(long)skb->data;
+	__u8 *data_end = (__u8 *)(long)skb->data_end;
+	__u8 *inner = data + ETH_HLEN;
+	if (inner + WARRANT_TP_MAC_INNER_LEN > data_end)
+		return count(WARRANT_TP_EG_MALFORMED, TC_ACT_SHOT);
+	struct iphdr *ip = (struct iphdr *)inner;
+
+	struct warrant_tp_route_key rk = {.prefixlen = 32, .addr = ip->daddr};
+	struct warrant_tp_peer *peer = bpf_map_lookup_elem(&warrant_tp_routes, &rk);
+	if (!peer)
+		return TC_ACT_UNSPEC; /* not for a Warrant peer: routed as usual */
+	if (ip->saddr != wl->addr)
+		return count(WARRANT_TP_EG_SPOOFED, TC_ACT_SHOT);
+	if (skb->gso_segs > 1)
+		return count(WARRANT_TP_EG_GSO, TC_ACT_SHOT);
+	__u32 len = skb->len - ETH_HLEN;
+	if (len > WARRANT_TP_PUNT_MAX)
+		return count(WARRANT_TP_EG_TOO_BIG, TC_ACT_SHOT);
+	if (inner[0] != 0x45 || bpf_ntohs(ip->tot_len) != len || len < WARRANT_TP_MAC_INNER_LEN)
+		return count(WARRANT_TP_EG_MALFORMED, TC_ACT_SHOT);
+
+	struct warrant_tp_egress_key ek = {.ifindex = ifindex, .node_addr = peer->node_addr};
+	struct warrant_tp_egress_session *s = bpf_map_lookup_elem(&warrant_tp_egress_sessions, &ek);
+	if (!s || bpf_ktime_get_coarse_ns() >= s->expires_ns) {
+		struct warrant_tp_punt *p = bpf_ringbuf_reserve(&warrant_tp_punts, sizeof(*p), 0);
+		if (!p)
+			return count(WARRANT_TP_EG_PUNT_LOST, TC_ACT_SHOT);
+		p->ifindex = ifindex;
+		p->node_addr = peer->node_addr;
+		p->port = peer->port;
+		p->_pad = 0;
+		p->len = len;
+		if (bpf_skb_load_bytes(skb, ETH_HLEN, p->data, len)) {
+			bpf_ringbuf_discard(p, 0);
+			return count(WARRANT_TP_EG_ERROR, TC_ACT_SHOT);
+		}
+		bpf_ringbuf_submit(p, 0);
+		return count(WARRANT_TP_EG_PUNT, TC_ACT_SHOT);
+	}
+
+	struct warrant_tp_scratch w;
+#pragma clang loop unroll(full)
+	for (int i = 0; i < WARRANT_TP_MAC_INNER_LEN / 8; i++)
+		w.w[i] = *(__u64 *)(inner + 8 * i);
+
+	struct warrant_tp_outer o = {};
+	__u64 seq = __sync_fetch_and_add(&s->next_seq, 1);
+	o.ip.version = 4;
+	o.ip.ihl = 5;
+	o.ip.tot_len = bpf_htons(len + WARRANT_TP_ENCAP_OVERHEAD);
+	o.ip.frag_off = bpf_htons(0x4000); /* DF: Warrant datagrams are never fragmented */
+	o.ip.ttl = 64;
+	o.ip.protocol = IPPROTO_UDP;
+	o.ip.saddr = peer->local_addr;
+	o.ip.daddr = peer->node_addr;
+	o.ip.check = ip_checksum((__u16 *)&o.ip);
+	o.sport = bpf_htons(peer->sport);
+	o.dport = bpf_htons(peer->port);
+	o.ulen = bpf_htons(len + WARRANT_TP_ENCAP_OVERHEAD - 20);
+	o.head[0] = WARRANT_VERSION;
+	o.head[1] = WARRANT_KIND_DATA;
+	o.head[2] = 0;
+	o.head[3] = WARRANT_FLAG_DATA_INNER_IP;
+	o.sid = s->sid;
+	o.seq_be = bpf_cpu_to_be64(seq);
+	__u64 m0 = (__u64)WARRANT_VERSION | ((__u64)WARRANT_KIND_DATA << 8) |
+		   ((__u64)WARRANT_FLAG_DATA_INNER_IP << 24) | ((s->sid & 0xFFFFFFFFULL) << 32);
+	__u64 m1 = (s->sid >> 32) | ((o.seq_be & 0xFFFFFFFFULL) << 32);
+	__u64 m2 = o.seq_be >> 32;
+	warrant_tp_mac(*(__u64 *)s->k_mac, *(__u64 *)(s->k_mac + 8), m0, m1, m2, &w, o.mac);
+
+	if (bpf_skb_adjust_room(skb, WARRANT_TP_ENCAP_OVERHEAD, BPF_ADJ_ROOM_MAC,
+				BPF_F_ADJ_ROOM_ENCAP_L3_IPV4 | BPF_F_ADJ_ROOM_ENCAP_L4_UDP))
+		return count(WARRANT_TP_EG_ERROR, TC_ACT_SHOT);
+	if (bpf_skb_store_bytes(skb, ETH_HLEN, &o, sizeof(o), 0))
+		return count(WARRANT_TP_EG_ERROR, TC_ACT_SHOT);
+	count(WARRANT_TP_EG_ENCAP, 0);
+	return bpf_redirect_neigh(peer->uplink, 0, 0, 0);
+}

@@ -1,0 +1,772 @@
+"""Transparent mode (SPEC 13): unmodified programs in a workload speak Warrant.
+
+A *workload* is a network namespace attached to its node by a veth.  The node's agent
+keeps a registry of workloads (host-side veth, address, holder key and credential; on
+the receiving side the service it serves and the inner protocol/ports it accepts).
+
+Sending node: `bpf/transparent_egress.c` on each registered workload veth encapsulates
+the workload's IPv4 packets for a peer's prefix as transparent DATA in the kernel; a
+packet with no live session is punted to this agent, which opens the session with an
+INIT carrying that packet as its 0-RTT payload and installs the egress session.
+
+Receiving node: `bpf/warrant_xdp.c` (TC on the uplink) judges DATA as always, then, for a
+session bound here as transparent, checks the inner packet (`encap.h`) and delivers it
+to the destination workload's veth.  This agent judges INITs with the core `Receiver`
+(kernel session store), binds the session (inner source = the first packet's source,
+destination = the registered workload serving the claim's service, protocol/ports =
+that workload's `allow`), and delivers the INIT's first packet itself.
+
+Also here: the Python reference of the transparent MAC and inner checks (`tp_mac`,
+`inner_check`, `check_transparent`) that tests hold the kernel to, and `setup_pair`,
+the two-node namespace topology tests and bench/transparent.py run on.
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import contextlib
+import ctypes
+import ipaddress
+import json
+import logging
+import os
+import select
+import signal
+import socket
+import struct
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import nacl.signing
+
+from ..core import credential as cred_mod
+from ..core import keys
+from ..core.admission import Policy
+from ..core.constants import (
+    DATA_HEADER_LEN,
+    FLAG_DATA_INNER_IP,
+    SESSION_MAX_LIFETIME,
+    TP_CLAIM_OPERATION,
+    TP_EG_ENCAP,
+    TP_EG_ERROR,
+    TP_EG_GSO,
+    TP_EG_MALFORMED,
+    TP_EG_PUNT,
+    TP_EG_PUNT_LOST,
+    TP_EG_SPOOFED,
+    TP_EG_TOO_BIG,
+    TP_ENCAP_OVERHEAD,
+    TP_MAC_INNER_LEN,
+    VERSION,
+    Kind,
+    Reason,
+    Verdict,
+)
+from ..core.errors import WarrantError
+from ..core.mac import header_mac
+from ..core.receiver import Claim, Receiver
+from ..core.sender import REOPEN_MARGIN, Sender
+from ..core.wire import RejectPacket, peek_kind
+from . import libbpf
+
+_log = logging.getLogger("warrant.transparent")
+
+EGRESS_OUTCOMES = {
+    TP_EG_ENCAP: "ENCAP", TP_EG_PUNT: "PUNT", TP_EG_PUNT_LOST: "PUNT_LOST",
+    TP_EG_SPOOFED: "SPOOFED", TP_EG_GSO: "GSO", TP_EG_TOO_BIG: "TOO_BIG",
+    TP_EG_MALFORMED: "MALFORMED", TP_EG_ERROR: "ERROR",
+}  # fmt: skip
+PROTOS = {"icmp": socket.IPPROTO_ICMP, "tcp": socket.IPPROTO_TCP, "udp": socket.IPPROTO_UDP}
+# Seqs below this are the agent's own (punted packets that raced the egress install);
+# the kernel's counter starts here, so the two never hand out the same number.
+KERNEL_SEQ_START = 1 << 20
+
+
+# ---- reference: MAC and inner checks (bpf/encap.h) ------------------------------------
+def tp_mac(k_mac: bytes, header20: bytes, inner: bytes) -> bytes:
+    """SipHash-2-4-128 over header bytes [0,20) with hop_count 0 (flags kept) and the
+    inner packet's first 40 bytes (SPEC 13.1)."""
+    if len(inner) < TP_MAC_INNER_LEN:
+        raise WarrantError(Reason.INNER_NOT_GRANTED, "inner packet shorter than 40 bytes")
+    head = header20[:2] + b"\0" + header20[3:20]
+    return header_mac(k_mac, head + inner[:TP_MAC_INNER_LEN])
+
+
+def transparent_data(session_id: bytes, seq: int, k_mac: bytes, inner: bytes) -> bytes:
+    """A transparent DATA packet carrying `inner` (what the egress program builds)."""
+    head = struct.pack(">BBBB8sQ", VERSION, Kind.DATA, 0, FLAG_DATA_INNER_IP, session_id, seq)
+    return head + tp_mac(k_mac, head, inner) + inner
+
+
+@dataclass(frozen=True)
+class Binding:
+    """What the receiver bound at INIT for a transparent session (encap.h)."""
+
+    inner_src: str
+    inner_dst: str
+    proto: int
+    port_lo: int
+    port_hi: int
+    ifindex: int
+
+
+def inner_check(b: Binding, inner: bytes) -> Reason:
+    """The inner packet against the binding, in encap.h's order."""
+    if len(inner) < TP_MAC_INNER_LEN or inner[0] != 0x45:
+        return Reason.INNER_NOT_GRANTED
+    if struct.unpack_from(">H", inner, 2)[0] != len(inner):
+        return Reason.INNER_NOT_GRANTED
+    if inner[12:16] != socket.inet_aton(b.inner_src):
+        return Reason.INNER_SOURCE_MISMATCH
+    if inner[16:20] != socket.inet_aton(b.inner_dst) or inner[9] != b.proto:
+        return Reason.INNER_NOT_GRANTED
+    if b.proto not in (socket.IPPROTO_TCP, socket.IPPROTO_UDP):
+        return Reason.OK
+    if struct.unpack_from(">H", inner, 6)[0] & 0x3FFF:
+        return Reason.INNER_NOT_GRANTED
+    dport = struct.unpack_from(">H", inner, 22)[0]
+    return Reason.OK if b.port_lo <= dport <= b.port_hi else Reason.INNER_NOT_GRANTED
+
+
+def check_transparent(packet: bytes, k_mac: bytes, binding: Binding | None) -> Reason:
+    """Steps 5 and 5a of a transparent DATA packet whose session (k_mac) was found, as the
+    kernel runs them: no binding -> the ordinary MAC (flags zeroed) decides; else hop
+    count 0, the transparent MAC, then the inner checks."""
+    inner = packet[DATA_HEADER_LEN:]
+    mac = packet[20:36]
+    if binding is None or not packet[3] & FLAG_DATA_INNER_IP:
+        ok = header_mac(k_mac, packet[:2] + b"\0\0" + packet[4:20]) == mac
+        return Reason.OK if ok else Reason.BAD_MAC
+    if packet[2]:
+        return Reason.MALFORMED
+    if len(inner) < TP_MAC_INNER_LEN:
+        return Reason.INNER_NOT_GRANTED
+    if tp_mac(k_mac, packet[:20], inner) != mac:
+        return Reason.BAD_MAC
+    return inner_check(binding, inner)
+
+
+def parse_allow(text: str) -> tuple[int, int, int]:
+    """`tcp/80`, `udp/5000-5010`, `icmp` -> (protocol, port_lo, port_hi)."""
+    name, _, ports = text.partition("/")
+    if name not in PROTOS:
+        raise ValueError(f"allow {text!r}: protocol must be one of {', '.join(PROTOS)}")
+    proto = PROTOS[name]
+    if proto == socket.IPPROTO_ICMP:
+        if ports:
+            raise ValueError(f"allow {text!r}: icmp takes no port")
+        return proto, 0, 0
+    lo_s, _, hi_s = ports.partition("-")
+    try:
+        lo, hi = int(lo_s), int(hi_s or lo_s)
+    except ValueError:
+        raise ValueError(f"allow {text!r}: expected {name}/PORT or {name}/LO-HI") from None
+    if not 0 < lo <= hi <= 65535:
+        raise ValueError(f"allow {text!r}: ports must satisfy 0 < LO <= HI <= 65535")
+    return proto, lo, hi
+
+
+# ---- kernel map layouts (bpf/encap.h, bpf/transparent_egress.c) ------------------------
+class BindingValue(ctypes.Structure):
+    _fields_ = [
+        ("inner_src", ctypes.c_uint32), ("inner_dst", ctypes.c_uint32),
+        ("proto", ctypes.c_uint8), ("_pad0", ctypes.c_uint8),
+        ("port_lo", ctypes.c_uint16), ("port_hi", ctypes.c_uint16), ("_pad1", ctypes.c_uint16),
+        ("ifindex", ctypes.c_uint32),
+    ]  # fmt: skip
+
+
+class WorkloadValue(ctypes.Structure):
+    _fields_ = [("addr", ctypes.c_uint32), ("_pad", ctypes.c_uint32)]
+
+
+class RouteKey(ctypes.Structure):
+    _fields_ = [("prefixlen", ctypes.c_uint32), ("addr", ctypes.c_uint32)]
+
+
+class PeerValue(ctypes.Structure):
+    _fields_ = [
+        ("node_addr", ctypes.c_uint32), ("local_addr", ctypes.c_uint32),
+        ("port", ctypes.c_uint16), ("sport", ctypes.c_uint16), ("uplink", ctypes.c_uint32),
+    ]  # fmt: skip
+
+
+class EgressKey(ctypes.Structure):
+    _fields_ = [("ifindex", ctypes.c_uint32), ("node_addr", ctypes.c_uint32)]
+
+
+class EgressSession(ctypes.Structure):
+    _fields_ = [
+        ("sid", ctypes.c_uint64), ("k_mac", ctypes.c_uint8 * 16),
+        ("next_seq", ctypes.c_uint64), ("expires_ns", ctypes.c_uint64),
+    ]  # fmt: skip
+
+
+_PUNT_HEAD = struct.Struct("<IIIHH")  # ifindex, len, node_addr (network order), port, pad
+
+
+def _ip_u32(addr: str) -> int:
+    """An IPv4 address as the u32 the kernel stores in network order."""
+    value: int = struct.unpack("<I", socket.inet_aton(addr))[0]
+    return value
+
+
+def _sid_u64(sid: bytes) -> int:
+    value: int = struct.unpack("<Q", sid)[0]
+    return value
+
+
+_CLOCK_MONOTONIC_COARSE = 6  # Linux; the egress program's bpf_ktime_get_coarse_ns()
+
+
+def _mono_coarse_ns() -> int:
+    return time.clock_gettime_ns(_CLOCK_MONOTONIC_COARSE)
+
+
+# ---- registry ------------------------------------------------------------------------
+class RegistryError(ValueError):
+    pass
+
+
+@dataclass
+class Workload:
+    name: str
+    veth: str
+    address: str
+    key: str | None = None  # holder secret key file (sending side)
+    credential: str | None = None  # credential file, raw CBOR or base64 (sending side)
+    service: str | None = None  # service this workload serves (receiving side)
+    allow: list[str] = field(default_factory=list)  # inner proto/ports it accepts
+
+    def holder(self) -> tuple[nacl.signing.SigningKey, bytes] | None:
+        """Holder key and credential bytes, or None when the workload has no credential."""
+        if self.key is None or self.credential is None:
+            return None
+        key = keys.load_secret(Path(self.key))
+        return key, _credential_bytes(Path(self.credential))
+
+
+def _credential_bytes(path: Path) -> bytes:
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        raise RegistryError(f"credential {path}: {exc.strerror}") from None
+    stripped = data.strip()
+    if stripped and all(chr(c).isalnum() or chr(c) in "+/=-_" for c in stripped):
+        data = base64.urlsafe_b64decode(
+            stripped.replace(b"+", b"-").replace(b"/", b"_") + b"=" * (-len(stripped) % 4)
+        )
+    return data
+
+
+def load_registry(path: Path) -> list[Workload]:
+    if not path.exists():
+        return []
+    try:
+        raw = json.loads(path.read_text())
+        return [Workload(**w) for w in raw["workloads"]]
+    except (ValueError, KeyError, TypeError) as exc:
+        raise RegistryError(f"registry {path} does not parse: {exc}") from None
+
+
+def save_registry(path: Path, workloads: list[Workload]) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps({"workloads": [asdict(w) for w in workloads]}, indent=2) + "\n")
+    os.replace(tmp, path)
+
+
+def add_workload(path: Path, w: Workload) -> None:
+    """Validate and append; refuses duplicates, bad addresses, unreadable or mismatched
+    key/credential files, bad allow entries."""
+    current = load_registry(path)
+    if any(x.name == w.name for x in current):
+        raise RegistryError(f"workload {w.name!r} is already registered")
+    if any(x.veth == w.veth for x in current):
+        raise RegistryError(f"veth {w.veth!r} is already registered")
+    try:
+        if not isinstance(ipaddress.ip_address(w.address), ipaddress.IPv4Address):
+            raise ValueError
+    except ValueError:
+        raise RegistryError(f"address {w.address!r}: an IPv4 address is required") from None
+    if (w.key is None) != (w.credential is None):
+        raise RegistryError("--key and --credential go together")
+    if w.key is not None and w.credential is not None:
+        try:
+            key = keys.load_secret(Path(w.key))
+        except (OSError, ValueError) as exc:
+            raise RegistryError(f"key {w.key}: {exc}") from None
+        try:
+            cred = cred_mod.Credential.decode(_credential_bytes(Path(w.credential)))
+        except WarrantError as exc:
+            raise RegistryError(f"credential {w.credential}: {exc.detail}") from None
+        if cred.holder != bytes(key.verify_key):
+            raise RegistryError(f"credential {w.credential}: its holder is not key {w.key}")
+    for a in w.allow:
+        try:
+            parse_allow(a)
+        except ValueError as exc:
+            raise RegistryError(str(exc)) from None
+    if w.allow and w.service is None:
+        raise RegistryError("--allow needs --service (what the workload serves)")
+    save_registry(path, [*current, w])
+
+
+def remove_workload(path: Path, name: str) -> None:
+    current = load_registry(path)
+    kept = [w for w in current if w.name != name]
+    if len(kept) == len(current):
+        raise RegistryError(f"no workload {name!r} in {path}")
+    save_registry(path, kept)
+
+
+# ---- the node agent -----------------------------------------------------------------
+@dataclass(frozen=True)
+class Peer:
+    prefix: str  # destination workloads behind the peer, e.g. "10.201.2.0/24"
+    node_addr: str  # the peer node's Warrant address
+    port: int  # its Warrant port
+    receiver_public: str  # its receiver key, keys.encode_public
+    service: str  # the claim's service for this peer
+
+
+@dataclass
+class AgentConfig:
+    pin_root: str
+    port: int
+    local_addr: str
+    uplink: str
+    key: str  # node receiver secret key file
+    policy: str  # receiver policy file
+    registry: str
+    peers: list[dict[str, Any]] = field(default_factory=list)
+
+
+class TransparentAgent:
+    """One node: egress for its registered workloads, ingress for transparent sessions."""
+
+    def __init__(self, cfg: AgentConfig) -> None:
+        from .kernel_store import KernelSessionStore
+        from .loader import Datapath
+
+        self.cfg = cfg
+        self.peers = [Peer(**p) for p in cfg.peers]
+        self.workloads = load_registry(Path(cfg.registry))
+        self.by_ifindex: dict[int, Workload] = {}
+        self.dp = Datapath.open(pin_root=cfg.pin_root)
+        self.uplink = socket.if_nametoindex(cfg.uplink)
+        self.dp.set_ports([cfg.port])
+        self.dp.attach_tc(self.uplink)
+        self.bindings_fd = self.dp.obj.map_fd("warrant_tp_bindings")
+        policy = Policy.load(Path(cfg.policy))
+        self.store = KernelSessionStore(self.dp, policy.limits.max_sessions)
+        self.receiver = Receiver(
+            keys.load_secret(Path(cfg.key)), policy, started_at=time.time(), sessions=self.store
+        )
+        self.bound: set[bytes] = set()
+        # egress side
+        libbpf.silence()
+        from .build import build
+
+        self.eg = libbpf.BpfObject(str(build("transparent_egress")))
+        self.eg.set_pin_path("warrant_tp_egress_counters",
+                             f"{cfg.pin_root}/warrant_tp_egress_counters")  # fmt: skip
+        self.eg.load()
+        self.eg_fd = self.eg.program_fd("warrant_tp_egress")
+        self.links: list[int] = []
+        self.senders: dict[tuple[int, str], Sender] = {}
+        self.own_seq: dict[bytes, int] = {}
+        for w in self.workloads:
+            ifindex = socket.if_nametoindex(w.veth)
+            self.by_ifindex[ifindex] = w
+            if w.key is None:  # receiving-side workload only
+                continue
+            libbpf.map_update(self.eg.map_fd("warrant_tp_workloads"), ctypes.c_uint32(ifindex),
+                              WorkloadValue(_ip_u32(w.address), 0))  # fmt: skip
+            self.links.append(libbpf.tcx_attach(ifindex, self.eg_fd))
+        for p in self.peers:
+            net = ipaddress.ip_network(p.prefix)
+            libbpf.map_update(
+                self.eg.map_fd("warrant_tp_routes"),
+                RouteKey(net.prefixlen, _ip_u32(str(net.network_address))),
+                PeerValue(_ip_u32(p.node_addr), _ip_u32(cfg.local_addr), p.port, cfg.port,
+                          self.uplink),
+            )  # fmt: skip
+        self.punts = libbpf.RingBuffer(self.eg.map_fd("warrant_tp_punts"))
+        self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        self.sock.bind((cfg.local_addr, cfg.port))
+        self.sock.setblocking(False)
+        self.raw = socket.socket(socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_RAW)
+        self.stats: dict[str, int] = {}
+
+    def _count(self, what: str) -> None:
+        self.stats[what] = self.stats.get(what, 0) + 1
+
+    # ---- egress: a punted first packet -> INIT -------------------------------------------
+    def on_punt(self, raw: bytes, now: float) -> None:
+        ifindex, length, node_u32, port, _ = _PUNT_HEAD.unpack_from(raw)
+        inner = raw[_PUNT_HEAD.size : _PUNT_HEAD.size + length]
+        node_addr = socket.inet_ntoa(struct.pack("<I", node_u32))
+        w = self.by_ifindex.get(ifindex)
+        peer = next((p for p in self.peers if p.node_addr == node_addr and p.port == port), None)
+        holder = w.holder() if w is not None else None
+        if w is None or peer is None or holder is None:
+            self._count("punt_no_credential")  # no authority: the packet goes nowhere
+            return
+        key = (ifindex, node_addr)
+        sender = self.senders.get(key)
+        ek = EgressKey(ifindex, node_u32)
+        es = EgressSession()
+        live = libbpf.map_lookup(self.eg.map_fd("warrant_tp_egress_sessions"), ek, es)
+        if (
+            sender is not None
+            and sender.session_id is not None
+            and live
+            and (es.expires_ns > _mono_coarse_ns())
+        ):
+            # punted before the egress session was installed: send it on that session
+            sid = sender.session_id
+            seq = self.own_seq.get(sid, 1)
+            if seq < KERNEL_SEQ_START:
+                self.own_seq[sid] = seq + 1
+                pkt = transparent_data(sid, seq, bytes(es.k_mac), inner)
+                self.sock.sendto(pkt, (node_addr, port))
+                self._count("punt_sent_as_data")
+            return
+        sender = Sender(holder[0], holder[1], keys.decode_public(peer.receiver_public),
+                        Claim(TP_CLAIM_OPERATION, peer.service, peer.port))  # fmt: skip
+        self.senders[key] = sender
+        init = sender.open(inner, now)
+        self.sock.sendto(init, (node_addr, port))
+        assert sender.session_id is not None
+        sid = sender.session_id
+        lifetime = SESSION_MAX_LIFETIME - REOPEN_MARGIN
+        k_mac = sender._mac_key  # the kernel stamps the session's DATA: it needs the key
+        value = EgressSession(_sid_u64(sid), (ctypes.c_uint8 * 16)(*k_mac), KERNEL_SEQ_START,
+                              _mono_coarse_ns() + int(lifetime * 1e9))  # fmt: skip
+        libbpf.map_update(self.eg.map_fd("warrant_tp_egress_sessions"), ek, value)
+        self._count("init_sent")
+
+    def on_reject(self, packet: bytes) -> None:
+        """A REJECT for lost state: drop the egress session; the next packet opens anew."""
+        rej = RejectPacket.decode(packet)
+        for (ifindex, node_addr), s in list(self.senders.items()):
+            if s.session_id == rej.session_id:
+                libbpf.map_delete(self.eg.map_fd("warrant_tp_egress_sessions"),
+                                  EgressKey(ifindex, _ip_u32(node_addr)))  # fmt: skip
+                del self.senders[(ifindex, node_addr)]
+                self._count("reject")
+
+    # ---- ingress: an INIT -> bind, deliver the first packet ----------------------------
+    def on_init(self, packet: bytes, source: tuple[str, int], now: float) -> None:
+        out = self.receiver.handle(packet, source, self.cfg.port, now)
+        if out.verdict != Verdict.ADMIT or out.session_id is None:
+            self._count(f"init_{out.reason.name}")
+            return
+        sid = out.session_id
+        reason, binding = self._bind(out.authority, out.payload)
+        if binding is None:
+            self.store.remove(sid, now)  # admitted by the credential, not by this node
+            self._count(f"init_{reason.name}")
+            return
+        libbpf.map_update(self.bindings_fd, ctypes.c_uint64(_sid_u64(sid)), BindingValue(
+            _ip_u32(binding.inner_src), _ip_u32(binding.inner_dst), binding.proto, 0,
+            binding.port_lo, binding.port_hi, 0, binding.ifindex))  # fmt: skip
+        self.bound.add(sid)
+        assert out.payload is not None
+        self.raw.sendto(out.payload, (binding.inner_dst, 0))
+        self._count("init_bound")
+
+    def _bind(self, authority: Any, payload: bytes | None) -> tuple[Reason, Binding | None]:
+        if authority is None or authority.operation != TP_CLAIM_OPERATION or not payload:
+            return Reason.INNER_NOT_GRANTED, None
+        if len(payload) < TP_MAC_INNER_LEN or payload[0] != 0x45:
+            return Reason.INNER_NOT_GRANTED, None
+        src, dst = socket.inet_ntoa(payload[12:16]), socket.inet_ntoa(payload[16:20])
+        for ifindex, w in self.by_ifindex.items():
+            if w.address != dst or w.service != authority.service:
+                continue
+            for a in w.allow:
+                proto, lo, hi = parse_allow(a)
+                b = Binding(src, dst, proto, lo, hi, ifindex)
+                if inner_check(b, payload) == Reason.OK:
+                    return Reason.OK, b
+        return Reason.INNER_NOT_GRANTED, None
+
+    def _unbind_ended(self, now: float) -> None:
+        self.store.expire(now)
+        for sid in list(self.bound):
+            if self.store.get(sid) is None:
+                libbpf.map_delete(self.bindings_fd, ctypes.c_uint64(_sid_u64(sid)))
+                self.bound.discard(sid)
+
+    # ---- loop ----------------------------------------------------------------------
+    def step(self, timeout_ms: int) -> None:
+        for raw in self.punts.poll(timeout_ms):
+            self.on_punt(raw, time.time())
+        while True:
+            try:
+                packet, source = self.sock.recvfrom(65535)
+            except BlockingIOError:
+                break
+            try:
+                kind = peek_kind(packet)
+            except WarrantError:
+                continue
+            if kind == Kind.INIT:
+                self.on_init(packet, source, time.time())
+            elif kind == Kind.REJECT:
+                self.on_reject(packet)
+            # DATA reaching the socket is not delivered into workloads (SPEC 13.4)
+
+    def run(self, stop: list[bool]) -> None:
+        last = 0.0
+        while not stop[0]:
+            self.step(5)
+            if time.monotonic() - last > 1.0:
+                last = time.monotonic()
+                self._unbind_ended(time.time())
+
+    def close(self) -> None:
+        for link in self.links:
+            os.close(link)
+        self.punts.close()
+        self.eg.close()
+        self.sock.close()
+        self.raw.close()
+        self.dp.close()
+
+
+def egress_counters(pin_root: str) -> dict[str, int]:
+    """The egress program's outcome counters (summed over CPUs), from the pinned map."""
+    fd = libbpf.obj_get(f"{pin_root}/warrant_tp_egress_counters")
+    try:
+        ncpu = libbpf.num_possible_cpus()
+        out = {}
+        for slot, name in EGRESS_OUTCOMES.items():
+            values = (ctypes.c_uint64 * ncpu)()
+            libbpf.map_lookup(fd, ctypes.c_uint32(slot), values)
+            out[name] = int(sum(values))
+        return out
+    finally:
+        os.close(fd)
+
+
+def ingress_counters(pin_root: str) -> dict[tuple[Verdict, Reason], int]:
+    from .loader import MapView
+
+    view = MapView.pinned(pin_root)
+    try:
+        return {k: v[0] for k, v in view.counters().items()}
+    finally:
+        view.close()
+
+
+# ---- two-node namespace topology ---------------------------------------------------------
+SERVICE = "server"
+SCOPE = "tp.lab"
+UPLINK_MTU = 1500
+
+
+def _run(*cmd: str) -> None:
+    proc = subprocess.run(cmd, capture_output=True, text=True)
+    if proc.returncode:
+        raise RuntimeError(f"{' '.join(cmd)}: {proc.stderr.strip()}")
+
+
+@dataclass
+class TransparentPair:
+    tag: str
+    ns: dict[str, str]
+    tmp: Path
+    pin_a: str
+    pin_b: str
+    procs: list[subprocess.Popen[str]] = field(default_factory=list)
+    client_ns: str = ""
+    client2_ns: str = ""
+    server_ns: str = ""
+    server_ip: str = "10.201.2.2"
+    client_ip: str = "10.201.1.2"
+    client2_ip: str = "10.201.3.2"
+    port: int = 4600
+
+    def counters(self) -> dict[str, Any]:
+        return {"ingress": ingress_counters(self.pin_b), "egress": egress_counters(self.pin_a)}
+
+    def close(self) -> None:
+        for p in self.procs:
+            if p.poll() is None:
+                p.send_signal(signal.SIGTERM)
+                try:
+                    p.wait(5)
+                except subprocess.TimeoutExpired:
+                    p.kill()
+                    p.wait()
+        for ns in self.ns.values():
+            subprocess.run(["ip", "netns", "del", ns], capture_output=True)
+        from .loader import Datapath
+
+        for pin in (self.pin_a, self.pin_b):
+            Datapath.unpin(pin)
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(f"{pin}/warrant_tp_egress_counters")
+            with contextlib.suppress(OSError):
+                os.rmdir(pin)
+
+
+def setup_pair(tag: str, server_port: int = 8000, *, second_client: bool = False,
+               allow: tuple[str, ...] = ("tcp/1-65535", "udp/1-65535", "icmp"),
+               port: int = 4600) -> TransparentPair:  # fmt: skip
+    """Namespaces: nodes A and B (uplink veth), client workload(s) on A, server workload on
+    B; both node agents started (`python3 -m warrant.datapath.transparent agent`).
+    `allow`: what the server workload accepts (inner protocol/ports).  server_port is
+    informational (the caller runs its server on it)."""
+    del server_port
+    from ..core.anchors import Anchor, TrustStore
+    from ..core.rights import Destination, Grant
+
+    t = tag
+    ns = {"a": f"tp{t}-A", "b": f"tp{t}-B", "c": f"tp{t}-c", "s": f"tp{t}-s"}
+    if second_client:
+        ns["c2"] = f"tp{t}-c2"
+    tmp = Path(tempfile.mkdtemp(prefix=f"warrant-tp-{t}-"))
+    pair = TransparentPair(t, ns, tmp, f"/sys/fs/bpf/warrant-tp-{t}-a",
+                           f"/sys/fs/bpf/warrant-tp-{t}-b", port=port)  # fmt: skip
+    pair.client_ns, pair.server_ns, pair.client2_ns = ns["c"], ns["s"], ns.get("c2", "")
+    try:
+        for n in ns.values():
+            _run("ip", "netns", "add", n)
+            _run("ip", "-n", n, "link", "set", "lo", "up")
+        up_a, up_b = f"tp{t}ua", f"tp{t}ub"
+        _run("ip", "link", "add", up_a, "netns", ns["a"], "type", "veth", "peer", "name", up_b,
+             "netns", ns["b"])  # fmt: skip
+        for n, dev, addr in ((ns["a"], up_a, "192.168.250.1"), (ns["b"], up_b, "192.168.250.2")):
+            _run("ip", "-n", n, "addr", "add", f"{addr}/30", "dev", dev)
+            _run("ip", "-n", n, "link", "set", dev, "mtu", str(UPLINK_MTU), "up")
+            _run("ip", "netns", "exec", n, "sysctl", "-qw", "net.ipv4.ip_forward=1")
+        wl = [("c", ns["a"], "10.201.1")] + ([("c2", ns["a"], "10.201.3")] if second_client else [])
+        wl.append(("s", ns["b"], "10.201.2"))
+        host: dict[str, str] = {}
+        for key, node, net in wl:
+            h = f"tp{t}h{key}"
+            host[key] = h
+            _run("ip", "link", "add", h, "netns", node, "type", "veth", "peer", "name", "eth0",
+                 "netns", ns[key])  # fmt: skip
+            _run("ip", "-n", node, "addr", "add", f"{net}.1/24", "dev", h)
+            _run("ip", "-n", node, "link", "set", h, "up")
+            _run("ip", "-n", ns[key], "addr", "add", f"{net}.2/24", "dev", "eth0")
+            mtu = str(UPLINK_MTU - TP_ENCAP_OVERHEAD)
+            _run("ip", "-n", ns[key], "link", "set", "eth0", "mtu", mtu, "up")
+            _run("ip", "-n", ns[key], "route", "add", "default", "via", f"{net}.1")
+            # one Warrant header per wire packet, full inner checksums (SPEC 13.5)
+            for n, dev in ((ns[key], "eth0"), (node, h)):
+                _run("ip", "netns", "exec", n, "ethtool", "-K", dev, "tso", "off", "gso", "off",
+                     "tx", "off")  # fmt: skip
+        # the server's replies come back as plain routed IP (SPEC 13.6: partial)
+        _run("ip", "-n", ns["b"], "route", "add", "10.201.0.0/16", "via", "192.168.250.1")
+
+        anchor, node_b = keys.generate(), keys.generate()
+        now = int(time.time())
+        trust = TrustStore()
+        trust.add(Anchor(SCOPE, bytes(anchor.verify_key)))
+        import yaml
+
+        policy = tmp / "policy.yaml"
+        policy.write_text(yaml.safe_dump({
+            "anchors": trust.to_mapping(), "default": "allow",
+            "limits": {"init_rate_per_source": 1000, "init_burst": 1000, "load_threshold": 1000},
+        }))  # fmt: skip
+        for name, nk in (("node-a", keys.generate()), ("node-b", node_b)):
+            (tmp / f"{name}.sec").write_text(keys.encode_secret(nk) + "\n")
+
+        def holder(name: str, service: str) -> tuple[str, str]:
+            hk = keys.generate()
+            grant = Grant(operations=(TP_CLAIM_OPERATION,),
+                          destinations=(Destination(service, port, port),),
+                          not_before=now - 3600, expires=now + 86400, max_hops=0)  # fmt: skip
+            cred = cred_mod.issue(anchor, SCOPE, bytes(hk.verify_key), grant).encode()
+            (tmp / f"{name}.sec").write_text(keys.encode_secret(hk) + "\n")
+            (tmp / f"{name}.cred").write_bytes(cred)
+            return str(tmp / f"{name}.sec"), str(tmp / f"{name}.cred")
+
+        reg_a, reg_b = tmp / "registry-a.json", tmp / "registry-b.json"
+        k, c = holder("client", SERVICE)
+        add_workload(reg_a, Workload("client", host["c"], "10.201.1.2", k, c))
+        if second_client:  # its credential grants another service only
+            k, c = holder("client2", "other")
+            add_workload(reg_a, Workload("client2", host["c2"], "10.201.3.2", k, c))
+        add_workload(reg_b, Workload("server", host["s"], "10.201.2.2", service=SERVICE,
+                                     allow=list(allow)))  # fmt: skip
+        peer_b = {"prefix": "10.201.2.0/24", "node_addr": "192.168.250.2", "port": port,
+                  "receiver_public": keys.encode_public(bytes(node_b.verify_key)),
+                  "service": SERVICE}  # fmt: skip
+        for name, node, pin, addr, up, reg, peers in (
+            ("node-a", ns["a"], pair.pin_a, "192.168.250.1", up_a, reg_a, [peer_b]),
+            ("node-b", ns["b"], pair.pin_b, "192.168.250.2", up_b, reg_b, []),
+        ):
+            cfg = AgentConfig(pin, port, addr, up, str(tmp / f"{name}.sec"), str(policy),
+                              str(reg), peers)  # fmt: skip
+            (tmp / f"{name}.json").write_text(json.dumps(asdict(cfg)))
+            proc = subprocess.Popen(
+                ["nsenter", f"--net=/run/netns/{node}", sys.executable, "-m",
+                 "warrant.datapath.transparent", "agent", "--config", str(tmp / f"{name}.json")],
+                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+            )  # fmt: skip
+            pair.procs.append(proc)
+            _wait_ready(proc, name)
+        return pair
+    except BaseException:
+        pair.close()
+        raise
+
+
+def _wait_ready(proc: subprocess.Popen[str], name: str, timeout: float = 30.0) -> None:
+    assert proc.stdout is not None
+    ready, _, _ = select.select([proc.stdout], [], [], timeout)
+    line = proc.stdout.readline() if ready else ""
+    if '"ready"' not in line:
+        err = proc.stderr.read() if proc.poll() is not None and proc.stderr else ""
+        raise RuntimeError(f"{name} agent did not start: {line!r} {err[-2000:]}")
+
+
+@contextlib.contextmanager
+def pair(tag: str, **kw: Any) -> Iterator[TransparentPair]:
+    p = setup_pair(tag, **kw)
+    try:
+        yield p
+    finally:
+        p.close()
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="python3 -m warrant.datapath.transparent")
+    sub = ap.add_subparsers(dest="cmd", required=True)
+    agent = sub.add_parser("agent", help="run a transparent-mode node agent")
+    agent.add_argument("--config", required=True, type=Path)
+    args = ap.parse_args(argv)
+    cfg = AgentConfig(**json.loads(args.config.read_text()))
+    a = TransparentAgent(cfg)
+    stop = [False]
+
+    def _stop(*_: object) -> None:
+        stop[0] = True
+
+    signal.signal(signal.SIGTERM, _stop)
+    signal.signal(signal.SIGINT, _stop)
+    print(json.dumps({"ready": True, "links": len(a.links)}), flush=True)
+    try:
+        a.run(stop)
+    finally:
+        print(json.dumps({"stats": a.stats}), flush=True)
+        a.close()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

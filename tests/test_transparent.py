@@ -1,0 +1,219 @@
+"""Transparent mode (SPEC 13): the reference against vectors/transparent.json, and the
+kernel (BPF_PROG_TEST_RUN) against both, ingress (warrant_tc) and egress
+(transparent_egress.c).  Kernel tests skip without root; as root a program that does
+not build or load fails."""
+
+from __future__ import annotations
+
+import ctypes
+import dataclasses
+import json
+import os
+import socket
+import struct
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from warrant.core.constants import TP_EG_ENCAP, TP_EG_PUNT, TP_EG_SPOOFED, Reason, Verdict
+from warrant.datapath import libbpf
+from warrant.datapath import wire as dpwire
+from warrant.datapath.transparent import (
+    KERNEL_SEQ_START,
+    Binding,
+    BindingValue,
+    EgressKey,
+    EgressSession,
+    PeerValue,
+    RouteKey,
+    WorkloadValue,
+    _ip_u32,
+    _sid_u64,
+    check_transparent,
+    transparent_data,
+)
+
+VECTORS = json.loads((Path(__file__).parent.parent / "vectors" / "transparent.json").read_text())
+K_MAC = bytes.fromhex(VECTORS["k_mac_hex"])
+SID = bytes.fromhex(VECTORS["session_id_hex"])
+PORT = 4433
+T0 = 1_800_000_000.0
+TC_ACT_SHOT, TC_ACT_REDIRECT = 2, 7
+
+
+def _binding(ifindex: int = 1) -> Binding:
+    return Binding(**VECTORS["binding"], ifindex=ifindex)
+
+
+def test_reference_matches_vectors() -> None:
+    for case in VECTORS["cases"]:
+        got = check_transparent(bytes.fromhex(case["packet_hex"]), K_MAC, _binding())
+        assert got.name == case["reason"], case["note"]
+
+
+def test_reference_can_fail() -> None:
+    """Without the binding, transparent packets meet the ordinary MAC: BAD_MAC."""
+    case = VECTORS["cases"][0]
+    assert check_transparent(bytes.fromhex(case["packet_hex"]), K_MAC, None) == Reason.BAD_MAC
+
+
+def _root_or_skip() -> None:
+    if os.geteuid() != 0:
+        pytest.skip("needs root: loads eBPF programs (CI runs as root)")
+
+
+@pytest.fixture
+def dp():  # type: ignore[no-untyped-def]
+    _root_or_skip()
+    from warrant.datapath.lab import Lab
+    from warrant.datapath.loader import Datapath
+
+    try:
+        d = Datapath.open(pin_root=None)
+    except Exception as exc:
+        pytest.fail(f"as root the eBPF datapath must build and load: {exc}", pytrace=False)
+    d.set_ports([PORT])
+    d.set_config(admit_sample=1, pass_events=True, budget=False)
+    d.set_time(T0)
+    lab = Lab(T0, ports=(PORT,))
+    s = dataclasses.replace(lab.open().session, session_id=SID, mac_key=K_MAC)
+    d.install_session(s)
+    b = _binding()
+    libbpf.map_update(d.obj.map_fd("warrant_tp_bindings"), ctypes.c_uint64(_sid_u64(SID)),
+                      BindingValue(_ip_u32(b.inner_src), _ip_u32(b.inner_dst), b.proto, 0,
+                                   b.port_lo, b.port_hi, 0, b.ifindex))  # fmt: skip
+    try:
+        yield d
+    finally:
+        d.close()
+
+
+@pytest.mark.parametrize("hook", ["tc", "xdp"])
+def test_kernel_matches_vectors(dp, hook: str) -> None:  # type: ignore[no-untyped-def]
+    """Same reason as the vectors (and the reference); at TC an admitted packet leaves
+    decapsulated (Ethernet + the inner packet) by redirect to the bound veth."""
+    prog = dp.tc_fd if hook == "tc" else dp.xdp_fd
+    runner = libbpf.TestRunner(prog, 4096, data_out=True)
+    admitted = 0
+    for case in VECTORS["cases"]:
+        packet = bytes.fromhex(case["packet_hex"])
+        frame = dpwire.udp_frame(packet, PORT)
+        ctx = libbpf.skb_ctx() if hook == "tc" else None
+        retval, _ = runner.run(frame, ctx=ctx)
+        (ev,) = dp.events()
+        want = Reason[case["reason"]]
+        assert ev.reason == want, case["note"]
+        assert (ev.verdict == Verdict.ADMIT) == (want == Reason.OK), case["note"]
+        if want == Reason.OK:
+            admitted += 1
+            if hook == "tc":
+                assert retval == TC_ACT_REDIRECT, case["note"]
+                assert runner.output() == frame[:14] + packet[36:], case["note"]
+        elif hook == "tc":
+            assert retval == TC_ACT_SHOT, case["note"]
+    assert admitted == 2
+    counted = dp.counters()
+    assert counted[(Verdict.DROP, Reason.INNER_SOURCE_MISMATCH)][0] == 1
+    assert counted[(Verdict.DROP, Reason.INNER_NOT_GRANTED)][0] == 7
+
+
+def test_kernel_without_binding_is_bad_mac(dp) -> None:  # type: ignore[no-untyped-def]
+    """The flag alone grants nothing: an unbound session's MAC refuses the packet."""
+    libbpf.map_delete(dp.obj.map_fd("warrant_tp_bindings"), ctypes.c_uint64(_sid_u64(SID)))
+    frame = dpwire.udp_frame(bytes.fromhex(VECTORS["cases"][0]["packet_hex"]), PORT)
+    retval, _ = libbpf.TestRunner(dp.tc_fd).run(frame, ctx=libbpf.skb_ctx())
+    (ev,) = dp.events()
+    assert (ev.verdict, ev.reason, retval) == (Verdict.DROP, Reason.BAD_MAC, TC_ACT_SHOT)
+
+
+# ---- egress -------------------------------------------------------------------------
+_SKB_IFINDEX = 40  # struct __sk_buff.ifindex
+
+
+def _skb_ctx_on(ifindex: int) -> bytes:
+    ctx = bytearray(libbpf.skb_ctx())
+    struct.pack_into("<I", ctx, _SKB_IFINDEX, ifindex)
+    return bytes(ctx)
+
+
+def _ipv4(src: str, dst: str, body: bytes) -> bytes:
+    return dpwire.ipv4_header(socket.inet_aton(src), socket.inet_aton(dst), len(body),
+                              proto=6) + body  # fmt: skip
+
+
+@pytest.fixture
+def egress():  # type: ignore[no-untyped-def]
+    _root_or_skip()
+    from warrant.datapath.build import build
+
+    libbpf.silence()
+    try:
+        obj = libbpf.BpfObject(str(build("transparent_egress")))
+        obj.load()
+    except Exception as exc:
+        pytest.fail(f"as root the egress program must build and load: {exc}", pytrace=False)
+    lo = socket.if_nametoindex("lo")
+    libbpf.map_update(obj.map_fd("warrant_tp_workloads"), ctypes.c_uint32(lo),
+                      WorkloadValue(_ip_u32("10.201.1.2"), 0))  # fmt: skip
+    libbpf.map_update(obj.map_fd("warrant_tp_routes"),
+                      RouteKey(24, _ip_u32("10.201.2.0")),
+                      PeerValue(_ip_u32("192.168.250.2"), _ip_u32("192.168.250.1"), 4600, 4601,
+                                lo))  # fmt: skip
+    try:
+        yield obj, lo
+    finally:
+        obj.close()
+
+
+def _egress_counts(obj: Any) -> dict[int, int]:
+    ncpu = libbpf.num_possible_cpus()
+    out = {}
+    for slot in (TP_EG_ENCAP, TP_EG_PUNT, TP_EG_SPOOFED):
+        v = (ctypes.c_uint64 * ncpu)()
+        libbpf.map_lookup(obj.map_fd("warrant_tp_egress_counters"), ctypes.c_uint32(slot), v)
+        out[slot] = sum(v)
+    return out
+
+
+def _tcp(dport: int) -> bytes:
+    return struct.pack(">HHIIBBHHH", 43210, dport, 7, 0, 0x50, 0x02, 64240, 0, 0) + bytes(20)
+
+
+def test_egress_punts_then_encapsulates(egress) -> None:  # type: ignore[no-untyped-def]
+    """No session: the packet goes to the punt ring whole.  With one: the frame leaves as
+    outer IPv4/UDP + the DATA packet the reference builds (same MAC), seq from the
+    session's counter; a spoofed source is dropped and counted."""
+    obj, lo = egress
+    eth = bytes.fromhex("020000000002020000000001") + b"\x08\x00"
+    inner = _ipv4("10.201.1.2", "10.201.2.2", _tcp(8000))
+    runner = libbpf.TestRunner(obj.program_fd("warrant_tp_egress"), 4096, data_out=True)
+    ring = libbpf.RingBuffer(obj.map_fd("warrant_tp_punts"))
+    try:
+        retval, _ = runner.run(eth + inner, ctx=_skb_ctx_on(lo))
+        assert retval == TC_ACT_SHOT
+        (punt,) = ring.consume()
+        ifindex, length = struct.unpack_from("<II", punt)
+        assert (ifindex, punt[16 : 16 + length]) == (lo, inner)
+    finally:
+        ring.close()
+
+    sess = EgressSession(_sid_u64(SID), (ctypes.c_uint8 * 16)(*K_MAC), KERNEL_SEQ_START,
+                         2**63)  # fmt: skip
+    libbpf.map_update(obj.map_fd("warrant_tp_egress_sessions"),
+                      EgressKey(lo, _ip_u32("192.168.250.2")), sess)  # fmt: skip
+    for i in range(2):
+        retval, _ = runner.run(eth + inner, ctx=_skb_ctx_on(lo))
+        assert retval == TC_ACT_REDIRECT
+        out = runner.output()
+        want = transparent_data(SID, KERNEL_SEQ_START + i, K_MAC, inner)
+        assert out[14 + 28 :] == want
+        ip, udp = out[14:34], out[34:42]
+        assert ip[12:20] == socket.inet_aton("192.168.250.1") + socket.inet_aton("192.168.250.2")
+        assert struct.unpack(">HHH", udp[:6]) == (4601, 4600, 8 + len(want))
+        assert dpwire._checksum(ip) == 0  # a valid header sums to 0xffff
+
+    spoofed = _ipv4("10.201.3.2", "10.201.2.2", _tcp(8000))
+    retval, _ = runner.run(eth + spoofed, ctx=_skb_ctx_on(lo))
+    assert retval == TC_ACT_SHOT
+    assert _egress_counts(obj) == {TP_EG_ENCAP: 2, TP_EG_PUNT: 1, TP_EG_SPOOFED: 1}
