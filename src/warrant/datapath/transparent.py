@@ -32,6 +32,7 @@ import json
 import logging
 import os
 import select
+import shutil
 import signal
 import socket
 import struct
@@ -346,6 +347,7 @@ class AgentConfig:
     policy: str  # receiver policy file
     registry: str
     peers: list[dict[str, Any]] = field(default_factory=list)
+    stats: str = ""  # file the agent rewrites with its counters every second ("" = none)
 
 
 class TransparentAgent:
@@ -407,6 +409,7 @@ class TransparentAgent:
 
     def _count(self, what: str) -> None:
         self.stats[what] = self.stats.get(what, 0) + 1
+        self._write_stats()
 
     # ---- egress: a punted first packet -> INIT -------------------------------------------
     def on_punt(self, raw: bytes, now: float) -> None:
@@ -532,6 +535,13 @@ class TransparentAgent:
             if time.monotonic() - last > 1.0:
                 last = time.monotonic()
                 self._unbind_ended(time.time())
+                self._write_stats()
+
+    def _write_stats(self) -> None:
+        if self.cfg.stats:
+            tmp = self.cfg.stats + ".tmp"
+            Path(tmp).write_text(json.dumps(self.stats))
+            os.replace(tmp, self.cfg.stats)
 
     def close(self) -> None:
         for link in self.links:
@@ -599,6 +609,13 @@ class TransparentPair:
     def counters(self) -> dict[str, Any]:
         return {"ingress": ingress_counters(self.pin_b), "egress": egress_counters(self.pin_a)}
 
+    def agent_stats(self, node: str) -> dict[str, int]:
+        """The agent's own counters (`node`: "a" or "b"): INITs sent, bound, refused by
+        reason, punts without a credential."""
+        path = self.tmp / f"node-{node}.stats.json"
+        stats: dict[str, int] = json.loads(path.read_text()) if path.exists() else {}
+        return stats
+
     def close(self) -> None:
         for p in self.procs:
             if p.poll() is None:
@@ -618,6 +635,7 @@ class TransparentPair:
                 os.unlink(f"{pin}/warrant_tp_egress_counters")
             with contextlib.suppress(OSError):
                 os.rmdir(pin)
+        shutil.rmtree(self.tmp, ignore_errors=True)
 
 
 def setup_pair(tag: str, server_port: int = 8000, *, second_client: bool = False,
@@ -711,7 +729,7 @@ def setup_pair(tag: str, server_port: int = 8000, *, second_client: bool = False
             ("node-b", ns["b"], pair.pin_b, "192.168.250.2", up_b, reg_b, []),
         ):
             cfg = AgentConfig(pin, port, addr, up, str(tmp / f"{name}.sec"), str(policy),
-                              str(reg), peers)  # fmt: skip
+                              str(reg), peers, str(tmp / f"{name}.stats.json"))  # fmt: skip
             (tmp / f"{name}.json").write_text(json.dumps(asdict(cfg)))
             proc = subprocess.Popen(
                 ["nsenter", f"--net=/run/netns/{node}", sys.executable, "-m",
