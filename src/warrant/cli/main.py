@@ -28,6 +28,7 @@ from . import net as cli_net
 from . import observe as cli_observe
 from . import policy as cli_policy
 from . import relay as cli_relay
+from . import workload as cli_workload
 
 app = typer.Typer(
     name="warrant",
@@ -70,6 +71,7 @@ cli_demo.register(app)
 cli_lab.register(app)
 cli_observe.register(app)
 cli_policy.register(app)
+cli_workload.register(app)
 
 
 def _fail(message: str) -> None:

@@ -631,8 +631,10 @@ class TransparentPair:
 
         for pin in (self.pin_a, self.pin_b):
             Datapath.unpin(pin)
+            # this pair's own pin root: what is left is ours (egress counters, tcx links)
             with contextlib.suppress(FileNotFoundError):
-                os.unlink(f"{pin}/warrant_tp_egress_counters")
+                for name in os.listdir(pin):
+                    os.unlink(f"{pin}/{name}")
             with contextlib.suppress(OSError):
                 os.rmdir(pin)
         shutil.rmtree(self.tmp, ignore_errors=True)

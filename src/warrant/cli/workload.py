@@ -1,0 +1,81 @@
+"""`warrant workload add|list|remove`: the transparent-mode workload registry (SPEC 13).
+
+The registry is a JSON file the node agent reads (`warrant.datapath.transparent`): per
+workload its host-side veth, IPv4 address, and either the holder key and credential its
+traffic leaves with (sending side) or the service it serves and the inner protocol/ports
+it accepts (receiving side), or both.  Every refusal (duplicate name or veth, bad
+address, unreadable key, a credential whose holder is not the key, a bad --allow) is one
+line on stderr and exit code 2 (warrant.cli.main)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from ..datapath.transparent import Workload, add_workload, load_registry, remove_workload
+
+workload_app = typer.Typer(
+    name="workload",
+    help="Register workloads (namespace + veth) for transparent mode.",
+    no_args_is_help=True,
+)
+
+RegistryOpt = Annotated[
+    Path, typer.Option("--registry", metavar="FILE", help="Registry file (JSON) the agent reads.")
+]
+
+
+@workload_app.command("add")
+def add_cmd(
+    name: Annotated[str, typer.Argument(help="Workload name (unique).")],
+    registry: RegistryOpt,
+    veth: Annotated[str, typer.Option("--veth", help="Host-side veth of the workload.")],
+    address: Annotated[str, typer.Option("--address", help="The workload's IPv4 address.")],
+    key: Annotated[
+        Path | None, typer.Option("--key", metavar="SEC", help="Holder secret key file.")
+    ] = None,
+    credential: Annotated[
+        Path | None, typer.Option("--credential", metavar="CRED", help="Credential file.")
+    ] = None,
+    service: Annotated[
+        str | None, typer.Option("--service", help="Service this workload serves.")
+    ] = None,
+    allow: Annotated[
+        list[str] | None,
+        typer.Option("--allow", help="Inner protocol/ports accepted: tcp/80, udp/5000-5010, icmp."),
+    ] = None,
+) -> None:
+    """Add a workload to the registry."""
+    add_workload(
+        registry,
+        Workload(name, veth, address, None if key is None else str(key),
+                 None if credential is None else str(credential), service, list(allow or [])),
+    )  # fmt: skip
+    typer.echo(f"added {name} ({veth}, {address}) to {registry}")
+
+
+@workload_app.command("list")
+def list_cmd(registry: RegistryOpt) -> None:
+    """List the registered workloads."""
+    for w in load_registry(registry):
+        side = []
+        if w.credential:
+            side.append(f"credential={w.credential}")
+        if w.service:
+            side.append(f"service={w.service} allow={','.join(w.allow) or '-'}")
+        typer.echo(f"{w.name}\t{w.veth}\t{w.address}\t{' '.join(side)}")
+
+
+@workload_app.command("remove")
+def remove_cmd(
+    name: Annotated[str, typer.Argument(help="Workload name.")], registry: RegistryOpt
+) -> None:
+    """Remove a workload from the registry."""
+    remove_workload(registry, name)
+    typer.echo(f"removed {name} from {registry}")
+
+
+def register(app: typer.Typer) -> None:
+    app.add_typer(workload_app, name="workload")
