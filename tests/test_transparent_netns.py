@@ -99,6 +99,11 @@ def test_curl_reaches_the_server_first_syn_not_retransmitted(pair: TransparentPa
     assert after["ENCAP"] - before["ENCAP"] >= 3  # ACK, request, ACKs/FIN in the kernel
     assert _admitted(pair) - admitted0 == after["ENCAP"] - before["ENCAP"]
     assert pair.agent_stats("b").get("init_bound") == 1
+    # the replies left with the server's authority: its SYN-ACK opened the reverse session
+    assert pair.agent_stats("a").get("init_bound") == 1
+    c = pair.counters()
+    assert c["egress_b"]["PUNT"] == 1 and c["egress_b"]["ENCAP"] >= 2
+    assert c["ingress_a"].get((Verdict.ADMIT, Reason.OK), 0) == c["egress_b"]["ENCAP"]
     # a second connection rides the same session: no punt at all
     code, connect = _curl(pair.client_ns, f"http://{pair.server_ip}:{HTTP_PORT}/")
     assert code == "200"

@@ -580,6 +580,7 @@ def ingress_counters(pin_root: str) -> dict[tuple[Verdict, Reason], int]:
 
 # ---- two-node namespace topology ---------------------------------------------------------
 SERVICE = "server"
+CLIENT_SERVICE = "client"  # what the client workload serves: its replies' destinations
 SCOPE = "tp.lab"
 UPLINK_MTU = 1500
 
@@ -607,7 +608,12 @@ class TransparentPair:
     port: int = 4600
 
     def counters(self) -> dict[str, Any]:
-        return {"ingress": ingress_counters(self.pin_b), "egress": egress_counters(self.pin_a)}
+        """ingress/egress: the client-to-server direction (node B's TC program, node A's
+        egress programs); ingress_a/egress_b: the replies' (governed_replies)."""
+        return {
+            "ingress": ingress_counters(self.pin_b), "egress": egress_counters(self.pin_a),
+            "ingress_a": ingress_counters(self.pin_a), "egress_b": egress_counters(self.pin_b),
+        }  # fmt: skip
 
     def agent_stats(self, node: str) -> dict[str, int]:
         """The agent's own counters (`node`: "a" or "b"): INITs sent, bound, refused by
@@ -642,7 +648,7 @@ class TransparentPair:
 
 def setup_pair(tag: str, server_port: int = 8000, *, second_client: bool = False,
                allow: tuple[str, ...] = ("tcp/1-65535", "udp/1-65535", "icmp"),
-               port: int = 4600) -> TransparentPair:  # fmt: skip
+               port: int = 4600, governed_replies: bool = True) -> TransparentPair:  # fmt: skip
     """Namespaces: nodes A and B (uplink veth), client workload(s) on A, server workload on
     B; both node agents started (`python3 -m warrant.datapath.transparent agent`).
     `allow`: what the server workload accepts (inner protocol/ports).  server_port is
@@ -688,10 +694,10 @@ def setup_pair(tag: str, server_port: int = 8000, *, second_client: bool = False
             for n, dev in ((ns[key], "eth0"), (node, h)):
                 _run("ip", "netns", "exec", n, "ethtool", "-K", dev, "tso", "off", "gso", "off",
                      "tx", "off")  # fmt: skip
-        # the server's replies come back as plain routed IP (SPEC 13.6: partial)
-        _run("ip", "-n", ns["b"], "route", "add", "10.201.0.0/16", "via", "192.168.250.1")
+        if not governed_replies:  # the server's replies come back as plain routed IP
+            _run("ip", "-n", ns["b"], "route", "add", "10.201.0.0/16", "via", "192.168.250.1")
 
-        anchor, node_b = keys.generate(), keys.generate()
+        anchor, node_a, node_b = keys.generate(), keys.generate(), keys.generate()
         now = int(time.time())
         trust = TrustStore()
         trust.add(Anchor(SCOPE, bytes(anchor.verify_key)))
@@ -702,7 +708,7 @@ def setup_pair(tag: str, server_port: int = 8000, *, second_client: bool = False
             "anchors": trust.to_mapping(), "default": "allow",
             "limits": {"init_rate_per_source": 1000, "init_burst": 1000, "load_threshold": 1000},
         }))  # fmt: skip
-        for name, nk in (("node-a", keys.generate()), ("node-b", node_b)):
+        for name, nk in (("node-a", node_a), ("node-b", node_b)):
             (tmp / f"{name}.sec").write_text(keys.encode_secret(nk) + "\n")
 
         def holder(name: str, service: str) -> tuple[str, str]:
@@ -717,18 +723,34 @@ def setup_pair(tag: str, server_port: int = 8000, *, second_client: bool = False
 
         reg_a, reg_b = tmp / "registry-a.json", tmp / "registry-b.json"
         k, c = holder("client", SERVICE)
-        add_workload(reg_a, Workload("client", host["c"], "10.201.1.2", k, c))
+        # governed replies: the client serves its replies' destination ports, the server
+        # sends them under a credential of its own for service CLIENT_SERVICE
+        c_service = CLIENT_SERVICE if governed_replies else None
+        c_allow = list(allow) if governed_replies else []
+        add_workload(reg_a, Workload("client", host["c"], "10.201.1.2", k, c, c_service, c_allow))
         if second_client:  # its credential grants another service only
             k, c = holder("client2", "other")
             add_workload(reg_a, Workload("client2", host["c2"], "10.201.3.2", k, c))
-        add_workload(reg_b, Workload("server", host["s"], "10.201.2.2", service=SERVICE,
+        sk, sc = holder("server", CLIENT_SERVICE) if governed_replies else (None, None)
+        add_workload(reg_b, Workload("server", host["s"], "10.201.2.2", sk, sc, service=SERVICE,
                                      allow=list(allow)))  # fmt: skip
         peer_b = {"prefix": "10.201.2.0/24", "node_addr": "192.168.250.2", "port": port,
                   "receiver_public": keys.encode_public(bytes(node_b.verify_key)),
                   "service": SERVICE}  # fmt: skip
+        peer_a = {"prefix": "10.201.1.0/24", "node_addr": "192.168.250.1", "port": port,
+                  "receiver_public": keys.encode_public(bytes(node_a.verify_key)),
+                  "service": CLIENT_SERVICE}  # fmt: skip
         for name, node, pin, addr, up, reg, peers in (
             ("node-a", ns["a"], pair.pin_a, "192.168.250.1", up_a, reg_a, [peer_b]),
-            ("node-b", ns["b"], pair.pin_b, "192.168.250.2", up_b, reg_b, []),
+            (
+                "node-b",
+                ns["b"],
+                pair.pin_b,
+                "192.168.250.2",
+                up_b,
+                reg_b,
+                [peer_a] if governed_replies else [],
+            ),
         ):
             cfg = AgentConfig(pin, port, addr, up, str(tmp / f"{name}.sec"), str(policy),
                               str(reg), peers, str(tmp / f"{name}.stats.json"))  # fmt: skip
