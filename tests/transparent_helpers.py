@@ -405,7 +405,10 @@ def curl(ns: str, addr: str, path: str) -> bytes:
     return proc.stdout
 
 
-def _iperf3(ns: str, addr: str, seconds: float, *extra: str) -> dict[str, Any]:
+def _iperf3(ns: str, addr: str, seconds: int, *extra: str) -> dict[str, Any]:
+    # whole seconds: iperf3 3.12 reads -t as an integer, and "-t 0.5" is 0 = run forever
+    if not isinstance(seconds, int) or seconds < 1:
+        raise ValueError(f"iperf3 duration must be whole seconds >= 1, not {seconds!r}")
     out = subprocess.run(["ip", "netns", "exec", ns, "iperf3", "-c", addr, "-p", str(IPERF_PORT), "-J",
                           "-t", str(seconds), *extra], capture_output=True, text=True, timeout=seconds + 20)  # fmt: skip
     try:
@@ -419,14 +422,14 @@ def _iperf3(ns: str, addr: str, seconds: float, *extra: str) -> dict[str, Any]:
     return result
 
 
-def iperf3_tcp(ns: str, addr: str, seconds: float = 1.0) -> dict[str, float]:
+def iperf3_tcp(ns: str, addr: str, seconds: int = 1) -> dict[str, float]:
     """TCP goodput the server received (bits/s) and the sender's retransmitted segments."""
     end = _iperf3(ns, addr, seconds)["end"]
     return {"bits_per_second": float(end["sum_received"]["bits_per_second"]),
             "retransmits": float(end["sum_sent"].get("retransmits", 0))}  # fmt: skip
 
 
-def iperf3_udp(ns: str, addr: str, seconds: float = 1.0, bitrate: str = "200M") -> dict[str, float]:
+def iperf3_udp(ns: str, addr: str, seconds: int = 1, bitrate: str = "200M") -> dict[str, float]:
     """UDP at `bitrate`: what the server received (bits/s), packets and loss."""
     end = _iperf3(ns, addr, seconds, "-u", "-b", bitrate, "-l", "1200")["end"]
     summary = end["sum"]
