@@ -181,21 +181,25 @@ class Topology:
                 raise RuntimeError(f"{dev} offloads {got}, asked {settings}")
 
     def link_stats(self, ns: str, dev: str) -> dict[str, int]:
-        """tx/rx packet counts of `dev` in `ns`."""
+        """tx/rx packets and bytes of `dev` in `ns` (a GSO super-packet counts once on a
+        veth, so with offloads on only bytes say how much went through)."""
         out = subprocess.run(["ip", "-n", ns, "-j", "-s", "link", "show", "dev", dev],
                              check=True, capture_output=True, text=True).stdout  # fmt: skip
         stats = json.loads(out)[0]["stats64"]
-        return {"tx": int(stats["tx"]["packets"]), "rx": int(stats["rx"]["packets"])}
+        return {"tx": int(stats["tx"]["packets"]), "rx": int(stats["rx"]["packets"]),
+                "tx_bytes": int(stats["tx"]["bytes"]), "rx_bytes": int(stats["rx"]["bytes"]),
+                "bytes": int(stats["tx"]["bytes"]) + int(stats["rx"]["bytes"])}  # fmt: skip
 
-    def tunnel_packets(self, case: Case) -> int:
-        """Packets node A sent through the case's tunnel device (0 without one)."""
+    def tunnel_packets(self, case: Case, unit: str = "tx") -> int:
+        """Packets (`unit` "tx") node A sent through the case's tunnel device, or bytes
+        ("tx_bytes"; "bytes": both directions), 0 without one."""
         if case.device is None or case.device_ns is None:
             return 0
-        return self.link_stats(case.device_ns, case.device)["tx"]
+        return self.link_stats(case.device_ns, case.device)[unit]
 
-    def uplink_packets(self) -> int:
-        """Packets node A sent on the uplink (every case's traffic crosses it)."""
-        return self.link_stats(self.node_a, self.uplink[0])["tx"]
+    def uplink_packets(self, unit: str = "tx") -> int:
+        """Packets or bytes node A sent on the uplink (every case's traffic crosses it)."""
+        return self.link_stats(self.node_a, self.uplink[0])[unit]
 
 
 @contextlib.contextmanager
