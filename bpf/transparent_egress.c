@@ -213,8 +213,9 @@ int warrant_tp_egress(struct __sk_buff *skb)
 	__u64 m2 = o.seq_be >> 32;
 	warrant_tp_mac(*(__u64 *)s->k_mac, *(__u64 *)(s->k_mac + 8), m0, m1, m2, &w, o.mac);
 
-	if (bpf_skb_adjust_room(skb, WARRANT_TP_ENCAP_OVERHEAD, BPF_ADJ_ROOM_MAC,
-				BPF_F_ADJ_ROOM_ENCAP_L3_IPV4 | BPF_F_ADJ_ROOM_ENCAP_L4_UDP))
+	/* No ENCAP flags: they only serve GSO (dropped above), and an skb marked as
+	 * encapsulated that the receiver turns into a REJECT was never transmitted. */
+	if (bpf_skb_adjust_room(skb, WARRANT_TP_ENCAP_OVERHEAD, BPF_ADJ_ROOM_MAC, 0))
 		return count(WARRANT_TP_EG_ERROR, TC_ACT_SHOT);
 	if (bpf_skb_store_bytes(skb, ETH_HLEN, &o, sizeof(o), 0))
 		return count(WARRANT_TP_EG_ERROR, TC_ACT_SHOT);

@@ -286,9 +286,12 @@ int warrant_tc(struct __sk_buff *skb)
 	if (reject_len) {
 		/* Cut after the REJECT and send it out of the interface it came in on
 		 * (egress): the TC analogue of XDP_TX.  A redirect rather than a clone:
-		 * the DATA is dropped anyway, so its skb can carry the reply. */
-		if (bpf_skb_change_tail(skb, reject_len, 0))
-			return TC_ACT_SHOT;
+		 * the DATA is dropped anyway, so its skb can carry the reply.  The cut is
+		 * refused for an skb whose transport header (kept across a veth from the
+		 * sender's namespace, e.g. transparent mode's encapsulation, SPEC 13) lies
+		 * past the REJECT: it then leaves uncut, the DATA's own bytes as padding
+		 * after the IP length, which the receiving stack trims (SPEC 6.1). */
+		bpf_skb_change_tail(skb, reject_len, 0);
 		return bpf_redirect(skb->ifindex, 0);
 	}
 	if (verdict == WARRANT_VERDICT_ADMIT && m.tp)

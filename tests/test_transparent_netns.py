@@ -167,3 +167,67 @@ def test_plain_route_to_the_server_does_not_exist(pair: TransparentPair) -> None
     r = subprocess.run(_ns(pair.ns["a"], "ip", "route", "get", pair.server_ip),
                        capture_output=True, text=True)  # fmt: skip
     assert r.returncode != 0 or "192.168.250.2" not in r.stdout
+
+
+def test_revocation_cuts_a_running_iperf3_flow(pair: TransparentPair) -> None:
+    """Last in the module (the client's credential stays revoked).  Node B's agent loads
+    the list: the session leaves the kernel map, the next DATA is UNKNOWN_SESSION (with a
+    REJECT), node A's agent re-opens and the INIT is refused (REVOKED): nothing of the
+    flow is admitted any more."""
+    server = subprocess.Popen(_ns(pair.server_ns, "iperf3", "-s", "-1", "-B", pair.server_ip),
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
+    client = None
+    try:
+        _wait_listening(pair.server_ns, pair.server_ip, 5201)
+        client = subprocess.Popen(_ns(pair.client_ns, "iperf3", "-c", pair.server_ip, "-t", "8"),
+                                  stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
+        time.sleep(2.0)
+        flowing = _admitted(pair)
+        time.sleep(0.5)
+        assert _admitted(pair) > flowing  # the flow runs before the revocation
+        drops0 = pair.counters()["ingress"].get((Verdict.DROP, Reason.UNKNOWN_SESSION), 0)
+        pair.revoke("client")
+        time.sleep(1.5)  # the agent polls every 0.2 s
+        cut = _admitted(pair)
+        time.sleep(1.5)
+        assert _admitted(pair) == cut, "DATA still admitted after the revocation"
+        c = pair.counters()["ingress"]
+        assert c.get((Verdict.DROP, Reason.UNKNOWN_SESSION), 0) > drops0
+        assert pair.agent_stats("b").get("revoked", 0) >= 1
+        assert pair.agent_stats("b").get("init_REVOKED", 0) >= 1
+    finally:
+        for p in (client, server):
+            if p is not None:
+                p.kill()
+                p.wait()
+
+
+def test_first_packet_too_big_for_the_init_is_announced_then_sent_as_data() -> None:
+    """A first UDP datagram of 1400 bytes does not fit an INIT under a 1500-byte MTU
+    (receivers refuse fragments): the INIT carries its first 40 bytes, node B binds from
+    them and delivers nothing, the datagram follows as DATA and arrives whole.  Own pair:
+    it needs a session that does not exist yet."""
+    if os.geteuid() != 0:
+        pytest.skip("needs root: network namespaces and eBPF (CI runs as root)")
+    p = setup_pair(tag=f"u{os.getpid() % 100000}", governed_replies=False)
+    recv = (
+        "import socket; s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); "
+        "s.bind(('10.201.2.2', 9000)); s.settimeout(5); print(len(s.recv(65535)))"
+    )
+    send = (
+        "import socket; s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); "
+        "s.sendto(bytes(1400), ('10.201.2.2', 9000))"
+    )
+    try:
+        server = subprocess.Popen(_ns(p.server_ns, "python3", "-c", recv), stdout=subprocess.PIPE,
+                                  text=True)  # fmt: skip
+        time.sleep(0.5)
+        subprocess.run(_ns(p.client_ns, "python3", "-c", send), check=True)
+        out, _ = server.communicate(timeout=10)
+        assert out.strip() == "1400"
+        assert p.agent_stats("a").get("init_probe") == 1
+        assert p.agent_stats("b").get("init_bound") == 1
+        assert p.counters()["egress"]["PUNT"] == 1
+        assert p.counters()["ingress"].get((Verdict.ADMIT, Reason.OK), 0) == 1
+    finally:
+        p.close()

@@ -27,6 +27,7 @@ import argparse
 import base64
 import contextlib
 import ctypes
+import fcntl
 import ipaddress
 import json
 import logging
@@ -51,8 +52,10 @@ from ..core import credential as cred_mod
 from ..core import keys
 from ..core.admission import Policy
 from ..core.constants import (
+    AEAD_TAG_LEN,
     DATA_HEADER_LEN,
     FLAG_DATA_INNER_IP,
+    INIT_FIXED_LEN,
     SESSION_MAX_LIFETIME,
     TP_CLAIM_OPERATION,
     TP_EG_ENCAP,
@@ -75,6 +78,7 @@ from ..core.mac import header_mac
 from ..core.receiver import Claim, Receiver
 from ..core.sender import REOPEN_MARGIN, Sender
 from ..core.wire import RejectPacket, peek_kind
+from ..integration.revocations import RevocationWatcher
 from . import libbpf
 
 _log = logging.getLogger("warrant.transparent")
@@ -88,6 +92,7 @@ PROTOS = {"icmp": socket.IPPROTO_ICMP, "tcp": socket.IPPROTO_TCP, "udp": socket.
 # Seqs below this are the agent's own (punted packets that raced the egress install);
 # the kernel's counter starts here, so the two never hand out the same number.
 KERNEL_SEQ_START = 1 << 20
+PROBE_DELAY = 0.02  # s between a probe INIT and the DATA that follows it (binding time)
 
 
 # ---- reference: MAC and inner checks (bpf/encap.h) ------------------------------------
@@ -348,6 +353,7 @@ class AgentConfig:
     registry: str
     peers: list[dict[str, Any]] = field(default_factory=list)
     stats: str = ""  # file the agent rewrites with its counters every second ("" = none)
+    revocations: str = ""  # directory of revocation lists, reloaded on change ("" = none)
 
 
 class TransparentAgent:
@@ -372,6 +378,12 @@ class TransparentAgent:
             keys.load_secret(Path(cfg.key)), policy, started_at=time.time(), sessions=self.store
         )
         self.bound: set[bytes] = set()
+        self.revocations = (
+            RevocationWatcher(Path(cfg.revocations), lambda: self.receiver.policy.trust)
+            if cfg.revocations
+            else None
+        )
+        self._reload_revocations()
         # egress side
         libbpf.silence()
         from .build import build
@@ -384,6 +396,9 @@ class TransparentAgent:
         self.links: list[int] = []
         self.senders: dict[tuple[int, str], Sender] = {}
         self.own_seq: dict[bytes, int] = {}
+        # DATA that follows a probe INIT: (due, packet, destination)
+        self.pending: list[tuple[float, bytes, tuple[str, int]]] = []
+        self.mtu = _mtu(cfg.uplink)
         for w in self.workloads:
             ifindex = socket.if_nametoindex(w.veth)
             self.by_ifindex[ifindex] = w
@@ -397,13 +412,19 @@ class TransparentAgent:
             libbpf.map_update(
                 self.eg.map_fd("warrant_tp_routes"),
                 RouteKey(net.prefixlen, _ip_u32(str(net.network_address))),
-                PeerValue(_ip_u32(p.node_addr), _ip_u32(cfg.local_addr), p.port, cfg.port,
+                PeerValue(_ip_u32(p.node_addr), _ip_u32(cfg.local_addr), p.port, cfg.port + 1,
                           self.uplink),
             )  # fmt: skip
         self.punts = libbpf.RingBuffer(self.eg.map_fd("warrant_tp_punts"))
+        # Two sockets: INITs arrive at the Warrant port; this node's own sessions are sent
+        # from port + 1, where REJECTs and COOKIEs come back (at the Warrant port this
+        # node's datapath refuses them: UNKNOWN_KIND, SPEC 3).
         self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
         self.sock.bind((cfg.local_addr, cfg.port))
         self.sock.setblocking(False)
+        self.out = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        self.out.bind((cfg.local_addr, cfg.port + 1))
+        self.out.setblocking(False)
         self.raw = socket.socket(socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_RAW)
         self.stats: dict[str, int] = {}
 
@@ -439,18 +460,28 @@ class TransparentAgent:
             if seq < KERNEL_SEQ_START:
                 self.own_seq[sid] = seq + 1
                 pkt = transparent_data(sid, seq, bytes(es.k_mac), inner)
-                self.sock.sendto(pkt, (node_addr, port))
+                self.out.sendto(pkt, (node_addr, port))
                 self._count("punt_sent_as_data")
             return
         sender = Sender(holder[0], holder[1], keys.decode_public(peer.receiver_public),
                         Claim(TP_CLAIM_OPERATION, peer.service, peer.port))  # fmt: skip
         self.senders[key] = sender
-        init = sender.open(inner, now)
-        self.sock.sendto(init, (node_addr, port))
+        # The INIT must fit the uplink MTU unfragmented (receivers refuse fragments): a
+        # packet too big to ride in it is announced by its first 40 bytes (the receiver
+        # binds from them and delivers nothing) and follows as DATA once bound (SPEC 13.2).
+        init_len = 28 + INIT_FIXED_LEN + len(holder[1]) + 64 + AEAD_TAG_LEN + 32 + len(inner)
+        probe = init_len > self.mtu
+        init = sender.open(inner[:TP_MAC_INNER_LEN] if probe else inner, now)
+        self.out.sendto(init, (node_addr, port))
         assert sender.session_id is not None
         sid = sender.session_id
         lifetime = SESSION_MAX_LIFETIME - REOPEN_MARGIN
         k_mac = sender._mac_key  # the kernel stamps the session's DATA: it needs the key
+        if probe:
+            self.own_seq[sid] = 2
+            data = transparent_data(sid, 1, k_mac, inner)
+            self.pending.append((time.monotonic() + PROBE_DELAY, data, (node_addr, port)))
+            self._count("init_probe")
         value = EgressSession(_sid_u64(sid), (ctypes.c_uint8 * 16)(*k_mac), KERNEL_SEQ_START,
                               _mono_coarse_ns() + int(lifetime * 1e9))  # fmt: skip
         libbpf.map_update(self.eg.map_fd("warrant_tp_egress_sessions"), ek, value)
@@ -465,6 +496,17 @@ class TransparentAgent:
                                   EgressKey(ifindex, _ip_u32(node_addr)))  # fmt: skip
                 del self.senders[(ifindex, node_addr)]
                 self._count("reject")
+
+    def on_cookie(self, packet: bytes) -> None:
+        """A receiver under load asks for a cookie: resend that INIT (with its payload)."""
+        for s in self.senders.values():
+            again = s.handle(packet, time.time())
+            if again is not None:
+                peer = next(p for p in self.peers if keys.key_id(
+                    keys.decode_public(p.receiver_public)) == s.receiver_id)  # fmt: skip
+                self.out.sendto(again, (peer.node_addr, peer.port))
+                self._count("init_resent_with_cookie")
+                return
 
     # ---- ingress: an INIT -> bind, deliver the first packet ----------------------------
     def on_init(self, packet: bytes, source: tuple[str, int], now: float) -> None:
@@ -483,7 +525,8 @@ class TransparentAgent:
             binding.port_lo, binding.port_hi, 0, binding.ifindex))  # fmt: skip
         self.bound.add(sid)
         assert out.payload is not None
-        self.raw.sendto(out.payload, (binding.inner_dst, 0))
+        if struct.unpack_from(">H", out.payload, 2)[0] == len(out.payload):
+            self.raw.sendto(out.payload, (binding.inner_dst, 0))
         self._count("init_bound")
 
     def _bind(self, authority: Any, payload: bytes | None) -> tuple[Reason, Binding | None]:
@@ -491,6 +534,9 @@ class TransparentAgent:
             return Reason.INNER_NOT_GRANTED, None
         if len(payload) < TP_MAC_INNER_LEN or payload[0] != 0x45:
             return Reason.INNER_NOT_GRANTED, None
+        # a probe (the first 40 bytes of a packet too big for the INIT) is judged by its
+        # headers as if whole; only a whole packet is delivered
+        payload = payload[:2] + struct.pack(">H", len(payload)) + payload[4:]
         src, dst = socket.inet_ntoa(payload[12:16]), socket.inet_ntoa(payload[16:20])
         for ifindex, w in self.by_ifindex.items():
             if w.address != dst or w.service != authority.service:
@@ -502,6 +548,20 @@ class TransparentAgent:
                     return Reason.OK, b
         return Reason.INNER_NOT_GRANTED, None
 
+    def _reload_revocations(self) -> None:
+        """Changed lists end their sessions in the kernel now (the store removes them);
+        the bindings follow in _unbind_ended.  The peer's next DATA meets UNKNOWN_SESSION
+        and a REJECT, its agent re-opens, and the INIT is refused (REVOKED)."""
+        if self.revocations is None:
+            return
+        store, errors = self.revocations.poll()
+        for error in errors:
+            _log.warning("revocations: %s (previous lists kept)", error)
+        if store is not None:
+            for _ in self.receiver.revoke(store, time.time()):
+                self._count("revoked")
+            self._unbind_ended(time.time())
+
     def _unbind_ended(self, now: float) -> None:
         self.store.expire(now)
         for sid in list(self.bound):
@@ -511,29 +571,30 @@ class TransparentAgent:
 
     # ---- loop ----------------------------------------------------------------------
     def step(self, timeout_ms: int) -> None:
+        now = time.monotonic()
+        for item in [p for p in self.pending if p[0] <= now]:
+            self.pending.remove(item)
+            self.out.sendto(item[1], item[2])
         for raw in self.punts.poll(timeout_ms):
             self.on_punt(raw, time.time())
-        while True:
-            try:
-                packet, source = self.sock.recvfrom(65535)
-            except BlockingIOError:
-                break
-            try:
-                kind = peek_kind(packet)
-            except WarrantError:
-                continue
-            if kind == Kind.INIT:
+        for packet, source in _drain(self.sock):
+            if _kind(packet) == Kind.INIT:
                 self.on_init(packet, source, time.time())
-            elif kind == Kind.REJECT:
+            # DATA reaching this socket is not delivered into workloads (SPEC 13.4)
+        for packet, _ in _drain(self.out):
+            kind = _kind(packet)
+            if kind == Kind.REJECT:
                 self.on_reject(packet)
-            # DATA reaching the socket is not delivered into workloads (SPEC 13.4)
+            elif kind == Kind.COOKIE:
+                self.on_cookie(packet)
 
     def run(self, stop: list[bool]) -> None:
         last = 0.0
         while not stop[0]:
             self.step(5)
-            if time.monotonic() - last > 1.0:
+            if time.monotonic() - last > 0.2:
                 last = time.monotonic()
+                self._reload_revocations()
                 self._unbind_ended(time.time())
                 self._write_stats()
 
@@ -549,8 +610,32 @@ class TransparentAgent:
         self.punts.close()
         self.eg.close()
         self.sock.close()
+        self.out.close()
         self.raw.close()
         self.dp.close()
+
+
+def _mtu(ifname: str) -> int:
+    """The interface's MTU (SIOCGIFMTU), in this network namespace."""
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        req = fcntl.ioctl(s, 0x8921, struct.pack("16si", ifname.encode(), 0))
+    mtu: int = struct.unpack("16si", req)[1]
+    return mtu
+
+
+def _drain(sock: socket.socket) -> Iterator[tuple[bytes, tuple[str, int]]]:
+    while True:
+        try:
+            yield sock.recvfrom(65535)
+        except BlockingIOError:
+            return
+
+
+def _kind(packet: bytes) -> Kind | None:
+    try:
+        return peek_kind(packet)
+    except WarrantError:
+        return None
 
 
 def egress_counters(pin_root: str) -> dict[str, int]:
@@ -606,6 +691,22 @@ class TransparentPair:
     client_ip: str = "10.201.1.2"
     client2_ip: str = "10.201.3.2"
     port: int = 4600
+    anchor_key: nacl.signing.SigningKey | None = None
+    revoked: list[bytes] = field(default_factory=list)
+
+    def revoke(self, workload: str) -> None:
+        """Revoke `workload`'s credential ("client", "client2", "server"): a signed list
+        (next serial) written into both agents' revocation directories."""
+        from ..core.revocation import RevocationList
+
+        assert self.anchor_key is not None
+        cred = cred_mod.Credential.decode((self.tmp / f"{workload}.cred").read_bytes())
+        self.revoked.append(cred.link_ids()[-1])
+        rl = RevocationList.sign(self.anchor_key, SCOPE, len(self.revoked), self.revoked)
+        for node in ("a", "b"):
+            tmp = self.tmp / f"revocations-{node}" / ".list.tmp"
+            tmp.write_bytes(rl.encode())
+            os.replace(tmp, self.tmp / f"revocations-{node}" / "anchor.rl")
 
     def counters(self) -> dict[str, Any]:
         """ingress/egress: the client-to-server direction (node B's TC program, node A's
@@ -698,6 +799,7 @@ def setup_pair(tag: str, server_port: int = 8000, *, second_client: bool = False
             _run("ip", "-n", ns["b"], "route", "add", "10.201.0.0/16", "via", "192.168.250.1")
 
         anchor, node_a, node_b = keys.generate(), keys.generate(), keys.generate()
+        pair.anchor_key = anchor
         now = int(time.time())
         trust = TrustStore()
         trust.add(Anchor(SCOPE, bytes(anchor.verify_key)))
@@ -752,8 +854,11 @@ def setup_pair(tag: str, server_port: int = 8000, *, second_client: bool = False
                 [peer_a] if governed_replies else [],
             ),
         ):
+            revocations = tmp / f"revocations-{name[-1]}"
+            revocations.mkdir()
             cfg = AgentConfig(pin, port, addr, up, str(tmp / f"{name}.sec"), str(policy),
-                              str(reg), peers, str(tmp / f"{name}.stats.json"))  # fmt: skip
+                              str(reg), peers, str(tmp / f"{name}.stats.json"),
+                              str(revocations))  # fmt: skip
             (tmp / f"{name}.json").write_text(json.dumps(asdict(cfg)))
             proc = subprocess.Popen(
                 ["nsenter", f"--net=/run/netns/{node}", sys.executable, "-m",
