@@ -30,7 +30,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import transparent_helpers as th
 
 BENCH = Path(__file__).resolve().parent.parent / "bench" / "transparent.py"
-CASES = ["plain", "plain_offloads", "vxlan", "wireguard_go"]
+CASES = ["plain", "plain_offloads", "vxlan", "vxlan_offloads", "wireguard_go"]
 BENCH_KEYS = ["tcp_throughput_ratio_vs_vxlan", "tcp_throughput_ratio_vs_wireguard_go",
               "tcp_rr_ratio_vs_plain", "first_syn_retransmits", "vxlan_tcp_throughput_ratio_vs_plain",
               "wireguard_go_tcp_throughput_ratio_vs_plain"]  # fmt: skip
@@ -71,7 +71,8 @@ def lab() -> Iterator[Lab]:
     _skip_unless_able()
     with th.topology("ttb") as topo:
         www = th.start_servers(topo, topo.server)
-        cases = [th.plain(topo), th.plain_offloads(topo), th.vxlan(topo), th.wireguard_go(topo)]
+        cases = [th.plain(topo), th.plain_offloads(topo), th.vxlan(topo), th.vxlan_offloads(topo),
+                 th.wireguard_go(topo)]  # fmt: skip
         yield Lab(topo, {c.name: c for c in cases}, www)
 
 

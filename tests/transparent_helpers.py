@@ -16,6 +16,7 @@ they interleave without reconfiguration; each is a `Case`:
                             veths get `TRANSPARENT_OFFLOADS` while it runs; route MTU 1436)
   vxlan           10.202.x  node to node over VXLAN on the uplink (Cilium's tunnel: VNI 42,
                             UDP 8472), route MTU 1450 as Cilium sets for tunnel mode
+  vxlan_offloads  10.205.x  the same VXLAN with transparent mode's offloads and MTU
   wireguard_go    10.203.x  node to node over wireguard-go (user-space WireGuard, Debian's
                             package), route MTU 1420 (WireGuard's default)
 
@@ -308,7 +309,31 @@ def plain_offloads(topo: Topology) -> Case:
 
 def vxlan(topo: Topology) -> Case:
     """Node A to node B over VXLAN (VNI 42, UDP 8472, Cilium's tunnel port) on the uplink."""
+    dev = _vxlan_device(topo)
+    client, server = _workload_subnets(topo, 202, 1450, VXLAN_NODES[1], VXLAN_NODES[0])
+    return Case("vxlan", client, server, dict(topo.defaults), dev, topo.node_a)
+
+
+def vxlan_offloads(topo: Topology) -> Case:
+    """The same VXLAN with transparent mode's offloads and MTU on the workload veths: the
+    kernel's tunnel at the segmentation transparent mode has (one wire packet per MSS)."""
+    dev = _vxlan_device(topo)
+    client, server = _workload_subnets(topo, 205, TRANSPARENT_MTU, VXLAN_NODES[1], VXLAN_NODES[0])
+    return Case(
+        "vxlan_offloads",
+        client,
+        server,
+        dict(TRANSPARENT_OFFLOADS),
+        dev,
+        topo.node_a,
+    )
+
+
+def _vxlan_device(topo: Topology) -> str:
+    """The VXLAN device of nodes A and B, made on first use."""
     dev = f"vx{topo.tag}"
+    if _link_exists(topo.node_a, dev):
+        return dev
     ends = ((topo.node_a, topo.uplink[0], UPLINK[0], UPLINK[1], VXLAN_NODES[0]),
             (topo.node_b, topo.uplink[1], UPLINK[1], UPLINK[0], VXLAN_NODES[1]))  # fmt: skip
     for ns, under, local, remote, inner in ends:
@@ -316,8 +341,7 @@ def vxlan(topo: Topology) -> Case:
             "remote", remote, "dstport", "8472", "dev", under)  # fmt: skip
         _ip("-n", ns, "addr", "add", f"{inner}/24", "dev", dev)
         _ip("-n", ns, "link", "set", dev, "up")
-    client, server = _workload_subnets(topo, 202, 1450, VXLAN_NODES[1], VXLAN_NODES[0])
-    return Case("vxlan", client, server, dict(topo.defaults), dev, topo.node_a)
+    return dev
 
 
 def wireguard_go(topo: Topology) -> Case:
