@@ -75,3 +75,40 @@ def test_refusals(tmp_path: Path) -> None:
     r = _warrant("workload", "remove", "zz", "--registry", reg)
     assert r.returncode == 2 and "no workload 'zz'" in r.stderr
     assert [w.name for w in load_registry(Path(reg))] == ["a"]
+
+
+def test_delegate_from_a_node_credential(tmp_path: Path) -> None:
+    """The node's credential grants `ip` on two services; the workload gets a fresh key
+    and a depth-2 credential narrowed to one service and port, held by that key.  A
+    service the node credential does not grant is an ESCALATION, and nothing is added."""
+    reg = tmp_path / "reg.json"
+    anchor, node = keys.generate(), keys.generate()
+    now = int(time.time())
+    grant = Grant(operations=("ip",), destinations=(Destination("server", 4600, 4600),
+                  Destination("db", 4600, 4600)), not_before=now - 60, expires=now + 7200,
+                  max_hops=0)  # fmt: skip
+    (tmp_path / "node.sec").write_text(keys.encode_secret(node) + "\n")
+    (tmp_path / "node.cred").write_bytes(
+        credential.issue(anchor, "tp.test", bytes(node.verify_key), grant).encode()
+    )
+    base = ["--registry", str(reg), "--delegate-from", str(tmp_path / "node.cred"),
+            "--node-key", str(tmp_path / "node.sec")]  # fmt: skip
+    r = _warrant("workload", "add", "web", "--veth", "lxc1", "--address", "10.0.0.1", *base,
+                 "--dst", "server:4600", "--lifetime", "600")  # fmt: skip
+    assert r.returncode == 0, r.stderr
+    (w,) = load_registry(reg)
+    wkey = keys.load_secret(Path(w.key or ""))
+    cred = credential.Credential.decode(Path(w.credential or "").read_bytes())
+    assert cred.holder == bytes(wkey.verify_key) != bytes(node.verify_key)
+    assert len(cred.links) == 2
+    rights = credential.effective_rights(cred.links)
+    assert rights.operations == ("ip",)
+    assert [(d.service, d.port_lo, d.port_hi) for d in rights.destinations] == [
+        ("server", 4600, 4600)
+    ]
+    assert rights.expires <= now + 600 + 5
+    assert oct(Path(w.key or "").stat().st_mode & 0o777) == "0o600"
+    r = _warrant("workload", "add", "evil", "--veth", "lxc2", "--address", "10.0.0.2", *base,
+                 "--dst", "payments:4600")  # fmt: skip
+    assert r.returncode == 2 and "ESCALATION" in r.stderr, r.stderr
+    assert [x.name for x in load_registry(reg)] == ["web"]

@@ -9,12 +9,21 @@ line on stderr and exit code 2 (warrant.cli.main)."""
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Annotated
 
 import typer
 
-from ..datapath.transparent import Workload, add_workload, load_registry, remove_workload
+from ..core import keys
+from ..datapath.transparent import (
+    Workload,
+    add_workload,
+    credential_bytes,
+    delegate_workload,
+    load_registry,
+    remove_workload,
+)
 
 workload_app = typer.Typer(
     name="workload",
@@ -46,8 +55,53 @@ def add_cmd(
         list[str] | None,
         typer.Option("--allow", help="Inner protocol/ports accepted: tcp/80, udp/5000-5010, icmp."),
     ] = None,
+    delegate_from: Annotated[
+        Path | None,
+        typer.Option(
+            "--delegate-from",
+            metavar="CRED",
+            help="Node credential to delegate the workload's credential from.",
+        ),
+    ] = None,
+    node_key: Annotated[
+        Path | None,
+        typer.Option("--node-key", metavar="SEC", help="Holder key of --delegate-from."),
+    ] = None,
+    dst: Annotated[
+        str | None,
+        typer.Option(
+            "--dst",
+            metavar="SVC:PORT",
+            help="With --delegate-from: the one service and Warrant port granted.",
+        ),
+    ] = None,
+    lifetime: Annotated[
+        int, typer.Option("--lifetime", help="With --delegate-from: validity in seconds.")
+    ] = 86400,
 ) -> None:
-    """Add a workload to the registry."""
+    """Add a workload to the registry.  With --delegate-from, a fresh holder key and a
+    credential attenuated from the node's (operation ip, one service and port) are
+    written beside the registry as NAME.sec (mode 0600) and NAME.cred."""
+    if delegate_from is not None:
+        if node_key is None or dst is None or key is not None or credential is not None:
+            raise ValueError(
+                "--delegate-from needs --node-key and --dst, and no --key/--credential"
+            )
+        service, _, port_s = dst.partition(":")
+        if not port_s.isdigit():
+            raise ValueError(f"--dst {dst!r}: expected SERVICE:PORT")
+        wkey, cred = delegate_workload(
+            credential_bytes(delegate_from),
+            keys.load_secret(node_key),
+            service,
+            int(port_s),
+            lifetime,
+        )
+        key, credential = registry.with_name(f"{name}.sec"), registry.with_name(f"{name}.cred")
+        fd = os.open(key, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as f:
+            f.write(keys.encode_secret(wkey) + "\n")
+        credential.write_bytes(cred)
     add_workload(
         registry,
         Workload(name, veth, address, None if key is None else str(key),

@@ -256,10 +256,10 @@ class Workload:
         if self.key is None or self.credential is None:
             return None
         key = keys.load_secret(Path(self.key))
-        return key, _credential_bytes(Path(self.credential))
+        return key, credential_bytes(Path(self.credential))
 
 
-def _credential_bytes(path: Path) -> bytes:
+def credential_bytes(path: Path) -> bytes:
     try:
         data = path.read_bytes()
     except OSError as exc:
@@ -309,7 +309,7 @@ def add_workload(path: Path, w: Workload) -> None:
         except (OSError, ValueError) as exc:
             raise RegistryError(f"key {w.key}: {exc}") from None
         try:
-            cred = cred_mod.Credential.decode(_credential_bytes(Path(w.credential)))
+            cred = cred_mod.Credential.decode(credential_bytes(Path(w.credential)))
         except WarrantError as exc:
             raise RegistryError(f"credential {w.credential}: {exc.detail}") from None
         if cred.holder != bytes(key.verify_key):
@@ -322,6 +322,29 @@ def add_workload(path: Path, w: Workload) -> None:
     if w.allow and w.service is None:
         raise RegistryError("--allow needs --service (what the workload serves)")
     save_registry(path, [*current, w])
+
+
+def delegate_workload(
+    node_credential: bytes,
+    node_key: nacl.signing.SigningKey,
+    service: str,
+    port: int,
+    lifetime: int = 86400,
+    now: float | None = None,
+) -> tuple[nacl.signing.SigningKey, bytes]:
+    """A fresh holder key for a workload and a credential the node delegates to it from
+    its own: operation `ip` on `service` at `port` only, for at most `lifetime` seconds
+    (never past the node credential).  ESCALATION when the node's credential does not
+    grant that much (core.credential.delegate checks the narrowing)."""
+    from ..core.rights import Destination, Grant
+
+    parent = cred_mod.Credential.decode(node_credential)
+    expires = int(time.time() if now is None else now) + lifetime
+    expires = min(expires, cred_mod.effective_rights(parent.links).expires)
+    key = keys.generate()
+    grant = Grant(operations=(TP_CLAIM_OPERATION,),
+                  destinations=(Destination(service, port, port),), expires=expires)  # fmt: skip
+    return key, cred_mod.delegate(parent, node_key, bytes(key.verify_key), grant).encode()
 
 
 def remove_workload(path: Path, name: str) -> None:
