@@ -634,8 +634,9 @@ def render(args: argparse.Namespace, r: dict[str, Any]) -> str:
         "cookie); it does not answer cookies (a flooder that owns its source address can).",
         "- The kernel 1M figure is a map of the session layout created for the run, not the "
         "compiled datapath (65,536 sessions); the agent's user-space store was not filled.",
-        "- A restarted agent reuses the kernel's sessions but cannot yet open their DATA "
-        "(xfail in tests/test_faults_agent.py).",
+        "- A restarted agent rebuilds its sessions from the kernel (docs/datapath.md), but "
+        "their credential rate buckets restart full (one extra second's burst per restart) "
+        "and their packet counts restart at zero.",
         "- Fuzzing is coverage-guided on Python code only (cbor2, PyYAML and pydantic are "
         "exercised but not instrumented).",
         "",
