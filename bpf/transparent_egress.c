@@ -7,7 +7,7 @@
  *   - inner source not the workload's address        -> drop (TP_EG_SPOOFED)
  *   - GSO super-packet, too big, malformed, < 40 bytes -> drop (TP_EG_GSO, _TOO_BIG,
  *                                                       _MALFORMED)
- *   - no live egress session for (veth, peer)          -> the packet goes to the agent
+ *   - no live egress session for (veth, destination)   -> the packet goes to the agent
  *     through warrant_tp_punts and is dropped here (TP_EG_PUNT): the agent sends it as
  *     the 0-RTT payload of the INIT that opens the session, so it is not lost
  *   - else: encapsulate (outer IPv4 + UDP + DATA header with the session's next seq and
@@ -62,9 +62,11 @@ struct {
 	__type(value, struct warrant_tp_peer);
 } warrant_tp_routes SEC(".maps");
 
+/* One session per workload and destination address: the receiver binds a session to
+ * one destination workload (SPEC 13.3). */
 struct warrant_tp_egress_key {
 	__u32 ifindex;
-	__u32 node_addr;
+	__u32 daddr; /* network order: the inner destination */
 };
 
 struct warrant_tp_egress_session {
@@ -163,7 +165,7 @@ int warrant_tp_egress(struct __sk_buff *skb)
 	if (inner[0] != 0x45 || bpf_ntohs(ip->tot_len) != len || len < WARRANT_TP_MAC_INNER_LEN)
 		return count(WARRANT_TP_EG_MALFORMED, TC_ACT_SHOT);
 
-	struct warrant_tp_egress_key ek = {.ifindex = ifindex, .node_addr = peer->node_addr};
+	struct warrant_tp_egress_key ek = {.ifindex = ifindex, .daddr = ip->daddr};
 	struct warrant_tp_egress_session *s = bpf_map_lookup_elem(&warrant_tp_egress_sessions, &ek);
 	if (!s || bpf_ktime_get_coarse_ns() >= s->expires_ns) {
 		struct warrant_tp_punt *p = bpf_ringbuf_reserve(&warrant_tp_punts, sizeof(*p), 0);

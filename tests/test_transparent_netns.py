@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
+import sys
 import time
 from collections.abc import Iterator
 
@@ -167,6 +168,36 @@ def test_plain_route_to_the_server_does_not_exist(pair: TransparentPair) -> None
     r = subprocess.run(_ns(pair.ns["a"], "ip", "route", "get", pair.server_ip),
                        capture_output=True, text=True)  # fmt: skip
     assert r.returncode != 0 or "192.168.250.2" not in r.stdout
+
+
+def test_workload_moved_to_a_new_address_keeps_its_authority(pair: TransparentPair) -> None:
+    """The client changes address and its registry entry (same key and credential): node
+    A's agent ends its egress sessions, the next connection opens a session binding the
+    new address, and the server's replies to it open a reverse session of their own (one
+    per destination: node A binds one destination workload per session)."""
+    moved = "10.201.1.7"
+    c = pair.client_ns
+    for cmd in (("ip", "addr", "del", f"{pair.client_ip}/24", "dev", "eth0"),
+                ("ip", "addr", "add", f"{moved}/24", "dev", "eth0"),
+                ("ip", "route", "add", "default", "via", "10.201.1.1")):  # fmt: skip
+        subprocess.run(_ns(c, *cmd), check=True)
+    reg = str(pair.tmp / "registry-a.json")
+    cli = [sys.executable, "-m", "warrant.cli", "workload"]
+    subprocess.run([*cli, "remove", "client", "--registry", reg], check=True)
+    subprocess.run([*cli, "add", "client", "--registry", reg, "--veth", f"tp{pair.tag}hc",
+                    "--address", moved, "--key", str(pair.tmp / "client.sec"),
+                    "--credential", str(pair.tmp / "client.cred"), "--service", "client",
+                    "--allow", "tcp/1-65535"], check=True, capture_output=True)  # fmt: skip
+    deadline = time.monotonic() + 5
+    while pair.agent_stats("a").get("workload_moved", 0) < 1:
+        assert time.monotonic() < deadline, "node A's agent did not reload its registry"
+        time.sleep(0.1)
+    bound_b, bound_a = pair.agent_stats("b")["init_bound"], pair.agent_stats("a")["init_bound"]
+    code, connect = _curl(c, f"http://{pair.server_ip}:{HTTP_PORT}/")
+    assert code == "200" and connect < TCP_INITIAL_RTO
+    assert pair.agent_stats("b")["init_bound"] == bound_b + 1  # the client's new session
+    assert pair.agent_stats("a")["init_bound"] == bound_a + 1  # the replies' new session
+    pair.client_ip = moved
 
 
 def test_revocation_cuts_a_running_iperf3_flow(pair: TransparentPair) -> None:

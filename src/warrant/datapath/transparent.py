@@ -205,7 +205,7 @@ class PeerValue(ctypes.Structure):
 
 
 class EgressKey(ctypes.Structure):
-    _fields_ = [("ifindex", ctypes.c_uint32), ("node_addr", ctypes.c_uint32)]
+    _fields_ = [("ifindex", ctypes.c_uint32), ("daddr", ctypes.c_uint32)]  # inner destination
 
 
 class EgressSession(ctypes.Structure):
@@ -422,14 +422,10 @@ class TransparentAgent:
         # DATA that follows a probe INIT: (due, packet, destination)
         self.pending: list[tuple[float, bytes, tuple[str, int]]] = []
         self.mtu = _mtu(cfg.uplink)
-        for w in self.workloads:
-            ifindex = socket.if_nametoindex(w.veth)
-            self.by_ifindex[ifindex] = w
-            if w.key is None:  # receiving-side workload only
-                continue
-            libbpf.map_update(self.eg.map_fd("warrant_tp_workloads"), ctypes.c_uint32(ifindex),
-                              WorkloadValue(_ip_u32(w.address), 0))  # fmt: skip
-            self.links.append(libbpf.tcx_attach(ifindex, self.eg_fd))
+        self.attached: set[int] = set()
+        self.addresses: dict[int, str] = {}  # last address each veth was registered with
+        self._registry_stamp = self._stamp()
+        self._apply_registry(self.workloads)
         for p in self.peers:
             net = ipaddress.ip_network(p.prefix)
             libbpf.map_update(
@@ -466,9 +462,11 @@ class TransparentAgent:
         if w is None or peer is None or holder is None:
             self._count("punt_no_credential")  # no authority: the packet goes nowhere
             return
-        key = (ifindex, node_addr)
+        # one session per workload and destination: the receiver binds one destination
+        dst = socket.inet_ntoa(inner[16:20])
+        key = (ifindex, dst)
         sender = self.senders.get(key)
-        ek = EgressKey(ifindex, node_u32)
+        ek = EgressKey(ifindex, _ip_u32(dst))
         es = EgressSession()
         live = libbpf.map_lookup(self.eg.map_fd("warrant_tp_egress_sessions"), ek, es)
         if (
@@ -513,11 +511,11 @@ class TransparentAgent:
     def on_reject(self, packet: bytes) -> None:
         """A REJECT for lost state: drop the egress session; the next packet opens anew."""
         rej = RejectPacket.decode(packet)
-        for (ifindex, node_addr), s in list(self.senders.items()):
+        for (ifindex, dst), s in list(self.senders.items()):
             if s.session_id == rej.session_id:
                 libbpf.map_delete(self.eg.map_fd("warrant_tp_egress_sessions"),
-                                  EgressKey(ifindex, _ip_u32(node_addr)))  # fmt: skip
-                del self.senders[(ifindex, node_addr)]
+                                  EgressKey(ifindex, _ip_u32(dst)))  # fmt: skip
+                del self.senders[(ifindex, dst)]
                 self._count("reject")
 
     def on_cookie(self, packet: bytes) -> None:
@@ -571,6 +569,55 @@ class TransparentAgent:
                     return Reason.OK, b
         return Reason.INNER_NOT_GRANTED, None
 
+    def _stamp(self) -> tuple[int, int] | None:
+        try:
+            st = os.stat(self.cfg.registry)
+        except FileNotFoundError:
+            return None
+        return st.st_mtime_ns, st.st_size
+
+    def _apply_registry(self, workloads: list[Workload]) -> None:
+        """Attach to new senders' veths and (re)write their addresses.  A workload whose
+        address changed keeps its authority (key, credential): its egress sessions end,
+        so its next packet opens a session that binds the new address (SPEC 13.3)."""
+        by_ifindex = {socket.if_nametoindex(w.veth): w for w in workloads}
+        for ifindex, w in by_ifindex.items():
+            # an entry removed and added again between two reloads is a move too
+            old = self.addresses.get(ifindex)
+            if old is not None and old != w.address:
+                self._end_egress(ifindex)
+                self._count("workload_moved")
+            self.addresses[ifindex] = w.address
+            if w.key is None:  # receiving-side workload only
+                continue
+            libbpf.map_update(self.eg.map_fd("warrant_tp_workloads"), ctypes.c_uint32(ifindex),
+                              WorkloadValue(_ip_u32(w.address), 0))  # fmt: skip
+            if ifindex not in self.attached:
+                self.links.append(libbpf.tcx_attach(ifindex, self.eg_fd))
+                self.attached.add(ifindex)
+        for ifindex in set(self.by_ifindex) - set(by_ifindex):  # removed: not ours any more
+            libbpf.map_delete(self.eg.map_fd("warrant_tp_workloads"), ctypes.c_uint32(ifindex))
+            self._end_egress(ifindex)
+        self.by_ifindex = by_ifindex
+
+    def _end_egress(self, ifindex: int) -> None:
+        for key in [k for k in self.senders if k[0] == ifindex]:
+            libbpf.map_delete(self.eg.map_fd("warrant_tp_egress_sessions"),
+                              EgressKey(ifindex, _ip_u32(key[1])))  # fmt: skip
+            del self.senders[key]
+
+    def _reload_registry(self) -> None:
+        stamp = self._stamp()
+        if stamp == self._registry_stamp:
+            return
+        self._registry_stamp = stamp
+        try:
+            workloads = load_registry(Path(self.cfg.registry))
+        except RegistryError as exc:
+            _log.warning("%s (previous registry kept)", exc)
+            return
+        self._apply_registry(workloads)
+
     def _reload_revocations(self) -> None:
         """Changed lists end their sessions in the kernel now (the store removes them);
         the bindings follow in _unbind_ended.  The peer's next DATA meets UNKNOWN_SESSION
@@ -618,6 +665,7 @@ class TransparentAgent:
             if time.monotonic() - last > 0.2:
                 last = time.monotonic()
                 self._reload_revocations()
+                self._reload_registry()
                 self._unbind_ended(time.time())
                 self._write_stats()
 
