@@ -17,12 +17,15 @@ installed, any failure fails.
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
+from types import ModuleType
+from typing import Any
 
 import pytest
 
@@ -140,3 +143,42 @@ def test_bench_smoke_prints_its_json() -> None:
     else:  # never a fabricated figure when transparent mode could not run
         assert result["warrant"].startswith("not available: "), result
         assert all(result[k] is None for k in BENCH_KEYS[:4]), result
+
+
+def _load_bench() -> ModuleType:
+    spec = importlib.util.spec_from_file_location("warrant_bench_transparent", BENCH)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # dataclasses resolve annotations through it
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_bench_reports_null_ratios_when_warrant_is_not_available(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """No root needed: the report of a run whose transparent pair could not be set up
+    names the reason and gives null for every ratio involving it, while the baselines'
+    own ratios are computed from their figures."""
+    bench = _load_bench()
+
+    def row(name: str, gbit: list[float], rr: list[float]) -> Any:
+        r = bench.Row(name, "ns", "10.0.0.1", lambda: None, list)
+        r.tcp_bps, r.rr = [g * 1e9 for g in gbit], rr
+        r.connect = {"first_s": 0.002, "median_s": 0.001, "first_syn_retransmits": 0}
+        return r
+
+    rows = [row("plain", [10.0, 16.0], [30000.0, 20000.0]), row("plain_offloads", [2.0], [25000.0]),
+            row("vxlan", [8.0, 12.0], [15000.0]), row("vxlan_offloads", [1.5], [14000.0]),
+            row("wireguard_go", [0.3], [3000.0]),
+            bench.Row("warrant", "", "", lambda: None, list, False, "ImportError: no setup_pair")]  # fmt: skip
+    bench.report(rows, 2, 1, 100, 3, 1.0)
+    out = capsys.readouterr().out.splitlines()
+    assert "warrant         not available: ImportError: no setup_pair" in out
+    result = json.loads(out[-1])
+    assert result["warrant"] == "not available: ImportError: no setup_pair"
+    assert [result[k] for k in BENCH_KEYS[:4]] == [None, None, None, None]
+    assert result["tcp_throughput_ratio_vs_vxlan_offloads"] is None
+    assert result["vxlan_tcp_throughput_ratio_vs_plain"] == 0.75  # max 12 / max 16
+    assert result["wireguard_go_tcp_rr_ratio_vs_plain"] == 0.1  # 3000 / max 30000
+    assert result["tcp_rr_per_s_median"]["plain"] == 25000
