@@ -62,11 +62,15 @@ struct {
 	__type(value, struct warrant_tp_peer);
 } warrant_tp_routes SEC(".maps");
 
-/* One session per workload and destination address: the receiver binds a session to
- * one destination workload (SPEC 13.3). */
+/* One session per workload, destination address, protocol and destination port: the
+ * receiver binds a session to one destination workload, protocol and port range (SPEC
+ * 13.3), so a second flow to another port or protocol needs a session of its own. */
 struct warrant_tp_egress_key {
 	__u32 ifindex;
 	__u32 daddr; /* network order: the inner destination */
+	__u16 dport; /* host order; 0 for protocols without ports */
+	__u8 proto;
+	__u8 _pad;
 };
 
 struct warrant_tp_egress_session {
@@ -165,7 +169,10 @@ int warrant_tp_egress(struct __sk_buff *skb)
 	if (inner[0] != 0x45 || bpf_ntohs(ip->tot_len) != len || len < WARRANT_TP_MAC_INNER_LEN)
 		return count(WARRANT_TP_EG_MALFORMED, TC_ACT_SHOT);
 
-	struct warrant_tp_egress_key ek = {.ifindex = ifindex, .daddr = ip->daddr};
+	struct warrant_tp_egress_key ek = {.ifindex = ifindex, .daddr = ip->daddr,
+					   .proto = ip->protocol};
+	if (ip->protocol == IPPROTO_TCP || ip->protocol == IPPROTO_UDP)
+		ek.dport = ((__u16)inner[22] << 8) | inner[23]; /* ihl is 5: checked above */
 	struct warrant_tp_egress_session *s = bpf_map_lookup_elem(&warrant_tp_egress_sessions, &ek);
 	if (!s || bpf_ktime_get_coarse_ns() >= s->expires_ns) {
 		struct warrant_tp_punt *p = bpf_ringbuf_reserve(&warrant_tp_punts, sizeof(*p), 0);

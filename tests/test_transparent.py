@@ -201,7 +201,7 @@ def test_egress_punts_then_encapsulates(egress) -> None:  # type: ignore[no-unty
     sess = EgressSession(_sid_u64(SID), (ctypes.c_uint8 * 16)(*K_MAC), KERNEL_SEQ_START,
                          2**63)  # fmt: skip
     libbpf.map_update(obj.map_fd("warrant_tp_egress_sessions"),
-                      EgressKey(lo, _ip_u32("10.201.2.2")), sess)  # fmt: skip
+                      EgressKey(lo, _ip_u32("10.201.2.2"), 8000, 6, 0), sess)  # fmt: skip
     for i in range(2):
         retval, _ = runner.run(eth + inner, ctx=_skb_ctx_on(lo))
         assert retval == TC_ACT_REDIRECT

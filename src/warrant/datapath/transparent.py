@@ -205,7 +205,24 @@ class PeerValue(ctypes.Structure):
 
 
 class EgressKey(ctypes.Structure):
-    _fields_ = [("ifindex", ctypes.c_uint32), ("daddr", ctypes.c_uint32)]  # inner destination
+    _fields_ = [
+        ("ifindex", ctypes.c_uint32), ("daddr", ctypes.c_uint32),  # inner destination
+        ("dport", ctypes.c_uint16), ("proto", ctypes.c_uint8), ("_pad", ctypes.c_uint8),
+    ]  # fmt: skip
+
+
+# (veth ifindex, inner destination, protocol, destination port): one session each
+FlowKey = tuple[int, str, int, int]
+
+
+def _flow_key(ifindex: int, inner: bytes) -> FlowKey:
+    proto = inner[9]
+    dport = struct.unpack_from(">H", inner, 22)[0] if proto in (6, 17) else 0
+    return ifindex, socket.inet_ntoa(inner[16:20]), proto, dport
+
+
+def _egress_key(k: FlowKey) -> EgressKey:
+    return EgressKey(k[0], _ip_u32(k[1]), k[3], k[2], 0)
 
 
 class EgressSession(ctypes.Structure):
@@ -417,7 +434,7 @@ class TransparentAgent:
         self.eg.load()
         self.eg_fd = self.eg.program_fd("warrant_tp_egress")
         self.links: list[int] = []
-        self.senders: dict[tuple[int, str], Sender] = {}
+        self.senders: dict[FlowKey, Sender] = {}
         self.own_seq: dict[bytes, int] = {}
         # DATA that follows a probe INIT: (due, packet, destination)
         self.pending: list[tuple[float, bytes, tuple[str, int]]] = []
@@ -463,10 +480,9 @@ class TransparentAgent:
             self._count("punt_no_credential")  # no authority: the packet goes nowhere
             return
         # one session per workload and destination: the receiver binds one destination
-        dst = socket.inet_ntoa(inner[16:20])
-        key = (ifindex, dst)
+        key = _flow_key(ifindex, inner)
         sender = self.senders.get(key)
-        ek = EgressKey(ifindex, _ip_u32(dst))
+        ek = _egress_key(key)
         es = EgressSession()
         live = libbpf.map_lookup(self.eg.map_fd("warrant_tp_egress_sessions"), ek, es)
         if (
@@ -511,11 +527,10 @@ class TransparentAgent:
     def on_reject(self, packet: bytes) -> None:
         """A REJECT for lost state: drop the egress session; the next packet opens anew."""
         rej = RejectPacket.decode(packet)
-        for (ifindex, dst), s in list(self.senders.items()):
+        for key, s in list(self.senders.items()):
             if s.session_id == rej.session_id:
-                libbpf.map_delete(self.eg.map_fd("warrant_tp_egress_sessions"),
-                                  EgressKey(ifindex, _ip_u32(dst)))  # fmt: skip
-                del self.senders[(ifindex, dst)]
+                libbpf.map_delete(self.eg.map_fd("warrant_tp_egress_sessions"), _egress_key(key))
+                del self.senders[key]
                 self._count("reject")
 
     def on_cookie(self, packet: bytes) -> None:
@@ -602,8 +617,7 @@ class TransparentAgent:
 
     def _end_egress(self, ifindex: int) -> None:
         for key in [k for k in self.senders if k[0] == ifindex]:
-            libbpf.map_delete(self.eg.map_fd("warrant_tp_egress_sessions"),
-                              EgressKey(ifindex, _ip_u32(key[1])))  # fmt: skip
+            libbpf.map_delete(self.eg.map_fd("warrant_tp_egress_sessions"), _egress_key(key))
             del self.senders[key]
 
     def _reload_registry(self) -> None:
