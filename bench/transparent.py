@@ -214,6 +214,9 @@ def report(
         "first_connect_ms": {
             r.name: round(r.connect["first_s"] * 1e3, 3) for r in rows if r.available
         },
+        "connect_median_ms": {
+            r.name: round(r.connect["median_s"] * 1e3, 3) for r in rows if r.available
+        },
         "tcp_gbit_s": {r.name: round(max(r.tcp_bps) / 1e9, 3) for r in rows if r.tcp_bps},
         "tcp_rr_per_s": {r.name: round(max(r.rr)) for r in rows if r.rr},
         "tcp_rr_per_s_median": {r.name: round(statistics.median(r.rr)) for r in rows if r.rr},
