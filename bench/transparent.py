@@ -38,6 +38,7 @@ the figures.
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import os
 import statistics
@@ -117,6 +118,24 @@ def _measure(row: Row, seconds: int, rounds: int) -> None:
         )
 
 
+def _connects(row: Row, connects: int) -> None:
+    row.prepare()
+    row.connect = th.connect_times(row.client_ns, row.server_addr, connects)
+
+
+def _guarded(row: Row, stage: str, step: Callable[[], None]) -> None:
+    """A baseline's failure ends the run; transparent mode failing at run time makes its
+    row "not available" with the reason, its partial figures dropped (never reported)."""
+    if row.name != "warrant":
+        step()
+        return
+    try:
+        step()
+    except Exception as exc:
+        row.available, row.reason = False, f"failed in {stage}: {type(exc).__name__}: {exc}"
+        row.connect, row.tcp_bps, row.rr = {}, [], []
+
+
 def _ratio(a: float | None, b: float | None) -> float | None:
     return None if a is None or b is None or b == 0 else round(a / b, 3)
 
@@ -152,12 +171,11 @@ def main() -> None:
         rows.append(warrant)
         live = [r for r in rows if r.available]
         for row in live:  # the first connect of each case precedes any of its traffic
-            row.prepare()
-            row.connect = th.connect_times(row.client_ns, row.server_addr, connects)
+            _guarded(row, "first connects", functools.partial(_connects, row, connects))
         for p in range(passes):
-            for row in live[p % len(live) :] + live[: p % len(live)]:
-                _measure(row, seconds, rounds)
-        if warrant.pair is not None:
+            for row in [r for r in live[p % len(live) :] + live[: p % len(live)] if r.available]:
+                _guarded(row, f"pass {p + 1}", functools.partial(_measure, row, seconds, rounds))
+        if warrant.available:
             warrant.egress = warrant.pair.counters()["egress"]
     report(rows, passes, seconds, rounds, connects, time.monotonic() - started)
 

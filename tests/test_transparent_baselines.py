@@ -182,3 +182,24 @@ def test_bench_reports_null_ratios_when_warrant_is_not_available(
     assert result["vxlan_tcp_throughput_ratio_vs_plain"] == 0.75  # max 12 / max 16
     assert result["wireguard_go_tcp_rr_ratio_vs_plain"] == 0.1  # 3000 / max 30000
     assert result["tcp_rr_per_s_median"]["plain"] == 25000
+
+
+def test_bench_transparent_failing_mid_run_becomes_not_available() -> None:
+    """Transparent mode breaking during a pass drops its partial figures and names the
+    stage; a baseline breaking ends the run (no report without its baseline)."""
+    bench = _load_bench()
+
+    def broken() -> None:
+        raise RuntimeError("iperf3 -c 10.201.2.2: connection refused")
+
+    warrant = bench.Row("warrant", "ns", "10.201.2.2", lambda: None, list)
+    warrant.tcp_bps, warrant.rr = [1e9], [20000.0]
+    bench._guarded(warrant, "pass 2", broken)
+    assert not warrant.available
+    assert (
+        warrant.reason == "failed in pass 2: RuntimeError: iperf3 -c 10.201.2.2: connection refused"
+    )
+    assert (warrant.tcp_bps, warrant.rr, warrant.connect) == ([], [], {})
+    plain = bench.Row("plain", "ns", "10.201.2.2", lambda: None, list)
+    with pytest.raises(RuntimeError, match="connection refused"):
+        bench._guarded(plain, "pass 1", broken)
