@@ -6,7 +6,7 @@
  * TP_MAC_INNER_LEN (40) bytes): the inner IPv4 header and the first 20 transport bytes
  * (TCP: ports, sequence numbers, flags, window, checksum; UDP: header and 12 payload
  * bytes), so nobody on the path can re-address the inner packet.  Inner packets shorter
- * than 40 bytes are refused at both ends.
+ * than 40 bytes travel zero-padded to 40 (their IPv4 total length kept).
  *
  * The receiver binds, per transparent session (warrant_tp_bindings, written by the
  * agent from the verified INIT), the inner source address and the one destination
@@ -101,17 +101,18 @@ static __always_inline void warrant_tp_mac(__u64 k0, __u64 k1, __u64 m0, __u64 m
 }
 
 /* The inner packet against the session's binding (SPEC 13.3), in the reference's order:
- * not IPv4 without options, shorter than 40 bytes or lengths inconsistent ->
- * INNER_NOT_GRANTED; source ->
+ * not IPv4 without options, shorter than TP_INNER_MIN (24), or carried in other than
+ * max(total length, 40) bytes -> INNER_NOT_GRANTED; source ->
  * INNER_SOURCE_MISMATCH; destination, protocol, fragment, port -> INNER_NOT_GRANTED. */
 static __always_inline int warrant_tp_inner_check(struct warrant_tp_binding *b,
 						  struct warrant_tp_scratch *scratch,
 						  __u32 inner_len)
 {
 	__u8 *in = (__u8 *)scratch->w;
-	if (inner_len < WARRANT_TP_MAC_INNER_LEN || in[0] != 0x45)
-		return WARRANT_REASON_INNER_NOT_GRANTED;
-	if (((__u32)in[2] << 8 | in[3]) != inner_len)
+	/* the wire carries max(total length, 40) bytes: shorter packets zero-padded */
+	__u32 tot = (__u32)in[2] << 8 | in[3];
+	if (in[0] != 0x45 || tot < WARRANT_TP_INNER_MIN ||
+	    inner_len != (tot < WARRANT_TP_MAC_INNER_LEN ? WARRANT_TP_MAC_INNER_LEN : tot))
 		return WARRANT_REASON_INNER_NOT_GRANTED;
 	if (*(__u32 *)(in + 12) != b->inner_src)
 		return WARRANT_REASON_INNER_SOURCE_MISMATCH;

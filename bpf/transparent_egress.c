@@ -146,13 +146,18 @@ int warrant_tp_egress(struct __sk_buff *skb)
 	struct warrant_tp_workload *wl = bpf_map_lookup_elem(&warrant_tp_workloads, &ifindex);
 	if (!wl || skb->protocol != bpf_htons(ETH_P_IP))
 		return TC_ACT_UNSPEC;
-	if (bpf_skb_pull_data(skb, ETH_HLEN + WARRANT_TP_MAC_INNER_LEN))
-		return count(WARRANT_TP_EG_MALFORMED, TC_ACT_SHOT); /* shorter than 40 or no memory */
+	__u32 len = skb->len - ETH_HLEN;
+	if (len < WARRANT_TP_INNER_MIN)
+		return count(WARRANT_TP_EG_MALFORMED, TC_ACT_SHOT);
+	if (len > WARRANT_TP_PUNT_MAX)
+		return count(WARRANT_TP_EG_TOO_BIG, TC_ACT_SHOT);
+	if (bpf_skb_pull_data(skb, ETH_HLEN + WARRANT_TP_INNER_MIN))
+		return count(WARRANT_TP_EG_ERROR, TC_ACT_SHOT);
 	__u8 *data = (__u8 *)(long)skb->data;
 	__u8 *data_end = (__u8 *)(long)skb->data_end;
 	__u8 *inner = data + ETH_HLEN;
-	if (inner + WARRANT_TP_MAC_INNER_LEN > data_end)
-		return count(WARRANT_TP_EG_MALFORMED, TC_ACT_SHOT);
+	if (inner + WARRANT_TP_INNER_MIN > data_end)
+		return count(WARRANT_TP_EG_ERROR, TC_ACT_SHOT);
 	struct iphdr *ip = (struct iphdr *)inner;
 
 	struct warrant_tp_route_key rk = {.prefixlen = 32, .addr = ip->daddr};
@@ -163,24 +168,23 @@ int warrant_tp_egress(struct __sk_buff *skb)
 		return count(WARRANT_TP_EG_SPOOFED, TC_ACT_SHOT);
 	if (skb->gso_segs > 1)
 		return count(WARRANT_TP_EG_GSO, TC_ACT_SHOT);
-	__u32 len = skb->len - ETH_HLEN;
-	if (len > WARRANT_TP_PUNT_MAX)
-		return count(WARRANT_TP_EG_TOO_BIG, TC_ACT_SHOT);
-	if (inner[0] != 0x45 || bpf_ntohs(ip->tot_len) != len || len < WARRANT_TP_MAC_INNER_LEN)
+	if (inner[0] != 0x45 || bpf_ntohs(ip->tot_len) != len)
 		return count(WARRANT_TP_EG_MALFORMED, TC_ACT_SHOT);
 
 	struct warrant_tp_egress_key ek = {.ifindex = ifindex, .daddr = ip->daddr,
 					   .proto = ip->protocol};
 	if (ip->protocol == IPPROTO_TCP || ip->protocol == IPPROTO_UDP)
 		ek.dport = ((__u16)inner[22] << 8) | inner[23]; /* ihl is 5: checked above */
+	__u32 node_addr = peer->node_addr, local_addr = peer->local_addr, uplink = peer->uplink;
+	__u16 port = peer->port, sport = peer->sport;
 	struct warrant_tp_egress_session *s = bpf_map_lookup_elem(&warrant_tp_egress_sessions, &ek);
 	if (!s || bpf_ktime_get_coarse_ns() >= s->expires_ns) {
 		struct warrant_tp_punt *p = bpf_ringbuf_reserve(&warrant_tp_punts, sizeof(*p), 0);
 		if (!p)
 			return count(WARRANT_TP_EG_PUNT_LOST, TC_ACT_SHOT);
 		p->ifindex = ifindex;
-		p->node_addr = peer->node_addr;
-		p->port = peer->port;
+		p->node_addr = node_addr;
+		p->port = port;
 		p->_pad = 0;
 		p->len = len;
 		if (bpf_skb_load_bytes(skb, ETH_HLEN, p->data, len)) {
@@ -191,10 +195,33 @@ int warrant_tp_egress(struct __sk_buff *skb)
 		return count(WARRANT_TP_EG_PUNT, TC_ACT_SHOT);
 	}
 
+	/* An inner packet shorter than the 40 bytes the MAC covers travels zero-padded to 40
+	 * (its IPv4 total length is kept: the receiving stack trims the padding, SPEC 13.1).
+	 * The grown tail is not zeroed by the kernel: the words are masked here and written
+	 * back, so no stale memory leaves the host. */
+	__u32 wire_len = len;
+	if (len < WARRANT_TP_MAC_INNER_LEN) {
+		wire_len = WARRANT_TP_MAC_INNER_LEN;
+		if (bpf_skb_change_tail(skb, ETH_HLEN + wire_len, 0) ||
+		    bpf_skb_pull_data(skb, ETH_HLEN + wire_len))
+			return count(WARRANT_TP_EG_ERROR, TC_ACT_SHOT);
+		data = (__u8 *)(long)skb->data;
+		data_end = (__u8 *)(long)skb->data_end;
+		inner = data + ETH_HLEN;
+	}
+	if (inner + WARRANT_TP_MAC_INNER_LEN > data_end)
+		return count(WARRANT_TP_EG_ERROR, TC_ACT_SHOT);
 	struct warrant_tp_scratch w;
 #pragma clang loop unroll(full)
-	for (int i = 0; i < WARRANT_TP_MAC_INNER_LEN / 8; i++)
-		w.w[i] = *(__u64 *)(inner + 8 * i);
+	for (int i = 0; i < WARRANT_TP_MAC_INNER_LEN / 8; i++) {
+		__u64 word = *(__u64 *)(inner + 8 * i);
+		if (len < 8 * (__u32)(i + 1))
+			word = len <= 8 * (__u32)i ? 0 : word & ((1ULL << (8 * (len - 8 * i))) - 1);
+		w.w[i] = word;
+	}
+	if (wire_len != len && bpf_skb_store_bytes(skb, ETH_HLEN, &w, sizeof(w), 0))
+		return count(WARRANT_TP_EG_ERROR, TC_ACT_SHOT);
+	len = wire_len;
 
 	struct warrant_tp_outer o = {};
 	__u64 seq = __sync_fetch_and_add(&s->next_seq, 1);
@@ -204,11 +231,11 @@ int warrant_tp_egress(struct __sk_buff *skb)
 	o.ip.frag_off = bpf_htons(0x4000); /* DF: Warrant datagrams are never fragmented */
 	o.ip.ttl = 64;
 	o.ip.protocol = IPPROTO_UDP;
-	o.ip.saddr = peer->local_addr;
-	o.ip.daddr = peer->node_addr;
+	o.ip.saddr = local_addr;
+	o.ip.daddr = node_addr;
 	o.ip.check = ip_checksum((__u16 *)&o.ip);
-	o.sport = bpf_htons(peer->sport);
-	o.dport = bpf_htons(peer->port);
+	o.sport = bpf_htons(sport);
+	o.dport = bpf_htons(port);
 	o.ulen = bpf_htons(len + WARRANT_TP_ENCAP_OVERHEAD - 20);
 	o.head[0] = WARRANT_VERSION;
 	o.head[1] = WARRANT_KIND_DATA;
@@ -229,5 +256,5 @@ int warrant_tp_egress(struct __sk_buff *skb)
 	if (bpf_skb_store_bytes(skb, ETH_HLEN, &o, sizeof(o), 0))
 		return count(WARRANT_TP_EG_ERROR, TC_ACT_SHOT);
 	count(WARRANT_TP_EG_ENCAP, 0);
-	return bpf_redirect_neigh(peer->uplink, 0, 0, 0);
+	return bpf_redirect_neigh(uplink, 0, 0, 0);
 }

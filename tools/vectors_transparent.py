@@ -127,8 +127,24 @@ def build() -> dict[str, Any]:
             "INNER_NOT_GRANTED",
         ),
         (
-            "inner packet shorter than 40 bytes (still >= the 16-byte tag minimum)",
+            "a 36-byte inner packet carried unpadded (it must be zero-padded to 40)",
             ipv4(SRC, DST, 6, tcp(8000)[:16]),
+            "INNER_NOT_GRANTED",
+        ),
+        (
+            "a 36-byte inner packet zero-padded to 40 (total length 36 kept; the receiving "
+            "stack trims the padding)",
+            ipv4(SRC, DST, 6, tcp(8000)[:16]) + bytes(4),
+            "OK",
+        ),
+        (
+            "a 22-byte inner packet padded to 40: below the 24 bytes that hold the ports",
+            ipv4(SRC, DST, 6, tcp(8000)[:2]) + bytes(18),
+            "INNER_NOT_GRANTED",
+        ),
+        (
+            "a 36-byte inner packet padded to 44 bytes (only up to 40 is padding)",
+            ipv4(SRC, DST, 6, tcp(8000)[:16]) + bytes(8),
             "INNER_NOT_GRANTED",
         ),
         ("the flag with a hop count", data(syn, hops=1) + bytes(12), "MALFORMED"),

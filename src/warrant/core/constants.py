@@ -89,6 +89,9 @@ FLAG_DATA_INNER_IP = 0x04
 KNOWN_DATA_FLAGS = FLAG_DATA_INNER_IP
 TP_MAC_INNER_LEN = 40  # inner IPv4 header (20, no options) + first 20 transport bytes
 TP_MAC_INPUT_LEN = DATA_MAC_INPUT_LEN + TP_MAC_INNER_LEN
+# shortest inner packet carried: IPv4 header and the transport ports; one shorter than
+# TP_MAC_INNER_LEN travels zero-padded to it (its IPv4 total length kept)
+TP_INNER_MIN = 24
 TP_ENCAP_OVERHEAD = 20 + 8 + DATA_HEADER_LEN  # outer IPv4 + UDP + DATA header: 64 bytes
 TP_CLAIM_OPERATION = "ip"  # claim operation of an INIT that opens a transparent session
 TP_PUNT_MAX = 1500  # largest inner packet the egress program hands to the agent

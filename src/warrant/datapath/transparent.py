@@ -67,6 +67,7 @@ from ..core.constants import (
     TP_EG_SPOOFED,
     TP_EG_TOO_BIG,
     TP_ENCAP_OVERHEAD,
+    TP_INNER_MIN,
     TP_MAC_INNER_LEN,
     VERSION,
     Kind,
@@ -98,17 +99,23 @@ PROBE_DELAY = 0.02  # s between a probe INIT and the DATA that follows it (bindi
 # ---- reference: MAC and inner checks (bpf/encap.h) ------------------------------------
 def tp_mac(k_mac: bytes, header20: bytes, inner: bytes) -> bytes:
     """SipHash-2-4-128 over header bytes [0,20) with hop_count 0 (flags kept) and the
-    inner packet's first 40 bytes (SPEC 13.1)."""
+    carried inner packet's first 40 bytes (SPEC 13.1)."""
     if len(inner) < TP_MAC_INNER_LEN:
-        raise WarrantError(Reason.INNER_NOT_GRANTED, "inner packet shorter than 40 bytes")
+        raise WarrantError(Reason.INNER_NOT_GRANTED, "inner packet carried in under 40 bytes")
     head = header20[:2] + b"\0" + header20[3:20]
     return header_mac(k_mac, head + inner[:TP_MAC_INNER_LEN])
+
+
+def padded(inner: bytes) -> bytes:
+    """The inner packet as carried: zero-padded to 40 bytes when shorter (SPEC 13.1)."""
+    return inner + bytes(max(0, TP_MAC_INNER_LEN - len(inner)))
 
 
 def transparent_data(session_id: bytes, seq: int, k_mac: bytes, inner: bytes) -> bytes:
     """A transparent DATA packet carrying `inner` (what the egress program builds)."""
     head = struct.pack(">BBBB8sQ", VERSION, Kind.DATA, 0, FLAG_DATA_INNER_IP, session_id, seq)
-    return head + tp_mac(k_mac, head, inner) + inner
+    carried = padded(inner)
+    return head + tp_mac(k_mac, head, carried) + carried
 
 
 @dataclass(frozen=True)
@@ -127,7 +134,8 @@ def inner_check(b: Binding, inner: bytes) -> Reason:
     """The inner packet against the binding, in encap.h's order."""
     if len(inner) < TP_MAC_INNER_LEN or inner[0] != 0x45:
         return Reason.INNER_NOT_GRANTED
-    if struct.unpack_from(">H", inner, 2)[0] != len(inner):
+    tot = struct.unpack_from(">H", inner, 2)[0]
+    if tot < TP_INNER_MIN or len(inner) != max(tot, TP_MAC_INNER_LEN):
         return Reason.INNER_NOT_GRANTED
     if inner[12:16] != socket.inet_aton(b.inner_src):
         return Reason.INNER_SOURCE_MISMATCH
@@ -568,11 +576,14 @@ class TransparentAgent:
     def _bind(self, authority: Any, payload: bytes | None) -> tuple[Reason, Binding | None]:
         if authority is None or authority.operation != TP_CLAIM_OPERATION or not payload:
             return Reason.INNER_NOT_GRANTED, None
-        if len(payload) < TP_MAC_INNER_LEN or payload[0] != 0x45:
+        if len(payload) < TP_INNER_MIN or payload[0] != 0x45:
             return Reason.INNER_NOT_GRANTED, None
-        # a probe (the first 40 bytes of a packet too big for the INIT) is judged by its
-        # headers as if whole; only a whole packet is delivered
-        payload = payload[:2] + struct.pack(">H", len(payload)) + payload[4:]
+        # judged as carried (padded to 40); a probe (the first 40 bytes of a packet too
+        # big for the INIT) by its headers as if whole; only a whole packet is delivered
+        tot = struct.unpack_from(">H", payload, 2)[0]
+        if tot > len(payload) == TP_MAC_INNER_LEN:
+            payload = payload[:2] + struct.pack(">H", len(payload)) + payload[4:]
+        payload = padded(payload)
         src, dst = socket.inet_ntoa(payload[12:16]), socket.inet_ntoa(payload[16:20])
         for ifindex, w in self.by_ifindex.items():
             if w.address != dst or w.service != authority.service:
