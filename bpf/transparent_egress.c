@@ -29,10 +29,23 @@
 
 char LICENSE[] SEC("license") = "GPL";
 
+#define WARRANT_TP_VIA_SEGMENTER 0x1 /* workload veth: leave packets to the stack, which
+					* routes them through the segmenter veth */
+#define WARRANT_TP_SEGMENTER 0x2     /* segmenter veth: packets of registered workloads,
+					* one wire packet each, known by their source */
+
 struct warrant_tp_workload {
 	__u32 addr; /* network order: the only inner source this veth may send */
-	__u32 _pad;
+	__u32 flags;
 };
+
+/* Segmenter mode (docs/transparent.md): source address -> the workload's veth ifindex. */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 4096);
+	__type(key, __u32);
+	__type(value, __u32);
+} warrant_tp_sources SEC(".maps");
 
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
@@ -147,9 +160,10 @@ int warrant_tp_egress(struct __sk_buff *skb)
 	if (!wl || skb->protocol != bpf_htons(ETH_P_IP))
 		return TC_ACT_UNSPEC;
 	__u32 len = skb->len - ETH_HLEN;
+	__u32 flags = wl->flags, addr = wl->addr;
 	if (len < WARRANT_TP_INNER_MIN)
 		return count(WARRANT_TP_EG_MALFORMED, TC_ACT_SHOT);
-	if (len > WARRANT_TP_PUNT_MAX)
+	if (len > WARRANT_TP_PUNT_MAX && !(flags & WARRANT_TP_VIA_SEGMENTER))
 		return count(WARRANT_TP_EG_TOO_BIG, TC_ACT_SHOT);
 	if (bpf_skb_pull_data(skb, ETH_HLEN + WARRANT_TP_INNER_MIN))
 		return count(WARRANT_TP_EG_ERROR, TC_ACT_SHOT);
@@ -164,8 +178,18 @@ int warrant_tp_egress(struct __sk_buff *skb)
 	struct warrant_tp_peer *peer = bpf_map_lookup_elem(&warrant_tp_routes, &rk);
 	if (!peer)
 		return TC_ACT_UNSPEC; /* not for a Warrant peer: routed as usual */
-	if (ip->saddr != wl->addr)
+	if (flags & WARRANT_TP_SEGMENTER) {
+		/* one wire packet of a workload whose own veth checked its source */
+		__u32 src = ip->saddr;
+		__u32 *wifindex = bpf_map_lookup_elem(&warrant_tp_sources, &src);
+		if (!wifindex)
+			return count(WARRANT_TP_EG_SPOOFED, TC_ACT_SHOT);
+		ifindex = *wifindex;
+	} else if (ip->saddr != addr) {
 		return count(WARRANT_TP_EG_SPOOFED, TC_ACT_SHOT);
+	}
+	if (flags & WARRANT_TP_VIA_SEGMENTER)
+		return count(WARRANT_TP_EG_TO_SEGMENTER, TC_ACT_UNSPEC);
 	if (skb->gso_segs > 1)
 		return count(WARRANT_TP_EG_GSO, TC_ACT_SHOT);
 	if (inner[0] != 0x45 || bpf_ntohs(ip->tot_len) != len)

@@ -287,3 +287,32 @@ def test_first_packet_too_big_for_the_init_is_announced_then_sent_as_data() -> N
         assert p.counters()["ingress"].get((Verdict.ADMIT, Reason.OK), 0) == 1
     finally:
         p.close()
+
+
+def test_segmenter_mode_keeps_the_workloads_gso() -> None:
+    """Segmenter mode (SPEC 13.5): the client keeps TSO/GSO; its veth checks the source and
+    leaves the packets to node A's stack, which routes them through a veth pair with
+    offloads off (the kernel segments there); each segment is stamped at the pair's far
+    end.  GSO super-packets reach the stack (TO_SEGMENTER), none is stamped whole (GSO
+    stays 0), and the stream arrives.  Own pair."""
+    if os.geteuid() != 0:
+        pytest.skip("needs root: network namespaces and eBPF (CI runs as root)")
+    p = setup_pair(tag=f"g{os.getpid() % 100000}", segmenter=True)
+    server = subprocess.Popen(_ns(p.server_ns, "iperf3", "-s", "-1", "-B", p.server_ip),
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
+    try:
+        _wait_listening(p.server_ns, p.server_ip, 5201)
+        r = subprocess.run(_ns(p.client_ns, "iperf3", "-c", p.server_ip, "-t", "2", "-J"),
+                           capture_output=True, text=True, timeout=30)  # fmt: skip
+        assert r.returncode == 0, r.stderr
+        import json
+
+        bps = json.loads(r.stdout)["end"]["sum_received"]["bits_per_second"]
+        print(f"transparent iperf3 TCP, segmenter mode: {bps / 1e9:.2f} Gbit/s")
+        c = p.counters()
+        assert c["egress"]["TO_SEGMENTER"] > 0 and c["egress"]["GSO"] == 0
+        assert c["egress"]["ENCAP"] > 1000
+        assert c["ingress"].get((Verdict.ADMIT, Reason.OK), 0) >= c["egress"]["ENCAP"] * 0.99
+    finally:
+        server.wait(timeout=10)
+        p.close()

@@ -104,7 +104,8 @@ TP_EG_GSO = 4  # a GSO/TSO super-packet: dropped (one Warrant header per wire pa
 TP_EG_TOO_BIG = 5  # inner packet above TP_PUNT_MAX (MTU - TP_ENCAP_OVERHEAD): dropped
 TP_EG_MALFORMED = 6  # not IPv4 without options, or lengths inconsistent: dropped
 TP_EG_ERROR = 7  # a helper failed (room, store): dropped
-TP_EG_COUNT = 8
+TP_EG_TO_SEGMENTER = 8  # segmenter mode: source checked, left to the stack to segment
+TP_EG_COUNT = 9
 
 # ---- replay window -----------------------------------------------------------
 REPLAY_RING_BITS = 4096  # bitmap ring of 64 words of 64 bits

@@ -65,6 +65,7 @@ from ..core.constants import (
     TP_EG_PUNT,
     TP_EG_PUNT_LOST,
     TP_EG_SPOOFED,
+    TP_EG_TO_SEGMENTER,
     TP_EG_TOO_BIG,
     TP_ENCAP_OVERHEAD,
     TP_INNER_MIN,
@@ -87,7 +88,7 @@ _log = logging.getLogger("warrant.transparent")
 EGRESS_OUTCOMES = {
     TP_EG_ENCAP: "ENCAP", TP_EG_PUNT: "PUNT", TP_EG_PUNT_LOST: "PUNT_LOST",
     TP_EG_SPOOFED: "SPOOFED", TP_EG_GSO: "GSO", TP_EG_TOO_BIG: "TOO_BIG",
-    TP_EG_MALFORMED: "MALFORMED", TP_EG_ERROR: "ERROR",
+    TP_EG_MALFORMED: "MALFORMED", TP_EG_ERROR: "ERROR", TP_EG_TO_SEGMENTER: "TO_SEGMENTER",
 }  # fmt: skip
 PROTOS = {"icmp": socket.IPPROTO_ICMP, "tcp": socket.IPPROTO_TCP, "udp": socket.IPPROTO_UDP}
 # Seqs below this are the agent's own (punted packets that raced the egress install);
@@ -198,7 +199,10 @@ class BindingValue(ctypes.Structure):
 
 
 class WorkloadValue(ctypes.Structure):
-    _fields_ = [("addr", ctypes.c_uint32), ("_pad", ctypes.c_uint32)]
+    _fields_ = [("addr", ctypes.c_uint32), ("flags", ctypes.c_uint32)]
+
+
+TP_VIA_SEGMENTER, TP_SEGMENTER = 0x1, 0x2  # WorkloadValue.flags (transparent_egress.c)
 
 
 class RouteKey(ctypes.Structure):
@@ -402,6 +406,10 @@ class AgentConfig:
     peers: list[dict[str, Any]] = field(default_factory=list)
     stats: str = ""  # file the agent rewrites with its counters every second ("" = none)
     revocations: str = ""  # directory of revocation lists, reloaded on change ("" = none)
+    # Segmenter mode: workloads keep TSO/GSO; their veths leave packets to the stack,
+    # which routes them through this veth pair's other end (offloads off: the kernel
+    # segments there) to this end, where the egress program stamps each segment.
+    segmenter: str = ""
 
 
 class TransparentAgent:
@@ -451,6 +459,11 @@ class TransparentAgent:
         self.addresses: dict[int, str] = {}  # last address each veth was registered with
         self._registry_stamp = self._stamp()
         self._apply_registry(self.workloads)
+        if cfg.segmenter:
+            seg = socket.if_nametoindex(cfg.segmenter)
+            libbpf.map_update(self.eg.map_fd("warrant_tp_workloads"), ctypes.c_uint32(seg),
+                              WorkloadValue(0, TP_SEGMENTER))  # fmt: skip
+            self.links.append(libbpf.tcx_attach(seg, self.eg_fd))
         for p in self.peers:
             net = ipaddress.ip_network(p.prefix)
             libbpf.map_update(
@@ -616,13 +629,24 @@ class TransparentAgent:
             self.addresses[ifindex] = w.address
             if w.key is None:  # receiving-side workload only
                 continue
+            flags = TP_VIA_SEGMENTER if self.cfg.segmenter else 0
             libbpf.map_update(self.eg.map_fd("warrant_tp_workloads"), ctypes.c_uint32(ifindex),
-                              WorkloadValue(_ip_u32(w.address), 0))  # fmt: skip
+                              WorkloadValue(_ip_u32(w.address), flags))  # fmt: skip
+            libbpf.map_update(
+                self.eg.map_fd("warrant_tp_sources"),
+                ctypes.c_uint32(_ip_u32(w.address)),
+                ctypes.c_uint32(ifindex),
+            )
+            if old is not None and old != w.address:
+                libbpf.map_delete(self.eg.map_fd("warrant_tp_sources"),
+                                  ctypes.c_uint32(_ip_u32(old)))  # fmt: skip
             if ifindex not in self.attached:
                 self.links.append(libbpf.tcx_attach(ifindex, self.eg_fd))
                 self.attached.add(ifindex)
         for ifindex in set(self.by_ifindex) - set(by_ifindex):  # removed: not ours any more
             libbpf.map_delete(self.eg.map_fd("warrant_tp_workloads"), ctypes.c_uint32(ifindex))
+            libbpf.map_delete(self.eg.map_fd("warrant_tp_sources"),
+                              ctypes.c_uint32(_ip_u32(self.addresses[ifindex])))  # fmt: skip
             self._end_egress(ifindex)
         self.by_ifindex = by_ifindex
 
@@ -845,7 +869,8 @@ class TransparentPair:
 
 def setup_pair(tag: str, server_port: int = 8000, *, second_client: bool = False,
                allow: tuple[str, ...] = ("tcp/1-65535", "udp/1-65535", "icmp"),
-               port: int = 4600, governed_replies: bool = True) -> TransparentPair:  # fmt: skip
+               port: int = 4600, governed_replies: bool = True,
+               segmenter: bool = False) -> TransparentPair:  # fmt: skip
     """Namespaces: nodes A and B (uplink veth), client workload(s) on A, server workload on
     B; both node agents started (`python3 -m warrant.datapath.transparent agent`).
     `allow`: what the server workload accepts (inner protocol/ports).  server_port is
@@ -891,6 +916,26 @@ def setup_pair(tag: str, server_port: int = 8000, *, second_client: bool = False
             for n, dev in ((ns[key], "eth0"), (node, h)):
                 _run("ip", "netns", "exec", n, "ethtool", "-K", dev, "tso", "off", "gso", "off",
                      "tx", "off")  # fmt: skip
+        seg_name = ""
+        if segmenter:  # the client keeps TSO/GSO; node A segments on sg0 -> sg1
+            seg_name, sg0 = f"tp{t}s1", f"tp{t}s0"
+            _run("ip", "-n", ns["a"], "link", "add", sg0, "type", "veth", "peer", "name", seg_name)
+            _run("ip", "-n", ns["a"], "link", "set", sg0, "mtu", mtu, "up")
+            _run("ip", "-n", ns["a"], "link", "set", seg_name, "mtu", mtu, "up")
+            for dev in (sg0, seg_name):
+                _run("ip", "netns", "exec", ns["a"], "ethtool", "-K", dev, "tso", "off", "gso",
+                     "off", "tx", "off")  # fmt: skip
+            for dev in ("eth0",):
+                _run("ip", "netns", "exec", ns["c"], "ethtool", "-K", dev, "tso", "on", "gso",
+                     "on", "tx", "on")  # fmt: skip
+            _run("ip", "netns", "exec", ns["a"], "ethtool", "-K", host["c"], "tso", "on", "gso",
+                 "on", "tx", "on")  # fmt: skip
+            mac = (subprocess.run(["ip", "-n", ns["a"], "-j", "link", "show", seg_name],
+                                  capture_output=True, text=True, check=True).stdout)  # fmt: skip
+            lladdr = json.loads(mac)[0]["address"]
+            _run("ip", "-n", ns["a"], "neigh", "add", "169.254.77.2", "lladdr", lladdr, "dev", sg0)
+            _run("ip", "-n", ns["a"], "route", "add", "10.201.2.0/24", "via", "169.254.77.2",
+                 "dev", sg0, "onlink")  # fmt: skip
         if not governed_replies:  # the server's replies come back as plain routed IP
             _run("ip", "-n", ns["b"], "route", "add", "10.201.0.0/16", "via", "192.168.250.1")
 
@@ -954,7 +999,7 @@ def setup_pair(tag: str, server_port: int = 8000, *, second_client: bool = False
             revocations.mkdir()
             cfg = AgentConfig(pin, port, addr, up, str(tmp / f"{name}.sec"), str(policy),
                               str(reg), peers, str(tmp / f"{name}.stats.json"),
-                              str(revocations))  # fmt: skip
+                              str(revocations), seg_name if name == "node-a" else "")  # fmt: skip
             (tmp / f"{name}.json").write_text(json.dumps(asdict(cfg)))
             proc = subprocess.Popen(
                 ["nsenter", f"--net=/run/netns/{node}", sys.executable, "-m",
