@@ -77,7 +77,8 @@ struct {
 
 /* One session per workload, destination address, protocol and destination port: the
  * receiver binds a session to one destination workload, protocol and port range (SPEC
- * 13.3), so a second flow to another port or protocol needs a session of its own. */
+ * 13.3), so a second flow to another port or protocol needs a session of its own.
+ * Ports from TP_EPHEMERAL_MIN up count as one (replies to clients' ephemeral ports). */
 struct warrant_tp_egress_key {
 	__u32 ifindex;
 	__u32 daddr; /* network order: the inner destination */
@@ -199,6 +200,8 @@ int warrant_tp_egress(struct __sk_buff *skb)
 					   .proto = ip->protocol};
 	if (ip->protocol == IPPROTO_TCP || ip->protocol == IPPROTO_UDP)
 		ek.dport = ((__u16)inner[22] << 8) | inner[23]; /* ihl is 5: checked above */
+	if (ek.dport >= WARRANT_TP_EPHEMERAL_MIN) /* one session for the ephemeral range */
+		ek.dport = WARRANT_TP_EPHEMERAL_MIN;
 	__u32 node_addr = peer->node_addr, local_addr = peer->local_addr, uplink = peer->uplink;
 	__u16 port = peer->port, sport = peer->sport;
 	struct warrant_tp_egress_session *s = bpf_map_lookup_elem(&warrant_tp_egress_sessions, &ek);

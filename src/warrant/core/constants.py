@@ -94,6 +94,10 @@ TP_MAC_INPUT_LEN = DATA_MAC_INPUT_LEN + TP_MAC_INNER_LEN
 TP_INNER_MIN = 24
 TP_ENCAP_OVERHEAD = 20 + 8 + DATA_HEADER_LEN  # outer IPv4 + UDP + DATA header: 64 bytes
 TP_CLAIM_OPERATION = "ip"  # claim operation of an INIT that opens a transparent session
+# destination ports from here up (Linux's ephemeral range starts at 32768) share one
+# egress session per (workload, destination, protocol): replies to clients' ephemeral
+# ports would otherwise open a session per connection
+TP_EPHEMERAL_MIN = 32768
 TP_PUNT_MAX = 1500  # largest inner packet the egress program hands to the agent
 # egress program outcomes (bpf/transparent_egress.c counters, datapath/transparent.py)
 TP_EG_ENCAP = 0  # encapsulated on the workload's session, sent to the peer node

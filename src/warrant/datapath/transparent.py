@@ -68,6 +68,7 @@ from ..core.constants import (
     TP_EG_TO_SEGMENTER,
     TP_EG_TOO_BIG,
     TP_ENCAP_OVERHEAD,
+    TP_EPHEMERAL_MIN,
     TP_INNER_MIN,
     TP_MAC_INNER_LEN,
     VERSION,
@@ -230,7 +231,7 @@ FlowKey = tuple[int, str, int, int]
 def _flow_key(ifindex: int, inner: bytes) -> FlowKey:
     proto = inner[9]
     dport = struct.unpack_from(">H", inner, 22)[0] if proto in (6, 17) else 0
-    return ifindex, socket.inet_ntoa(inner[16:20]), proto, dport
+    return ifindex, socket.inet_ntoa(inner[16:20]), proto, min(dport, TP_EPHEMERAL_MIN)
 
 
 def _egress_key(k: FlowKey) -> EgressKey:
