@@ -17,6 +17,9 @@ namespaces: its TC programs own the workload veths).  Cases:
                   kernel's tunnel at transparent mode's segmentation (one packet per MSS)
   wireguard_go    node to node over wireguard-go (user-space crypto), MTU 1420
   warrant         transparent mode: TC egress encapsulation, kernel ingress check
+  warrant_segmenter  the same with setup_pair(segmenter=True): the client workload keeps
+                  TSO/GSO, node A segments before stamping (the headline ratios are
+                  the default mode's; this one's are prefixed segmenter_)
 
 Metrics.  Per case, first: `--connects` fresh TCP connects, the first one before any
 other traffic of the case, with the client namespace's TcpExt TCPSynRetrans over them
@@ -67,6 +70,8 @@ class Row:
     rr: list[float] = field(default_factory=list)
     pair: Any = None  # transparent mode's pair (warrant only)
     egress: dict[str, int] | None = None  # its egress outcome counters after the run
+    # a counter that must move in every pass (the segmenter's: TSO packets went through it)
+    also_moves: Callable[[], int] | None = None
 
 
 def _baseline_row(topo: th.Topology, case: th.Case) -> Row:
@@ -74,20 +79,24 @@ def _baseline_row(topo: th.Topology, case: th.Case) -> Row:
                lambda: [topo.uplink_packets(), topo.tunnel_packets(case)] if case.device else [topo.uplink_packets()])  # fmt: skip
 
 
-def _warrant_row(topo: th.Topology) -> tuple[Row, Callable[[], None]]:
-    """Transparent mode's pair with the servers in its server workload, or a row saying
-    why not (and a no-op close)."""
+def _warrant_row(
+    topo: th.Topology, name: str, prefix: str, **options: Any
+) -> tuple[Row, Callable[[], None]]:
+    """Transparent mode's pair (`setup_pair(**options)`) with the servers in its server
+    workload, or a row saying why not (and a no-op close)."""
     try:
         from warrant.datapath.transparent import setup_pair
 
-        pair: Any = setup_pair(tag=f"tb{os.getpid() % 100000}", server_port=th.IPERF_PORT)
+        pair: Any = setup_pair(
+            tag=f"{prefix}{os.getpid() % 100000}", server_port=th.IPERF_PORT, **options
+        )
     except Exception as exc:  # any failure to set up is reported, never papered over
-        return _unavailable(f"{type(exc).__name__}: {exc}"), lambda: None
+        return _unavailable(name, f"{type(exc).__name__}: {exc}"), lambda: None
     try:
         th.start_servers(topo, pair.server_ns)
     except Exception as exc:
         pair.close()
-        return _unavailable(f"servers: {exc}"), lambda: None
+        return _unavailable(name, f"servers: {exc}"), lambda: None
 
     def path() -> list[int]:
         """Packets node A's egress program encapsulated and node B's ingress admitted."""
@@ -97,18 +106,21 @@ def _warrant_row(topo: th.Topology) -> tuple[Row, Callable[[], None]]:
         )
         return [int(counters["egress"]["ENCAP"]), int(admitted)]
 
-    row = Row("warrant", pair.client_ns, pair.server_ip, lambda: None, path)
+    row = Row(name, pair.client_ns, pair.server_ip, lambda: None, path)
     row.pair = pair
+    if options.get("segmenter"):
+        row.also_moves = lambda: int(pair.counters()["egress"]["TO_SEGMENTER"])
     return row, pair.close
 
 
-def _unavailable(reason: str) -> Row:
-    return Row("warrant", "", "", lambda: None, list, False, reason)
+def _unavailable(name: str, reason: str) -> Row:
+    return Row(name, "", "", lambda: None, list, False, reason)
 
 
 def _measure(row: Row, seconds: int, rounds: int) -> None:
     row.prepare()
     before = row.path_packets()
+    extra = row.also_moves() if row.also_moves else 0
     row.tcp_bps.append(th.iperf3_tcp(row.client_ns, row.server_addr, seconds)["bits_per_second"])
     row.rr.append(th.tcp_rr(row.client_ns, row.server_addr, rounds))
     moved = [b - a for a, b in zip(before, row.path_packets(), strict=True)]
@@ -116,6 +128,8 @@ def _measure(row: Row, seconds: int, rounds: int) -> None:
         raise AssertionError(
             f"{row.name}: its path counters moved by {moved}, fewer than {rounds} rounds"
         )
+    if row.also_moves and row.also_moves() == extra:
+        raise AssertionError(f"{row.name}: its segmenter counter did not move")
 
 
 def _connects(row: Row, connects: int) -> None:
@@ -126,7 +140,7 @@ def _connects(row: Row, connects: int) -> None:
 def _guarded(row: Row, stage: str, step: Callable[[], None]) -> None:
     """A baseline's failure ends the run; transparent mode failing at run time makes its
     row "not available" with the reason, its partial figures dropped (never reported)."""
-    if row.name != "warrant":
+    if not row.name.startswith("warrant"):
         step()
         return
     try:
@@ -166,17 +180,24 @@ def main() -> None:
         cases = [th.plain(topo), th.plain_offloads(topo), th.vxlan(topo), th.vxlan_offloads(topo),
                  th.wireguard_go(topo)]  # fmt: skip
         rows = [_baseline_row(topo, c) for c in cases]
-        warrant, close_warrant = _warrant_row(topo)
-        topo.on_teardown(close_warrant)
-        rows.append(warrant)
+        warrants = []
+        for name, prefix, options in (
+            ("warrant", "tb", {}),
+            ("warrant_segmenter", "tg", {"segmenter": True}),
+        ):
+            warrant, close_warrant = _warrant_row(topo, name, prefix, **options)
+            topo.on_teardown(close_warrant)
+            warrants.append(warrant)
+        rows += warrants
         live = [r for r in rows if r.available]
         for row in live:  # the first connect of each case precedes any of its traffic
             _guarded(row, "first connects", functools.partial(_connects, row, connects))
         for p in range(passes):
             for row in [r for r in live[p % len(live) :] + live[: p % len(live)] if r.available]:
                 _guarded(row, f"pass {p + 1}", functools.partial(_measure, row, seconds, rounds))
-        if warrant.available:
-            warrant.egress = warrant.pair.counters()["egress"]
+        for warrant in warrants:
+            if warrant.available:
+                warrant.egress = warrant.pair.counters()["egress"]
     report(rows, passes, seconds, rounds, connects, time.monotonic() - started)
 
 
@@ -186,22 +207,28 @@ def report(
     by = {r.name: r for r in rows}
 
     def tput(name: str) -> float | None:
-        return max(by[name].tcp_bps) if by[name].tcp_bps else None
+        return max(by[name].tcp_bps) if name in by and by[name].tcp_bps else None
 
     def rr(name: str) -> float | None:
-        return max(by[name].rr) if by[name].rr else None
+        return max(by[name].rr) if name in by and by[name].rr else None
+
+    def status(name: str) -> str:
+        row = by.get(name)
+        if row is None:
+            return "not available: not run"
+        return "available" if row.available else f"not available: {row.reason}"
 
     print(f"transparent mode vs tunnels: {passes} interleaved passes, iperf3 TCP {seconds} s, "
           f"{rounds} RR rounds, {connects} connects; figure = max over passes ({took:.0f} s)")  # fmt: skip
-    print(f"{'case':<15} {'TCP Gbit/s':>10} {'per pass':<24} {'RR/s':>8} {'per pass':<24} "
+    print(f"{'case':<18} {'TCP Gbit/s':>10} {'per pass':<24} {'RR/s':>8} {'per pass':<24} "
           f"{'1st conn ms':>11} {'med ms':>7} {'1st SYN rtx':>11}")  # fmt: skip
     for r in rows:
         if not r.available:
-            print(f"{r.name:<15} not available: {r.reason}")
+            print(f"{r.name:<18} not available: {r.reason}")
             continue
         t, q = tput(r.name), rr(r.name)
         assert t is not None and q is not None
-        print(f"{r.name:<15} {t / 1e9:>10.2f} {' '.join(f'{x / 1e9:.2f}' for x in r.tcp_bps):<24} "
+        print(f"{r.name:<18} {t / 1e9:>10.2f} {' '.join(f'{x / 1e9:.2f}' for x in r.tcp_bps):<24} "
               f"{q:>8.0f} {' '.join(f'{x:.0f}' for x in r.rr):<24} {r.connect['first_s'] * 1e3:>11.2f} "
               f"{r.connect['median_s'] * 1e3:>7.2f} {r.connect['first_syn_retransmits']:>11}")  # fmt: skip
     w = by["warrant"]
@@ -212,6 +239,11 @@ def report(
         "tcp_throughput_ratio_vs_vxlan_offloads": _ratio(tput("warrant"), tput("vxlan_offloads")),
         "tcp_throughput_ratio_vs_plain_offloads": _ratio(tput("warrant"), tput("plain_offloads")),
         "tcp_throughput_ratio_vs_plain": _ratio(tput("warrant"), tput("plain")),
+        "segmenter_tcp_throughput_ratio_vs_vxlan": _ratio(tput("warrant_segmenter"), tput("vxlan")),
+        "segmenter_tcp_throughput_ratio_vs_wireguard_go": _ratio(
+            tput("warrant_segmenter"), tput("wireguard_go")
+        ),
+        "segmenter_tcp_rr_ratio_vs_plain": _ratio(rr("warrant_segmenter"), rr("plain")),
         "vxlan_tcp_throughput_ratio_vs_plain": _ratio(tput("vxlan"), tput("plain")),
         "wireguard_go_tcp_throughput_ratio_vs_plain": _ratio(tput("wireguard_go"), tput("plain")),
         "plain_offloads_tcp_throughput_ratio_vs_plain": _ratio(
@@ -223,11 +255,17 @@ def report(
         "vxlan_tcp_rr_ratio_vs_plain": _ratio(rr("vxlan"), rr("plain")),
         "wireguard_go_tcp_rr_ratio_vs_plain": _ratio(rr("wireguard_go"), rr("plain")),
         "first_syn_retransmits": w.connect["first_syn_retransmits"] if w.available else None,
-        "warrant": "available" if w.available else f"not available: {w.reason}",
+        "segmenter_first_syn_retransmits": by["warrant_segmenter"].connect.get(
+            "first_syn_retransmits"
+        )
+        if "warrant_segmenter" in by
+        else None,
+        "warrant": status("warrant"),
+        "warrant_segmenter": status("warrant_segmenter"),
         "baseline_first_syn_retransmits": {
             r.name: r.connect["first_syn_retransmits"]
             for r in rows
-            if r.available and r.name != "warrant"
+            if r.available and not r.name.startswith("warrant")
         },
         "first_connect_ms": {
             r.name: round(r.connect["first_s"] * 1e3, 3) for r in rows if r.available
@@ -239,6 +277,9 @@ def report(
         "tcp_rr_per_s": {r.name: round(max(r.rr)) for r in rows if r.rr},
         "tcp_rr_per_s_median": {r.name: round(statistics.median(r.rr)) for r in rows if r.rr},
         "warrant_egress_counters": w.egress,
+        "segmenter_egress_counters": by["warrant_segmenter"].egress
+        if "warrant_segmenter" in by
+        else None,
         "passes": passes,
         "seconds": seconds,
         "rounds": rounds,

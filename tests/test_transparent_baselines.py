@@ -174,11 +174,16 @@ def test_bench_reports_null_ratios_when_warrant_is_not_available(
             bench.Row("warrant", "", "", lambda: None, list, False, "ImportError: no setup_pair")]  # fmt: skip
     bench.report(rows, 2, 1, 100, 3, 1.0)
     out = capsys.readouterr().out.splitlines()
-    assert "warrant         not available: ImportError: no setup_pair" in out
+    assert ["warrant", "not available: ImportError: no setup_pair"] in [
+        line.split(None, 1) for line in out
+    ]
     result = json.loads(out[-1])
     assert result["warrant"] == "not available: ImportError: no setup_pair"
     assert [result[k] for k in BENCH_KEYS[:4]] == [None, None, None, None]
     assert result["tcp_throughput_ratio_vs_vxlan_offloads"] is None
+    # the segmenter row was not run at all here: its figures are null too, and said so
+    assert result["segmenter_tcp_throughput_ratio_vs_vxlan"] is None
+    assert result["warrant_segmenter"] == "not available: not run"
     assert result["vxlan_tcp_throughput_ratio_vs_plain"] == 0.75  # max 12 / max 16
     assert result["wireguard_go_tcp_rr_ratio_vs_plain"] == 0.1  # 3000 / max 30000
     assert result["tcp_rr_per_s_median"]["plain"] == 25000
