@@ -63,8 +63,10 @@ static __always_inline int warrant_check_data(struct warrant_data *d, __u8 *data
 		return WARRANT_REASON_RATE_LIMITED;
 	if (pkt + WARRANT_DATA_HEADER_LEN > data_end)
 		return WARRANT_REASON_MALFORMED;
-	/* hop_count and flags zeroed (SPEC 3.1); the transparent MAC covers the flags */
+	/* hop_count zeroed, flags covered (SPEC 3.1): INNER_IP set on a session that is not
+	 * bound as transparent fails the MAC below */
 	__u64 m0 = (__u64)WARRANT_VERSION | ((__u64)WARRANT_KIND_DATA << 8) |
+		   ((__u64)pkt[WARRANT_OFF_FLAGS] << 24) |
 		   ((__u64)*(__u32 *)(pkt + WARRANT_OFF_SESSION_ID) << 32);
 	__u64 m1 = *(__u64 *)(pkt + WARRANT_OFF_SESSION_ID + 4);
 	__u64 m2 = *(__u32 *)(pkt + WARRANT_OFF_SESSION_ID + 12);
@@ -85,7 +87,7 @@ static __always_inline int warrant_check_data(struct warrant_data *d, __u8 *data
 		if (!warrant_tp_inner_copy(pkt + WARRANT_TP_INNER_OFF, data_end, inner))
 			return WARRANT_REASON_INNER_NOT_GRANTED;
 		warrant_tp_mac(*(__u64 *)s->k_mac, *(__u64 *)(s->k_mac + 8),
-			       m0 | ((__u64)pkt[WARRANT_OFF_FLAGS] << 24), m1, m2, inner, tag);
+			       m0, m1, m2, inner, tag);
 	} else {
 		warrant_header_mac(*(__u64 *)s->k_mac, *(__u64 *)(s->k_mac + 8), m0, m1, m2,
 				   tag);

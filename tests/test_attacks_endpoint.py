@@ -31,6 +31,7 @@ from warrant.core.constants import (
     CLOCK_SKEW,
     COOKIE_PACKET_LEN,
     DATA_HEADER_LEN,
+    FLAG_DATA_INNER_IP,
     FLAG_INIT_COOKIE,
     HOP_RECORD_LEN,
     INIT_FIXED_LEN,
@@ -560,8 +561,8 @@ def data_flip_reason(offset: int, n_hops: int) -> set[Reason]:
         return {Reason.UNKNOWN_KIND}
     if offset == 2:  # hop_count: outside the origin MAC, guarded by the hop chain and parser
         return {Reason.HOP_CHAIN_BROKEN, Reason.TRUNCATED, Reason.MALFORMED}
-    if offset == 3:
-        return {Reason.MALFORMED}
+    if offset == 3:  # unknown flags: MALFORMED; INNER_IP is known but covered by the MAC
+        return {Reason.MALFORMED, Reason.BAD_MAC}
     if OFF_SESSION_ID <= offset < OFF_SEQ:
         return {Reason.UNKNOWN_SESSION}
     if OFF_SEQ <= offset < DATA_HEADER_LEN:  # seq and the MAC itself: the MAC region
@@ -583,7 +584,8 @@ def test_p3_bit_flip_in_every_byte_of_data(n_hops: int) -> None:
         assert out.verdict == Verdict.DROP, f"flip at byte {offset} admitted"
         assert out.reason in data_flip_reason(offset, n_hops), (offset, out.reason.name)
         seen[out.reason] = seen.get(out.reason, 0) + 1
-    assert seen[Reason.BAD_MAC] == 8 * (DATA_HEADER_LEN - OFF_SEQ)
+    # the MAC region, plus the INNER_IP flag bit (known, so parsed, but MAC-covered)
+    assert seen[Reason.BAD_MAC] == 8 * (DATA_HEADER_LEN - OFF_SEQ) + 1
     assert seen[Reason.BAD_PAYLOAD_AUTH] == 8 * (40 + 16)
     # None of the 8 * len forgeries moved the replay window: the genuine packet still passes.
     admitted(judge(rx, genuine), b"the payload: forty bytes of it, exactly.")
@@ -1534,7 +1536,10 @@ def test_p10_unknown_flags_reserved_and_hop_count() -> None:
     data = s.seal(b"x")
     init = build_init().packet
     for bit in range(8):
-        dropped(judge(rx, flip(data, 3, bit)), Reason.MALFORMED)
+        # INNER_IP is a known flag (transparent mode) but the header MAC covers the flags
+        # byte: set on an ordinary session it fails the MAC; every other bit is unknown
+        known = 1 << bit == FLAG_DATA_INNER_IP
+        dropped(judge(rx, flip(data, 3, bit)), Reason.BAD_MAC if known else Reason.MALFORMED)
         if 1 << bit != FLAG_INIT_COOKIE:
             dropped(judge(rx, flip(init, 3, bit)), Reason.MALFORMED)
     for value in (1, 0x80, 0xFFFF):

@@ -32,7 +32,10 @@ workload_app = typer.Typer(
 )
 
 RegistryOpt = Annotated[
-    Path, typer.Option("--registry", metavar="FILE", help="Registry file (JSON) the agent reads.")
+    Path,
+    typer.Option(
+        "--registry", metavar="FILE", help="Registry file (JSON) the agent reads.", readable=False
+    ),
 ]
 
 
@@ -43,10 +46,12 @@ def add_cmd(
     veth: Annotated[str, typer.Option("--veth", help="Host-side veth of the workload.")],
     address: Annotated[str, typer.Option("--address", help="The workload's IPv4 address.")],
     key: Annotated[
-        Path | None, typer.Option("--key", metavar="SEC", help="Holder secret key file.")
+        Path | None,
+        typer.Option("--key", metavar="SEC", help="Holder secret key file.", readable=False),
     ] = None,
     credential: Annotated[
-        Path | None, typer.Option("--credential", metavar="CRED", help="Credential file.")
+        Path | None,
+        typer.Option("--credential", metavar="CRED", help="Credential file.", readable=False),
     ] = None,
     service: Annotated[
         str | None, typer.Option("--service", help="Service this workload serves.")
@@ -61,11 +66,14 @@ def add_cmd(
             "--delegate-from",
             metavar="CRED",
             help="Node credential to delegate the workload's credential from.",
+            readable=False,
         ),
     ] = None,
     node_key: Annotated[
         Path | None,
-        typer.Option("--node-key", metavar="SEC", help="Holder key of --delegate-from."),
+        typer.Option(
+            "--node-key", metavar="SEC", help="Holder key of --delegate-from.", readable=False
+        ),
     ] = None,
     dst: Annotated[
         str | None,

@@ -81,9 +81,9 @@ OFF_INIT_NEXT_HOP = 64
 FLAG_INIT_COOKIE = 0x01  # INIT carries a cookie MAC after the payload
 KNOWN_INIT_FLAGS = FLAG_INIT_COOKIE
 # DATA flag: the payload is an inner IPv4 packet in clear, the header MAC also covers the
-# flags and the inner packet's first TP_MAC_INNER_LEN bytes (transparent mode, SPEC 13);
-# hop_count must be 0.  On a session not bound as transparent the flag is ignored (the
-# ordinary MAC input has flags zeroed).  0x04: 0x01, 0x40 and 0x80 stay unknown-flag
+# inner packet's first TP_MAC_INNER_LEN bytes (transparent mode, SPEC 13); hop_count must
+# be 0.  Every DATA MAC covers the flags byte, so on a session not bound as transparent
+# the flag fails the MAC (SPEC 1.5).  0x04: 0x01, 0x40 and 0x80 stay unknown-flag
 # examples in vectors and tests.
 FLAG_DATA_INNER_IP = 0x04
 KNOWN_DATA_FLAGS = FLAG_DATA_INNER_IP

@@ -242,9 +242,10 @@ class Receiver:
             return Reason.SESSION_EXPIRED, data, s
         if dst_port != s.port:
             return Reason.PORT_MISMATCH, data, s
-        # Bytes [0, 20) with hop_count and flags zeroed are DataPacket.mac_input(sid, seq):
-        # decode has checked version, kind and flags (flags must be 0).
-        if not equal(_header_mac(s.mac_key, packet[:2] + b"\0\0" + packet[4:20]), data.mac):
+        # Bytes [0, 20) with hop_count zeroed are DataPacket.mac_input(sid, seq): the flags
+        # byte is covered (SPEC 3.1), so a known flag set on the wire (INNER_IP, for a
+        # transparent session this receiver does not hold) fails the MAC.
+        if not equal(_header_mac(s.mac_key, packet[:2] + b"\0" + packet[3:20]), data.mac):
             return Reason.BAD_MAC, data, s
         if data.hops or s.path:
             reason = verify_data_hops(data.hops, data.mac, s.path)

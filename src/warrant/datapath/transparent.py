@@ -153,12 +153,12 @@ def inner_check(b: Binding, inner: bytes) -> Reason:
 
 def check_transparent(packet: bytes, k_mac: bytes, binding: Binding | None) -> Reason:
     """Steps 5 and 5a of a transparent DATA packet whose session (k_mac) was found, as the
-    kernel runs them: no binding -> the ordinary MAC (flags zeroed) decides; else hop
+    kernel runs them: no binding -> the ordinary MAC (flags covered) decides; else hop
     count 0, the transparent MAC, then the inner checks."""
     inner = packet[DATA_HEADER_LEN:]
     mac = packet[20:36]
     if binding is None or not packet[3] & FLAG_DATA_INNER_IP:
-        ok = header_mac(k_mac, packet[:2] + b"\0\0" + packet[4:20]) == mac
+        ok = header_mac(k_mac, packet[:2] + b"\0" + packet[3:20]) == mac
         return Reason.OK if ok else Reason.BAD_MAC
     if packet[2]:
         return Reason.MALFORMED
