@@ -591,6 +591,38 @@ def test_p3_bit_flip_in_every_byte_of_data(n_hops: int) -> None:
     admitted(judge(rx, genuine), b"the payload: forty bytes of it, exactly.")
 
 
+def test_p3_transparent_flag_on_an_ordinary_session_fails_the_mac_in_the_kernel() -> None:
+    """SPEC 1.5: the flags byte is MAC-covered in the kernel too.  INNER_IP set on a
+    captured ordinary DATA packet (a known flag, so it parses) is BAD_MAC, not admitted."""
+    import socket
+
+    from netns_helpers import require_datapath
+
+    require_datapath()
+    from warrant.datapath import libbpf
+    from warrant.datapath.loader import Datapath
+    from warrant.datapath.wire import udp_frame
+
+    rx = receiver()
+    s = open_session(rx)
+    session = rx.sessions.get(s.session_id)
+    assert session is not None
+    genuine = s.seal(b"payload")
+    forged = flip(genuine, 3, FLAG_DATA_INNER_IP.bit_length() - 1)
+    got = []
+    with Datapath.open(pin_root=None) as dp:
+        dp.set_ports([PORT])
+        dp.set_time(NOW)
+        dp.set_config(admit_sample=1, pass_events=True, budget=False)
+        dp.install_session(session)
+        run = libbpf.TestRunner(dp.xdp_fd, 2048)
+        for packet in (forged, genuine):
+            run.run(udp_frame(packet, PORT, sport=4000, src=socket.inet_aton("10.0.0.1")))
+            (ev,) = dp.events()
+            got.append((ev.verdict, ev.reason))
+    assert got == [(Verdict.DROP, Reason.BAD_MAC), (Verdict.ADMIT, Reason.OK)]
+
+
 def test_p3_data_header_flips_match_the_kernel_steps() -> None:
     """check_data_header (SPEC 6.1 steps 1-7, what the kernel runs) reaches the same reasons."""
     rx = receiver()
