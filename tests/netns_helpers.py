@@ -8,6 +8,7 @@ the test process's id, so runs side by side and the two modules never collide.
 from __future__ import annotations
 
 import contextlib
+import importlib.util
 import json
 import os
 import select
@@ -39,12 +40,17 @@ def skip_unless_datapath(*, pyroute2: bool = False) -> None:
     asked) are there; then require the eBPF datapath (`require_datapath`)."""
     if os.geteuid() != 0:
         pytest.skip("needs root: network namespaces and eBPF (CI runs as root)")
-    for tool in ("ip", "nsenter"):
-        if shutil.which(tool) is None:
-            pytest.skip(f"needs {tool}")
-    if pyroute2:
-        pytest.importorskip("pyroute2")
+    require_tools("ip", "nsenter")
+    if pyroute2 and importlib.util.find_spec("pyroute2") is None:
+        pytest.fail("as root pyroute2 must be installed (scripts/setup.sh, extra 'net')")
     require_datapath()
+
+
+def require_tools(*tools: str) -> None:
+    """As root (CI), a tool scripts/setup.sh installs must be there: missing, the test
+    fails instead of skipping, so a broken setup cannot turn the suite green."""
+    if missing := [t for t in tools if shutil.which(t) is None]:
+        pytest.fail(f"as root these must be installed (scripts/setup.sh): {', '.join(missing)}")
 
 
 def require_datapath() -> None:

@@ -35,7 +35,14 @@ from typing import Any
 import pytest
 import yaml
 
-from netns_helpers import AgentProc, lab_options, run, skip_unless_datapath, veth_topology
+from netns_helpers import (
+    AgentProc,
+    lab_options,
+    require_tools,
+    run,
+    skip_unless_datapath,
+    veth_topology,
+)
 from warrant.core.constants import Reason, Verdict
 
 pytestmark = pytest.mark.root
@@ -87,8 +94,7 @@ class CappedAgent(AgentProc):
 @pytest.fixture
 def topo() -> Iterator[dict[str, str]]:
     skip_unless_datapath(pyroute2=True)
-    if shutil.which("setpriv") is None:
-        pytest.skip("needs setpriv (util-linux)")
+    require_tools("setpriv")  # util-linux: part of every Debian system
     with veth_topology(ns_prefix="wr", veth_prefix="wrv", pin_prefix="warrant-restart-test",
                        a_addr=A_ADDR, b_addr=B_ADDR) as names:  # fmt: skip
         yield names

@@ -42,8 +42,8 @@ BENCH_KEYS = ["tcp_throughput_ratio_vs_vxlan", "tcp_throughput_ratio_vs_wireguar
 def _skip_unless_able() -> None:
     if os.geteuid() != 0:
         pytest.skip("needs root: network namespaces, veths, tun devices (CI runs as root)")
-    if missing := th.missing_tools():
-        pytest.skip(f"needs {', '.join(missing)} (scripts/setup.sh installs them)")
+    if missing := th.missing_tools():  # as root (CI) a broken setup fails, never skips
+        pytest.fail(f"as root these must be installed (scripts/setup.sh): {', '.join(missing)}")
 
 
 class Lab:
