@@ -32,7 +32,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from ..core import keys
+from ..core import keys, yamlsafe
 from ..core.anchors import Anchor, TrustStore, check_scope
 from ..core.constants import CLOCK_SKEW, LINK_ID_LEN, REASONS, Reason
 from ..core.credential import Credential, Link, Verifier, delegate, effective_rights, issue
@@ -242,7 +242,7 @@ def load_trust(path: Path) -> TrustStore:
 
 def _parse_trust(text: str, path: Path) -> TrustStore:
     try:
-        data = yaml.safe_load(text)
+        data = yamlsafe.load(text)
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""

@@ -46,6 +46,7 @@ from typing import Annotated, Any, Literal
 import yaml
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, field_validator
 
+from . import yamlsafe
 from .anchors import TrustStore
 from .constants import MAX_HOPS, Reason
 from .errors import WarrantError
@@ -165,8 +166,8 @@ class Policy:
     @classmethod
     def from_text(cls, text: str, source: str = "<policy>", base: Path | None = None) -> Policy:
         try:
-            root = yaml.compose(text)
-            data = yaml.safe_load(text)
+            root = yamlsafe.compose(text)
+            data = yamlsafe.load(text)
         except yaml.YAMLError as exc:
             mark = getattr(exc, "problem_mark", None)
             at = f":{mark.line + 1}" if mark is not None else ""

@@ -50,6 +50,7 @@ from typing import Any, Literal, Protocol
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from ..core import yamlsafe
 from ..core.admission import Limits, Policy, PolicyError, PolicyModel, Rule, _check_all, _line_of
 from ..core.anchors import TrustStore, check_scope
 from ..core.constants import MAX_HOPS
@@ -329,8 +330,8 @@ def load_text(text: str, source: str = "<policy>") -> list[Document]:
     if len(text) > MAX_DOCUMENT:
         raise PolicyError(f"{source}: larger than {MAX_DOCUMENT} bytes")
     try:
-        nodes = list(yaml.compose_all(text))
-        datas = list(yaml.safe_load_all(text))
+        nodes = list(yamlsafe.compose_all(text))
+        datas = list(yamlsafe.load_all(text))
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         at = f":{mark.line + 1}" if mark is not None else ""
@@ -573,7 +574,7 @@ def load_any(
 def is_warrant_policy(text: str) -> bool:
     """Whether a YAML text looks like WarrantPolicy documents (vs. a plain admission file)."""
     try:
-        for data in yaml.safe_load_all(text):
+        for data in yamlsafe.load_all(text):
             if isinstance(data, dict):
                 return data.get("kind") == KIND
     except yaml.YAMLError:
