@@ -150,8 +150,8 @@ def test_listen_shows_the_admitted_payload_and_the_forged_drop(world: World) -> 
         assert flow.to_dict(flow.to_message(r)) == r
 
 
-def test_send_count_and_stdin_and_json_output(world: World) -> None:
-    proc, port = start_listen(world, "--json", "--count", "4")
+def test_send_count_and_stdin_and_json_output_with_payload(world: World) -> None:
+    proc, port = start_listen(world, "--json", "--payload", "--count", "4")
     try:
         many = send(world, port, "--op", "orders.write", "--count", "3", "--interval", "0.01", "x")
         piped = send(world, port, "--op", "orders.write", "-", stdin='{"id": 7}\n')
@@ -165,6 +165,32 @@ def test_send_count_and_stdin_and_json_output(world: World) -> None:
     records = [json.loads(line) for line in out.splitlines()]
     assert [r["payload"] for r in records] == [{"text": "x"}] * 3 + [{"text": '{"id": 7}\n'}]
     assert all(reason_of(r) == "OK" for r in records)
+
+
+def test_listen_json_is_strictly_the_flow_shape(world: World) -> None:
+    """`--json` without `--payload`: Hubble's flow JSON and nothing else (no `payload`)."""
+    proc, port = start_listen(world, "--json", "-v", "--count", "1")
+    try:
+        forged = send(
+            world, port, "--op", "orders.write", "forged", key="mallory", cred="forged.cred"
+        )
+        ok = send(world, port, "--op", "orders.write", "hello")
+        out, err = proc.communicate(timeout=20)  # --count 1: exits by itself
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 0 and ok.returncode == 0 and forged.returncode == 0, err
+    records = [json.loads(line) for line in out.splitlines()]
+    assert [reason_of(r) for r in records] == ["BAD_SIGNATURE", "OK"]
+    for r in records:  # strict protobuf parse: an unknown field such as `payload` fails it
+        assert "payload" not in r
+        assert flow.to_dict(flow.to_message(r)) == r
+
+
+def test_payload_without_json_is_a_usage_error(world: World) -> None:
+    line = one_line_error(["listen", "--key", world.path("rx"), "--policy",
+                           world.path("policy.yaml"), "--payload"])  # fmt: skip
+    assert "--payload goes with --json" in line
 
 
 def test_listen_without_v_hides_drops(world: World) -> None:

@@ -2,8 +2,9 @@
 
 `listen` prints one line per admitted payload with the authority it arrived
 under; `-v` adds a line per drop with its reason code, and per session opening
-without a payload.  `--json` prints flow records instead (admitted payloads
-carry a `payload` field).  `--flows FILE` appends every flow record, admitted
+without a payload.  `--json` prints flow records instead, in Hubble's flow shape
+only; `--payload` adds each admitted payload to its record as a `payload` field,
+which is not part of that shape.  `--flows FILE` appends every flow record, admitted
 or dropped, to FILE as JSON lines.  `--metrics HOST:PORT` serves Prometheus
 metrics on http://HOST:PORT/metrics (port 0: any free port; the URL goes to stderr).
 
@@ -169,6 +170,14 @@ def listen_cmd(
     as_json: Annotated[
         bool, typer.Option("--json", help="Print flow records (JSON lines) instead of text.")
     ] = False,
+    with_payload: Annotated[
+        bool,
+        typer.Option(
+            "--payload",
+            help="With --json: add each admitted payload as a `payload` field "
+            "({text: ...} or {base64: ...}; not part of Hubble's flow shape).",
+        ),
+    ] = False,
     count: Annotated[
         int | None, typer.Option("--count", min=1, help="Exit after N admitted payloads.")
     ] = None,
@@ -192,6 +201,8 @@ def listen_cmd(
     ] = None,
 ) -> None:
     """Receive Warrant traffic: print each admitted payload with its authority."""
+    if with_payload and not as_json:
+        raise ValueError("--payload goes with --json (text lines always show the payload)")
     receiver_key = load_secret_key(key, "--key")
     pol = load_any(policy)
     watcher = RevocationWatcher(revocations, lambda: pol.trust) if revocations else None
@@ -205,7 +216,7 @@ def listen_cmd(
     try:
         asyncio.run(
             _listen(receiver_key, pol, host, port, verbose, flows, as_json, count, node, watcher,
-                    server.metrics if server is not None else None)
+                    server.metrics if server is not None else None, with_payload)
         )  # fmt: skip
     finally:
         if server is not None:
@@ -240,6 +251,7 @@ async def _listen(
     node: str,
     revocations: RevocationWatcher | None = None,
     metrics: Metrics | None = None,
+    with_payload: bool = False,
 ) -> None:
     # On the millisecond, as INIT timestamps are: an INIT stamped in the first millisecond
     # after the start is not older than the receiver's state.
@@ -254,7 +266,7 @@ async def _listen(
         if as_json:
             if delivered or verbose:
                 rec = flow.record(out, source, listener.address, time.time(), node)
-                if out.payload is not None:
+                if with_payload and out.payload is not None:
                     rec["payload"] = _payload_json(out.payload)
                 typer.echo(flow.to_json(rec))
         elif verbose:
