@@ -10,7 +10,7 @@ from pathlib import Path
 
 from warrant.core import credential, keys
 from warrant.core.rights import Destination, Grant
-from warrant.datapath.transparent import load_registry
+from warrant.datapath.workloads import load_registry
 
 
 def _warrant(*args: str) -> subprocess.CompletedProcess[str]:

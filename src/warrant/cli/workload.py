@@ -16,7 +16,7 @@ from typing import Annotated
 import typer
 
 from ..core import keys
-from ..datapath.transparent import (
+from ..datapath.workloads import (
     Workload,
     add_workload,
     credential_bytes,

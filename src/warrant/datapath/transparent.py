@@ -24,7 +24,6 @@ the two-node namespace topology tests and bench/transparent.py run on.
 from __future__ import annotations
 
 import argparse
-import base64
 import contextlib
 import ctypes
 import fcntl
@@ -83,6 +82,14 @@ from ..core.sender import REOPEN_MARGIN, Sender
 from ..core.wire import RejectPacket, peek_kind
 from ..integration.revocations import RevocationWatcher
 from . import libbpf
+from .workloads import (
+    RegistryError,
+    RegistryFile,
+    RegistrySource,
+    Workload,
+    add_workload,
+    parse_allow,
+)
 
 _log = logging.getLogger("warrant.transparent")
 
@@ -91,7 +98,6 @@ EGRESS_OUTCOMES = {
     TP_EG_SPOOFED: "SPOOFED", TP_EG_GSO: "GSO", TP_EG_TOO_BIG: "TOO_BIG",
     TP_EG_MALFORMED: "MALFORMED", TP_EG_ERROR: "ERROR", TP_EG_TO_SEGMENTER: "TO_SEGMENTER",
 }  # fmt: skip
-PROTOS = {"icmp": socket.IPPROTO_ICMP, "tcp": socket.IPPROTO_TCP, "udp": socket.IPPROTO_UDP}
 # Seqs below this are the agent's own (punted packets that raced the egress install);
 # the kernel's counter starts here, so the two never hand out the same number.
 KERNEL_SEQ_START = 1 << 20
@@ -167,26 +173,6 @@ def check_transparent(packet: bytes, k_mac: bytes, binding: Binding | None) -> R
     if tp_mac(k_mac, packet[:20], inner) != mac:
         return Reason.BAD_MAC
     return inner_check(binding, inner)
-
-
-def parse_allow(text: str) -> tuple[int, int, int]:
-    """`tcp/80`, `udp/5000-5010`, `icmp` -> (protocol, port_lo, port_hi)."""
-    name, _, ports = text.partition("/")
-    if name not in PROTOS:
-        raise ValueError(f"allow {text!r}: protocol must be one of {', '.join(PROTOS)}")
-    proto = PROTOS[name]
-    if proto == socket.IPPROTO_ICMP:
-        if ports:
-            raise ValueError(f"allow {text!r}: icmp takes no port")
-        return proto, 0, 0
-    lo_s, _, hi_s = ports.partition("-")
-    try:
-        lo, hi = int(lo_s), int(hi_s or lo_s)
-    except ValueError:
-        raise ValueError(f"allow {text!r}: expected {name}/PORT or {name}/LO-HI") from None
-    if not 0 < lo <= hi <= 65535:
-        raise ValueError(f"allow {text!r}: ports must satisfy 0 < LO <= HI <= 65535")
-    return proto, lo, hi
 
 
 # ---- kernel map layouts (bpf/encap.h, bpf/transparent_egress.c) ------------------------
@@ -266,125 +252,6 @@ def _mono_coarse_ns() -> int:
     return time.clock_gettime_ns(_CLOCK_MONOTONIC_COARSE)
 
 
-# ---- registry ------------------------------------------------------------------------
-class RegistryError(ValueError):
-    pass
-
-
-@dataclass
-class Workload:
-    name: str
-    veth: str
-    address: str
-    key: str | None = None  # holder secret key file (sending side)
-    credential: str | None = None  # credential file, raw CBOR or base64 (sending side)
-    service: str | None = None  # service this workload serves (receiving side)
-    allow: list[str] = field(default_factory=list)  # inner proto/ports it accepts
-
-    def holder(self) -> tuple[nacl.signing.SigningKey, bytes] | None:
-        """Holder key and credential bytes, or None when the workload has no credential."""
-        if self.key is None or self.credential is None:
-            return None
-        key = keys.load_secret(Path(self.key))
-        return key, credential_bytes(Path(self.credential))
-
-
-def credential_bytes(path: Path) -> bytes:
-    try:
-        data = path.read_bytes()
-    except OSError as exc:
-        raise RegistryError(f"credential {path}: {exc.strerror}") from None
-    stripped = data.strip()
-    if stripped and all(chr(c).isalnum() or chr(c) in "+/=-_" for c in stripped):
-        data = base64.urlsafe_b64decode(
-            stripped.replace(b"+", b"-").replace(b"/", b"_") + b"=" * (-len(stripped) % 4)
-        )
-    return data
-
-
-def load_registry(path: Path) -> list[Workload]:
-    if not path.exists():
-        return []
-    try:
-        raw = json.loads(path.read_text())
-        return [Workload(**w) for w in raw["workloads"]]
-    except (ValueError, KeyError, TypeError) as exc:
-        raise RegistryError(f"registry {path} does not parse: {exc}") from None
-
-
-def save_registry(path: Path, workloads: list[Workload]) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps({"workloads": [asdict(w) for w in workloads]}, indent=2) + "\n")
-    os.replace(tmp, path)
-
-
-def add_workload(path: Path, w: Workload) -> None:
-    """Validate and append; refuses duplicates, bad addresses, unreadable or mismatched
-    key/credential files, bad allow entries."""
-    current = load_registry(path)
-    if any(x.name == w.name for x in current):
-        raise RegistryError(f"workload {w.name!r} is already registered")
-    if any(x.veth == w.veth for x in current):
-        raise RegistryError(f"veth {w.veth!r} is already registered")
-    try:
-        if not isinstance(ipaddress.ip_address(w.address), ipaddress.IPv4Address):
-            raise ValueError
-    except ValueError:
-        raise RegistryError(f"address {w.address!r}: an IPv4 address is required") from None
-    if (w.key is None) != (w.credential is None):
-        raise RegistryError("--key and --credential go together")
-    if w.key is not None and w.credential is not None:
-        try:
-            key = keys.load_secret(Path(w.key))
-        except (OSError, ValueError) as exc:
-            raise RegistryError(f"key {w.key}: {exc}") from None
-        try:
-            cred = cred_mod.Credential.decode(credential_bytes(Path(w.credential)))
-        except WarrantError as exc:
-            raise RegistryError(f"credential {w.credential}: {exc.detail}") from None
-        if cred.holder != bytes(key.verify_key):
-            raise RegistryError(f"credential {w.credential}: its holder is not key {w.key}")
-    for a in w.allow:
-        try:
-            parse_allow(a)
-        except ValueError as exc:
-            raise RegistryError(str(exc)) from None
-    if w.allow and w.service is None:
-        raise RegistryError("--allow needs --service (what the workload serves)")
-    save_registry(path, [*current, w])
-
-
-def delegate_workload(
-    node_credential: bytes,
-    node_key: nacl.signing.SigningKey,
-    service: str,
-    port: int,
-    lifetime: int = 86400,
-    now: float | None = None,
-) -> tuple[nacl.signing.SigningKey, bytes]:
-    """A fresh holder key for a workload and a credential the node delegates to it from
-    its own: operation `ip` on `service` at `port` only, for at most `lifetime` seconds
-    (never past the node credential).  ESCALATION when the node's credential does not
-    grant that much (core.credential.delegate checks the narrowing)."""
-    from ..core.rights import Destination, Grant
-
-    parent = cred_mod.Credential.decode(node_credential)
-    expires = int(time.time() if now is None else now) + lifetime
-    expires = min(expires, cred_mod.effective_rights(parent.links).expires)
-    key = keys.generate()
-    grant = Grant(operations=(TP_CLAIM_OPERATION,),
-                  destinations=(Destination(service, port, port),), expires=expires)  # fmt: skip
-    return key, cred_mod.delegate(parent, node_key, bytes(key.verify_key), grant).encode()
-
-
-def remove_workload(path: Path, name: str) -> None:
-    current = load_registry(path)
-    kept = [w for w in current if w.name != name]
-    if len(kept) == len(current):
-        raise RegistryError(f"no workload {name!r} in {path}")
-    save_registry(path, kept)
-
-
 # ---- the node agent -----------------------------------------------------------------
 @dataclass(frozen=True)
 class Peer:
@@ -411,6 +278,11 @@ class AgentConfig:
     # which routes them through this veth pair's other end (offloads off: the kernel
     # segments there) to this end, where the egress program stamps each segment.
     segmenter: str = ""
+    # The registry from WarrantWorkload objects of the Kubernetes API instead of the file:
+    # a kubeconfig file or "in-cluster" ("" = the file `registry`); `node`: this node's
+    # name, the spec.nodeName of the objects it takes.
+    workloads_from_kube: str = ""
+    node: str = ""
 
 
 class TransparentAgent:
@@ -422,7 +294,7 @@ class TransparentAgent:
 
         self.cfg = cfg
         self.peers = [Peer(**p) for p in cfg.peers]
-        self.workloads = load_registry(Path(cfg.registry))
+        self.registry = self._open_registry()
         self.by_ifindex: dict[int, Workload] = {}
         self.dp = Datapath.open(pin_root=cfg.pin_root)
         self.uplink = socket.if_nametoindex(cfg.uplink)
@@ -458,8 +330,10 @@ class TransparentAgent:
         self.mtu = _mtu(cfg.uplink)
         self.attached: set[int] = set()
         self.addresses: dict[int, str] = {}  # last address each veth was registered with
-        self._registry_stamp = self._stamp()
-        self._apply_registry(self.workloads)
+        self.stats: dict[str, int] = {}
+        self._missing: set[str] = set()  # veths of registered workloads not (yet) here
+        self._wanted = self.registry.poll()  # a file that does not parse stops the start
+        self._apply_wanted()
         if cfg.segmenter:
             seg = socket.if_nametoindex(cfg.segmenter)
             libbpf.map_update(self.eg.map_fd("warrant_tp_workloads"), ctypes.c_uint32(seg),
@@ -484,7 +358,6 @@ class TransparentAgent:
         self.out.bind((cfg.local_addr, cfg.port + 1))
         self.out.setblocking(False)
         self.raw = socket.socket(socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_RAW)
-        self.stats: dict[str, int] = {}
 
     def _count(self, what: str) -> None:
         self.stats[what] = self.stats.get(what, 0) + 1
@@ -609,12 +482,12 @@ class TransparentAgent:
                     return Reason.OK, b
         return Reason.INNER_NOT_GRANTED, None
 
-    def _stamp(self) -> tuple[int, int] | None:
-        try:
-            st = os.stat(self.cfg.registry)
-        except FileNotFoundError:
-            return None
-        return st.st_mtime_ns, st.st_size
+    def _open_registry(self) -> RegistrySource:
+        if not self.cfg.workloads_from_kube:
+            return RegistryFile(Path(self.cfg.registry))
+        from ..integration.kube_workloads import open_source
+
+        return open_source(self.cfg.workloads_from_kube, self.cfg.node)
 
     def _apply_registry(self, workloads: list[Workload]) -> None:
         """Attach to new senders' veths and (re)write their addresses.  A workload whose
@@ -657,16 +530,36 @@ class TransparentAgent:
             del self.senders[key]
 
     def _reload_registry(self) -> None:
-        stamp = self._stamp()
-        if stamp == self._registry_stamp:
-            return
-        self._registry_stamp = stamp
+        """Either source (file, Kubernetes API): additions, removals and moves live."""
         try:
-            workloads = load_registry(Path(self.cfg.registry))
+            workloads = self.registry.poll()
         except RegistryError as exc:
             _log.warning("%s (previous registry kept)", exc)
             return
-        self._apply_registry(workloads)
+        if workloads is not None:
+            self._wanted = workloads
+        self._apply_wanted()
+
+    def _apply_wanted(self) -> None:
+        """Apply the registry's workloads whose veth exists here; the others wait (a pod's
+        veth may come after its registration) and are tried again on every reload."""
+        if self._wanted is None:
+            return
+        present, missing = [], set()
+        for w in self._wanted:
+            try:
+                socket.if_nametoindex(w.veth)
+                present.append(w)
+            except OSError:
+                missing.add(w.veth)
+        if missing - self._missing:
+            _log.warning("%s registry: no veth %s here yet", self.registry.origin,
+                         ", ".join(sorted(missing - self._missing)))  # fmt: skip
+            self._count("workload_no_veth")
+        self._missing = missing
+        self._apply_registry(present)
+        if not missing:
+            self._wanted = None
 
     def _reload_revocations(self) -> None:
         """Changed lists end their sessions in the kernel now (the store removes them);
@@ -726,6 +619,7 @@ class TransparentAgent:
             os.replace(tmp, self.cfg.stats)
 
     def close(self) -> None:
+        self.registry.close()
         for link in self.links:
             os.close(link)
         self.punts.close()
