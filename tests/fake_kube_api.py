@@ -1,8 +1,9 @@
 """A local stand-in for the Kubernetes API server: list, watch and status PATCH, on the wire.
 
-It speaks what the `kubernetes` client sends and expects, for the two collections the agent
-uses: WarrantPolicies (cluster-wide list/watch, PATCH of the status subresource) and
-ConfigMaps of one namespace (list/watch with a label selector).
+It speaks what the `kubernetes` client sends and expects, for the collections the agents
+use: WarrantPolicies (cluster-wide list/watch, PATCH of the status subresource), ConfigMaps
+of one namespace (list/watch with a label selector), WarrantWorkloads (cluster-wide
+list/watch) and Secrets (get by name).
 
   * list: a JSON List object with `metadata.resourceVersion`;
   * watch (`?watch=true&resourceVersion=N`): a chunked stream of one JSON line per event,
@@ -30,6 +31,8 @@ from urllib.parse import parse_qs, urlparse
 
 POLICIES = ("warrant.dev", "v1alpha1", "warrantpolicies")
 CONFIGMAPS = ("", "v1", "configmaps")
+WORKLOADS = ("warrant.dev", "v1alpha1", "warrantworkloads")
+SECRETS = ("", "v1", "secrets")
 
 
 def _merge(target: dict[str, Any], patch: dict[str, Any]) -> dict[str, Any]:

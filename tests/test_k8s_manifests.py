@@ -77,7 +77,8 @@ def differences(a: Any, b: Any, path: str = "") -> list[str]:
 # ---- every manifest against the API models ------------------------------------------------
 def test_the_expected_objects_are_there() -> None:
     kinds = sorted(d["kind"] for _, d in MANIFESTS)
-    assert kinds == sorted(["Namespace", "CustomResourceDefinition", "ServiceAccount", "ClusterRole",
+    assert kinds == sorted(["Namespace", "CustomResourceDefinition", "CustomResourceDefinition",
+                            "ServiceAccount", "ClusterRole",
                             "ClusterRoleBinding", "Role", "RoleBinding", "ConfigMap", "ConfigMap",
                             "DaemonSet"])  # fmt: skip
 
@@ -281,6 +282,7 @@ def structural_problems(node: Any, path: str = "", in_junctor: bool = False) -> 
 
 def test_crd_schema_is_structural() -> None:
     assert structural_problems(CRD_SCHEMA) == []
+    assert structural_problems(WW_SCHEMA) == []
 
 
 def test_structural_lint_can_fail() -> None:
@@ -293,6 +295,7 @@ def test_structural_lint_can_fail() -> None:
 
 def test_crd_schema_is_a_valid_schema() -> None:
     jsonschema.Draft4Validator.check_schema(CRD_SCHEMA)
+    jsonschema.Draft4Validator.check_schema(WW_SCHEMA)
 
 
 # ---- WarrantPolicy documents: CRD schema and converter agree -------------------------------------
@@ -458,3 +461,77 @@ def test_daemonset_uses_only_flags_the_agent_takes() -> None:
     assert args[0] == "agent"
     used = {a.split("=", 1)[0] for a in args[1:] if a.startswith("--")}
     assert used and used <= known, used - known
+
+
+# ---- WarrantWorkload: CRD schema and the agent's validation agree ---------------------------
+WW_CRD = docs("crd-warrantworkload.yaml")[0]
+WW_SCHEMA = WW_CRD["spec"]["versions"][0]["schema"]["openAPIV3Schema"]
+WW_VALIDATOR = jsonschema.Draft4Validator(WW_SCHEMA)
+
+
+def test_workload_crd_names_are_consistent_with_the_source() -> None:
+    from warrant.integration import kube_workloads
+
+    spec = WW_CRD["spec"]
+    assert WW_CRD["metadata"]["name"] == f"{spec['names']['plural']}.{spec['group']}"
+    assert spec["names"]["plural"] == kube_workloads.PLURAL
+    assert spec["names"]["kind"] == kube_workloads.KIND and spec["group"] == crd_policy.GROUP
+    version = spec["versions"][0]
+    assert version["name"] == crd_policy.VERSION and version["served"] and version["storage"]
+    fields = set(WW_SCHEMA["properties"]["spec"]["properties"])
+    assert fields == kube_workloads.SPEC_FIELDS
+    assert "subresources" not in version  # nothing writes a status
+
+
+def ww(**spec: Any) -> dict[str, Any]:
+    body = {"nodeName": "n", "veth": "lxc1", "address": "10.0.0.1", **spec}
+    return {"apiVersion": "warrant.dev/v1alpha1", "kind": "WarrantWorkload",
+            "metadata": {"name": "w", "namespace": "shop"},
+            "spec": {k: v for k, v in body.items() if v is not None}}  # fmt: skip
+
+
+def source_accepts(doc: dict[str, Any], tmp: Path) -> bool:
+    """The agent's verdict (no Secret named: no API request is made)."""
+    from warrant.integration.kube_workloads import KubeWorkloadSource
+
+    src = KubeWorkloadSource(client.ApiClient(client.Configuration(host="http://127.0.0.1:9")),
+                             node="n", directory=tmp)  # fmt: skip
+    src._on_list([doc])
+    return "shop/w" not in src.refused and [w.name for w in src.workloads] == ["shop/w"]
+
+
+WW_CORPUS: list[tuple[str, dict[str, Any], bool]] = [
+    ("receiving side", ww(service="web", allow=["tcp/8443", "udp/5000-5010", "icmp"]), True),
+    ("no allow", ww(), True),
+    ("no veth", ww(veth=None), False),
+    ("empty veth", ww(veth=""), False),
+    ("no address", ww(address=None), False),
+    ("IPv6 address", ww(address="fd00::1"), False),
+    ("allow sctp", ww(service="web", allow=["sctp/9"]), False),
+    ("allow not a list", ww(service="web", allow="tcp/80"), False),
+    ("service not a string", ww(service=7), False),
+]
+# Stricter in the agent than the schema says (the apiserver accepts these; the agent refuses
+# them with `warrant workload add`'s reason).
+WW_AGENT_ONLY: list[tuple[str, dict[str, Any]]] = [
+    ("address out of range", ww(address="10.0.0.300")),
+    ("allow port 0", ww(service="web", allow=["tcp/0"])),
+    ("allow port too large", ww(service="web", allow=["tcp/70000"])),
+    ("allow range reversed", ww(service="web", allow=["tcp/90-80"])),
+    ("allow without service", ww(allow=["tcp/80"])),
+    ("key without credential", ww(holderKeyRef={"name": "h", "key": "k"})),
+]
+
+
+@pytest.mark.parametrize(("case", "doc", "valid"), WW_CORPUS, ids=[c[0] for c in WW_CORPUS])
+def test_workload_schema_and_agent_agree(case: str, doc: dict[str, Any], valid: bool,
+                                         tmp_path: Path) -> None:  # fmt: skip
+    assert WW_VALIDATOR.is_valid(doc) is valid, case
+    assert source_accepts(doc, tmp_path) is valid, case
+
+
+@pytest.mark.parametrize(("case", "doc"), WW_AGENT_ONLY, ids=[c[0] for c in WW_AGENT_ONLY])
+def test_agent_is_stricter_where_the_workload_schema_cannot_say(case: str, doc: dict[str, Any],
+                                                                tmp_path: Path) -> None:  # fmt: skip
+    assert WW_VALIDATOR.is_valid(doc), case
+    assert not source_accepts(doc, tmp_path), case

@@ -46,6 +46,7 @@ from . import crd_policy
 from .kube_watch import ListWatch
 
 PLURAL = "warrantworkloads"
+SPEC_FIELDS = {"nodeName", "veth", "address", "holderKeyRef", "credentialRef", "service", "allow"}
 KIND = "WarrantWorkload"
 SYNC_S = 10.0  # how long the agent waits for the first list before it starts without it
 _logger = logging.getLogger("warrant.kube_workloads")
@@ -214,6 +215,9 @@ class KubeWorkloadSource:
         """The object as a Workload, its Secrets written as files; RegistryError (refused)
         or _Transient."""
         spec = obj.get("spec") or {}
+        unknown = sorted(set(spec) - SPEC_FIELDS)
+        if unknown:  # the apiserver prunes them; say so rather than ignore a typo
+            raise RegistryError(f"{ref}: spec.{unknown[0]}: not a field of {KIND}")
         veth, address = spec.get("veth"), spec.get("address")
         service, allow = spec.get("service"), spec.get("allow", [])
         if not isinstance(veth, str) or not veth:
