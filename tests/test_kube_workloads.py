@@ -324,3 +324,37 @@ def test_the_agent_reloads_either_source_through_one_path() -> None:
     agent._reload_registry()  # tried again
     assert applied == [["a"], ["a"], ["a"]] and counted == ["workload_no_veth"]
     assert agent._missing == {"warrantnoveth0"}
+
+
+def test_workload_list_shows_where_each_comes_from(api: FakeKubeAPI, tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    secret, _ = holder_secret("h")
+    api.apply(SECRETS[2], secret)
+    api.apply(WORKLOADS[2], ww("web", "lxc1", "10.0.0.1", "h", service="web", allow=["tcp/80"]))
+    api.apply(WORKLOADS[2], ww("broken", "lxc2", "10.0.0.2", "absent"))
+    reg = tmp_path / "reg.json"
+    add_workload(reg, Workload("local", "lxc9", "10.0.0.9"))
+    kubeconfig = tmp_path / "kubeconfig"
+    kubeconfig.write_text(yaml.safe_dump({
+        "apiVersion": "v1", "kind": "Config", "current-context": "fake",
+        "clusters": [{"name": "fake", "cluster": {"server": api.url}}],
+        "users": [{"name": "u", "user": {"token": "not-checked"}}],
+        "contexts": [{"name": "fake", "context": {"cluster": "fake", "user": "u"}}],
+    }))  # fmt: skip
+    r = subprocess.run([sys.executable, "-m", "warrant.cli", "workload", "list", "--registry",
+                        str(reg), "--from-kube", str(kubeconfig), "--node", "node-a"],
+                       capture_output=True, text=True)  # fmt: skip
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.splitlines() == [
+        "local\tlxc9\t10.0.0.9\t\tfile",
+        "shop/web\tlxc1\t10.0.0.1\tcredential=Secret shop/h key 'credential' service=web "
+        "allow=tcp/80\tkube",
+        "shop/broken\t-\t-\trefused: shop/broken: Secret shop/absent not found\tkube",
+    ]
+    api.close()
+    r = subprocess.run([sys.executable, "-m", "warrant.cli", "workload", "list", "--from-kube",
+                        str(kubeconfig), "--node", "node-a"], capture_output=True, text=True)  # fmt: skip
+    assert r.returncode == 2 and len(r.stderr.strip().splitlines()) == 1, r.stderr
+    assert "warrantworkloads" in r.stderr

@@ -10,6 +10,7 @@ line on stderr and exit code 2 (warrant.cli.main)."""
 from __future__ import annotations
 
 import os
+import socket
 from pathlib import Path
 from typing import Annotated
 
@@ -118,16 +119,52 @@ def add_cmd(
     typer.echo(f"added {name} ({veth}, {address}) to {registry}")
 
 
+def _row(w: Workload, credential: str | None, origin: str) -> str:
+    side = []
+    if credential:
+        side.append(f"credential={credential}")
+    if w.service:
+        side.append(f"service={w.service} allow={','.join(w.allow) or '-'}")
+    return f"{w.name}\t{w.veth}\t{w.address}\t{' '.join(side)}\t{origin}"
+
+
 @workload_app.command("list")
-def list_cmd(registry: RegistryOpt) -> None:
-    """List the registered workloads."""
-    for w in load_registry(registry):
-        side = []
-        if w.credential:
-            side.append(f"credential={w.credential}")
-        if w.service:
-            side.append(f"service={w.service} allow={','.join(w.allow) or '-'}")
-        typer.echo(f"{w.name}\t{w.veth}\t{w.address}\t{' '.join(side)}")
+def list_cmd(
+    registry: Annotated[
+        Path | None,
+        typer.Option("--registry", metavar="FILE", help="Registry file (JSON).", readable=False),
+    ] = None,
+    from_kube: Annotated[
+        str | None,
+        typer.Option(
+            "--from-kube",
+            metavar="KUBECONFIG|in-cluster",
+            help="Also the WarrantWorkloads of --node, validated as the agent does.",
+        ),
+    ] = None,
+    node: Annotated[
+        str | None, typer.Option("--node", help="With --from-kube: the node (default: this host).")
+    ] = None,
+) -> None:
+    """List the registered workloads; the last column says where each comes from (file or
+    kube; a WarrantWorkload the agent would refuse is listed with its reason)."""
+    if registry is None and from_kube is None:
+        raise ValueError("--registry FILE and/or --from-kube KUBECONFIG|in-cluster")
+    if registry is not None:
+        for w in load_registry(registry):
+            typer.echo(_row(w, w.credential, "file"))
+    if from_kube is not None:
+        from ..integration.kube_workloads import KubeWorkloadSource, api_client
+
+        src = KubeWorkloadSource(api_client(from_kube), node=node or socket.gethostname())
+        try:
+            src.list_once()
+            for w in src.workloads:
+                typer.echo(_row(w, src.describe(w.credential), "kube"))
+            for ref, reason in sorted(src.refused.items()):
+                typer.echo(f"{ref}\t-\t-\trefused: {reason}\tkube")
+        finally:
+            src.close()
 
 
 @workload_app.command("remove")

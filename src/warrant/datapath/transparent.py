@@ -932,8 +932,13 @@ def main(argv: list[str] | None = None) -> int:
     sub = ap.add_subparsers(dest="cmd", required=True)
     agent = sub.add_parser("agent", help="run a transparent-mode node agent")
     agent.add_argument("--config", required=True, type=Path)
+    agent.add_argument("--workloads-from-kube", metavar="KUBECONFIG|in-cluster",
+                       help="registry from WarrantWorkload objects instead of the file")  # fmt: skip
+    agent.add_argument("--node", help="this node's name (WarrantWorkload spec.nodeName)")
     args = ap.parse_args(argv)
     cfg = AgentConfig(**json.loads(args.config.read_text()))
+    cfg.workloads_from_kube = args.workloads_from_kube or cfg.workloads_from_kube
+    cfg.node = args.node or cfg.node
     a = TransparentAgent(cfg)
     stop = [False]
 
