@@ -358,3 +358,94 @@ def test_workload_list_shows_where_each_comes_from(api: FakeKubeAPI, tmp_path: P
                         str(kubeconfig), "--node", "node-a"], capture_output=True, text=True)  # fmt: skip
     assert r.returncode == 2 and len(r.stderr.strip().splitlines()) == 1, r.stderr
     assert "warrantworkloads" in r.stderr
+
+
+@pytest.mark.root
+def test_transparent_agent_takes_workloads_from_the_api_live(tmp_path: Path) -> None:
+    """Node A's agent restarted with `--workloads-from-kube` (the fake API on its namespace's
+    loopback): no WarrantWorkload, the client reaches nothing; its WarrantWorkload applied
+    (key and credential in a Secret), curl gets 200; deleted, nothing again; applied with a
+    credential that is not its key's, refused and nothing."""
+    import os
+    import shutil
+    import signal
+    import subprocess
+    import sys
+
+    if os.geteuid() != 0:
+        pytest.skip("needs root: network namespaces and eBPF (CI runs as root)")
+    for tool in ("ip", "nsenter", "curl", "ethtool"):
+        if shutil.which(tool) is None:
+            pytest.fail(f"needs {tool} (scripts/setup.sh installs it)")
+    from warrant.datapath.transparent import _wait_ready, setup_pair
+    from warrant.demo.topology import entered
+
+    p = setup_pair(tag=f"k{os.getpid() % 100000}", governed_replies=False)
+    server = subprocess.Popen(["ip", "netns", "exec", p.server_ns, "python3", "-m",
+                               "http.server", "8000", "--bind", p.server_ip],
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
+    api = None
+    try:
+        with entered(p.ns["a"]):
+            api = FakeKubeAPI()
+        node_a = p.procs[0]  # the file-registry agent: replaced
+        node_a.send_signal(signal.SIGTERM)
+        node_a.wait(10)
+        kubeconfig = tmp_path / "kubeconfig"
+        kubeconfig.write_text(yaml.safe_dump({
+            "apiVersion": "v1", "kind": "Config", "current-context": "fake",
+            "clusters": [{"name": "fake", "cluster": {"server": api.url}}],
+            "users": [{"name": "u", "user": {"token": "not-checked"}}],
+            "contexts": [{"name": "fake", "context": {"cluster": "fake", "user": "u"}}],
+        }))  # fmt: skip
+        proc = subprocess.Popen(
+            ["nsenter", f"--net=/run/netns/{p.ns['a']}", sys.executable, "-m",
+             "warrant.datapath.transparent", "agent", "--config", str(p.tmp / "node-a.json"),
+             "--workloads-from-kube", str(kubeconfig), "--node", "node-a"],
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        )  # fmt: skip
+        p.procs.append(proc)
+        _wait_ready(proc, "node-a (kube)")
+        url = f"http://{p.server_ip}:8000/"
+
+        def curl() -> str:
+            r = subprocess.run(["ip", "netns", "exec", p.client_ns, "curl", "-s", "-o",
+                                "/dev/null", "-w", "%{http_code}", "--max-time", "2", url],
+                               capture_output=True, text=True)  # fmt: skip
+            return r.stdout
+
+        def stats() -> dict[str, int]:
+            return p.agent_stats("a")
+
+        assert curl() == "000"  # no WarrantWorkload: the client's packets go nowhere
+        secret = {"apiVersion": "v1", "kind": "Secret",
+                  "metadata": {"name": "client-holder", "namespace": NS},
+                  "data": {"holder.sec": base64.b64encode((p.tmp / "client.sec").read_bytes()).decode(),
+                           "credential": base64.b64encode((p.tmp / "client.cred").read_bytes()).decode()}}  # fmt: skip
+        api.apply(SECRETS[2], secret)
+        client_ww = ww("client", f"tp{p.tag}hc", p.client_ip, "client-holder")
+        api.apply(WORKLOADS[2], client_ww)
+        deadline = time.monotonic() + 10
+        while (code := curl()) != "200":
+            assert time.monotonic() < deadline, f"no 200 after the WarrantWorkload: {code}"
+        assert stats().get("init_sent", 0) >= 1
+
+        api.delete(WORKLOADS[2], NS, "client")
+        time.sleep(1.0)  # the agent reloads every 0.2 s
+        assert curl() == "000"
+
+        foreign, _ = holder_secret("foreign", holder=bytes(keys.generate().verify_key))
+        foreign["data"]["holder.sec"] = secret["data"]["holder.sec"]  # the client's key
+        api.apply(SECRETS[2], foreign)
+        api.apply(WORKLOADS[2], ww("client", f"tp{p.tag}hc", p.client_ip, "foreign"))
+        time.sleep(1.0)
+        assert curl() == "000"  # refused: not applied at all
+        proc.send_signal(signal.SIGTERM)
+        _, err = proc.communicate(timeout=10)
+        assert "kube-workload-refused" in err and "its holder is not key" in err, err[-2000:]
+    finally:
+        server.terminate()
+        server.wait()
+        if api is not None:
+            api.close()
+        p.close()
