@@ -182,7 +182,7 @@ def test_restart_under_the_daemonset_capabilities_keeps_sessions(topo, tmp_path:
             time.sleep(0.2)
             code, body = healthz(topo["b"], url)
         assert code == 200, body
-        assert set(body["checks"]) == {"program", "maps", "policy", "loop"}
+        assert set(body["checks"]) == {"program", "maps", "secrets", "policy", "loop"}
         assert all(c["ok"] for c in body["checks"].values())
 
         # the probe reflects the datapath: without the program it fails, naming why
@@ -190,6 +190,11 @@ def test_restart_under_the_daemonset_capabilities_keeps_sessions(topo, tmp_path:
         code, body = healthz(topo["b"], url)
         assert code == 503 and body["checks"]["program"]["ok"] is False
         assert body["checks"]["maps"]["ok"] is True
+        # and without the session-secrets pin (what a restart resumes sessions from)
+        os.unlink(f"{topo['pin_root']}/warrant_session_secrets")
+        code, body = healthz(topo["b"], url)
+        assert code == 503 and not body["checks"]["secrets"]["ok"], body
+        assert "warrant_session_secrets is not pinned" in body["checks"]["secrets"]["detail"]
     finally:
         second.stop()
         sock.close()

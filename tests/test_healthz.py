@@ -5,7 +5,9 @@ program attached, 503 naming the program once it is detached)."""
 
 from __future__ import annotations
 
+import ctypes
 import json
+import os
 import time
 import urllib.error
 import urllib.request
@@ -14,7 +16,17 @@ from pathlib import Path
 import pytest
 
 from warrant.cli.agent import default_route_interface
-from warrant.integration.healthz import Health, HealthServer, agent_checks
+from warrant.integration.healthz import (
+    Health,
+    HealthServer,
+    MapShape,
+    agent_checks,
+    pinned_map_check,
+    pinned_map_shape,
+    secrets_map,
+)
+
+SECRETS, SECRETS_SHAPE = secrets_map()
 
 
 def get(url: str) -> tuple[int, dict[str, object]]:
@@ -37,20 +49,35 @@ class FakeSource:
     last_poll = 0.0
 
 
+class FakePins:
+    """The shape of each pinned map, by path (a path not here is not a BPF map)."""
+
+    def __init__(self) -> None:
+        self.shapes: dict[str, MapShape] = {}
+
+    def __call__(self, path: str) -> MapShape:
+        if path not in self.shapes:
+            raise OSError(1, "Operation not permitted")
+        return self.shapes[path]
+
+
 @pytest.fixture
 def served(tmp_path: Path):  # type: ignore[no-untyped-def]
-    for m in ("a", "b"):
+    for m in ("a", "b", SECRETS):
         (tmp_path / m).write_text("")
+    pins = FakePins()
+    pins.shapes[f"{tmp_path}/{SECRETS}"] = SECRETS_SHAPE
     dp, src, health = FakeDatapath(), FakeSource(), Health()
     policy = {"ok": (True, "policy in force")}
-    agent_checks(health, dp, 7, "xdp", str(tmp_path), ("a", "b"), src, lambda: policy["ok"])
+    agent_checks(health, dp, 7, "xdp", str(tmp_path), ("a", "b"), src, lambda: policy["ok"],
+                 inspect=pins)  # fmt: skip
     server = HealthServer(health, 0, "127.0.0.1")
-    yield server, dp, src, policy, tmp_path
+    yield server, dp, src, policy, tmp_path, pins
     server.close()
 
 
 def test_every_check_ok_is_200_and_each_failure_is_503_with_its_reason(served) -> None:  # type: ignore[no-untyped-def]
-    server, dp, src, policy, pins = served
+    server, dp, src, policy, pins, _ = served
     code, body = get(server.url)
     assert code == 503 and body["checks"]["loop"]["ok"] is False  # the loop never ran yet
     src.last_poll = time.monotonic()
@@ -69,6 +96,63 @@ def test_every_check_ok_is_200_and_each_failure_is_503_with_its_reason(served) -
     policy["ok"] = (True, "ok")
     src.last_poll = time.monotonic() - 60
     assert get(server.url)[0] == 503  # a stuck main loop
+
+
+def test_the_session_secrets_pin_missing_or_of_another_shape_is_503(served) -> None:  # type: ignore[no-untyped-def]
+    server, _, src, _, root, pins = served
+    src.last_poll = time.monotonic()
+    assert get(server.url)[0] == 200
+    path = f"{root}/{SECRETS}"
+    pins.shapes[path] = MapShape(2, SECRETS_SHAPE.key_size, SECRETS_SHAPE.value_size)  # an array
+    code, body = get(server.url)
+    detail = body["checks"]["secrets"]["detail"]
+    assert code == 503 and "wrong layout: map type 2" in detail, body
+    pins.shapes[path] = MapShape(SECRETS_SHAPE.type, 16, SECRETS_SHAPE.value_size + 8)
+    code, body = get(server.url)
+    assert (
+        code == 503
+        and f"value {SECRETS_SHAPE.value_size + 8} B" in body["checks"]["secrets"]["detail"]
+    )
+    del pins.shapes[path]  # a file there, but not a map
+    code, body = get(server.url)
+    assert code == 503 and "not a BPF map" in body["checks"]["secrets"]["detail"]
+    os.unlink(path)
+    code, body = get(server.url)
+    assert code == 503
+    assert body["checks"]["secrets"]["detail"] == f"{SECRETS} is not pinned under {root}"
+    assert all(c["ok"] for n, c in body["checks"].items() if n != "secrets")  # that one alone
+
+
+def test_the_secrets_check_reads_real_pins() -> None:
+    """The kernel's own answer (root): the agent's shape passes, an array map does not."""
+    if os.geteuid() != 0 or not os.path.isdir("/sys/fs/bpf"):
+        pytest.skip("needs root and bpffs")
+    from warrant.datapath import libbpf
+
+    root = f"/sys/fs/bpf/warrant-healthz-{os.getpid()}"
+    os.mkdir(root)
+    made: list[int] = []
+    try:
+        check = pinned_map_check(root, SECRETS, SECRETS_SHAPE)
+        assert check() == (False, f"{SECRETS} is not pinned under {root}")
+        fd = libbpf.map_create(SECRETS, libbpf.BPF_MAP_TYPE_HASH, SECRETS_SHAPE.key_size,
+                               SECRETS_SHAPE.value_size, 16, libbpf.BPF_F_NO_PREALLOC)  # fmt: skip
+        made.append(fd)
+        libbpf.obj_pin(fd, f"{root}/{SECRETS}")
+        assert pinned_map_shape(f"{root}/{SECRETS}") == SECRETS_SHAPE
+        assert check()[0] is True
+        os.unlink(f"{root}/{SECRETS}")
+        fd = libbpf.map_create(SECRETS, 2, ctypes.sizeof(ctypes.c_uint32), 8, 16)  # an array
+        made.append(fd)
+        libbpf.obj_pin(fd, f"{root}/{SECRETS}")
+        ok, detail = check()
+        assert not ok and "wrong layout: map type 2, key 4 B, value 8 B" in detail, detail
+    finally:
+        for fd in made:
+            os.close(fd)
+        for name in os.listdir(root):
+            os.unlink(f"{root}/{name}")
+        os.rmdir(root)
 
 
 def test_a_check_that_raises_fails_closed() -> None:

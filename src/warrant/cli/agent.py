@@ -22,7 +22,8 @@ WarrantPolicy objects of the API server instead of `--policy FILE` (list+watch,
 status conditions written back; with `--revocations DIR`, the ConfigMaps of the
 agent's namespace labelled warrant.dev/revocation-list=true are mirrored into DIR;
 see integration/kube_watch.py); `--health-port N` serves /healthz, 200 only while
-the program is attached, the maps pinned, a policy in force and the loop running.
+the program is attached, the maps pinned (the session-secrets map with its layout), a
+policy in force and the loop running.
 See docs/datapath.md.
 """
 

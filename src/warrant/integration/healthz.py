@@ -9,6 +9,9 @@ agent registers (`agent_checks`):
   * program: this agent's program is the one attached to the interface now (XDP: the
     interface's program id; TC: our filter's program id);
   * maps: every map is pinned under the pin root (what a restarted agent reopens);
+  * secrets: the session-secrets map (each session's resumption record, made and pinned
+    by user space, so no program load would notice it gone) is pinned and is a hash map
+    of this agent's key and value sizes: without it a restart loses every live session;
   * policy: a policy is in force (file mode: loaded at start, kept on a bad reload;
     Kubernetes mode: the first list applied, and the API answering);
   * loop: the agent's main loop polled its policy source in the last LOOP_STALE_S.
@@ -16,11 +19,13 @@ agent registers (`agent_checks`):
 
 from __future__ import annotations
 
+import ctypes
 import json
 import os
 import threading
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, Protocol
 
@@ -93,10 +98,68 @@ class _Source(Protocol):
     last_poll: float
 
 
+@dataclass(frozen=True)
+class MapShape:
+    """What a pinned map must be: its BPF map type and its key and value sizes."""
+
+    type: int
+    key_size: int
+    value_size: int
+
+    def __str__(self) -> str:
+        return f"map type {self.type}, key {self.key_size} B, value {self.value_size} B"
+
+
+def pinned_map_shape(path: str) -> MapShape:
+    """The shape of the map pinned at `path` (BpfError, an OSError, if it is none)."""
+    from ..datapath import libbpf
+    from ..datapath.loader import MapInfoHead
+
+    fd = libbpf.obj_get(path)
+    try:
+        info = MapInfoHead()
+        size = ctypes.c_uint(ctypes.sizeof(info))
+        rc = libbpf.lib().bpf_obj_get_info_by_fd(fd, ctypes.byref(info), ctypes.byref(size))
+        libbpf.check(rc, f"info of {path}")
+    finally:
+        os.close(fd)
+    return MapShape(info.type, info.key_size, info.value_size)
+
+
+def secrets_map() -> tuple[str, MapShape]:
+    """The session-secrets map's pin name and the shape the datapath makes it with."""
+    from ..datapath import libbpf
+    from ..datapath.loader import SECRETS_MAP, RecordKey, RecordPart
+
+    return SECRETS_MAP, MapShape(
+        libbpf.BPF_MAP_TYPE_HASH, ctypes.sizeof(RecordKey), ctypes.sizeof(RecordPart)
+    )
+
+
+def pinned_map_check(pin_root: str, name: str, want: MapShape,
+                     inspect: Callable[[str], MapShape] = pinned_map_shape) -> Check:  # fmt: skip
+    """A check that `name` is pinned under `pin_root` with the shape `want`."""
+    path = f"{pin_root}/{name}"
+
+    def check() -> tuple[bool, str]:
+        if not os.path.lexists(path):
+            return False, f"{name} is not pinned under {pin_root}"
+        try:
+            got = inspect(path)
+        except OSError as exc:
+            return False, f"{path} is not a BPF map this agent can open ({exc})"
+        if got != want:
+            return False, f"{path} has the wrong layout: {got}; expected {want}"
+        return True, f"{name} pinned ({want})"
+
+    return check
+
+
 def agent_checks(health: Health, dp: _Datapath, ifindex: int, mode: str, pin_root: str,
                  maps: tuple[str, ...], source: _Source,
-                 policy: Callable[[], tuple[bool, str]]) -> None:  # fmt: skip
-    """Register the agent's checks (see the module docstring)."""
+                 policy: Callable[[], tuple[bool, str]],
+                 inspect: Callable[[str], MapShape] = pinned_map_shape) -> None:  # fmt: skip
+    """Register the agent's checks (see the module docstring); `inspect` reads a pin."""
 
     def program() -> tuple[bool, str]:
         if dp.attached(ifindex, mode):
@@ -117,5 +180,6 @@ def agent_checks(health: Health, dp: _Datapath, ifindex: int, mode: str, pin_roo
 
     health.add("program", program)
     health.add("maps", pinned)
+    health.add("secrets", pinned_map_check(pin_root, *secrets_map(), inspect))
     health.add("policy", policy)
     health.add("loop", loop)
