@@ -128,29 +128,28 @@ def test_agent_takes_its_policy_from_warrantpolicy_objects(topo, tmp_path: Path)
         with entered(topo["b"]), urllib.request.urlopen(url, timeout=10) as resp:
             assert resp.status == 200 and json.loads(resp.read())["status"] == "ok"
 
-        # kubectl apply of a policy that denies the lab: openings are refused; the live
-        # session stays under the rule of its opening (Receiver.set_policy)
+        # kubectl apply of a policy that denies the lab: openings are refused, and the live
+        # session, judged again (Receiver.set_policy), ends in the kernel
         api.apply("warrantpolicies", lab_policy(lab, allow=False))
         reloaded = agent.wait_for("policy-reloaded")
-        assert reloaded["path"] == "k8s:warrantpolicies.warrant.dev" and reloaded["ended"] == []
+        sid = sender.session_id.hex()
+        assert reloaded["path"] == "k8s:warrantpolicies.warrant.dev" and reloaded["ended"] == [sid]
+        assert reloaded["why"][sid].startswith("POLICY_DENIED")
         refused = lab.sender()
         sock.sendto(refused.open(b"again", time.time()), dst)
         agent.read(1.0)
         inits = [x for x in agent.lines if x.get("agent") == "socket" and x["kind"] == "INIT"]
         assert inits[-1]["verdict"] == "DROP" and inits[-1]["reason"] == "POLICY_DENIED"
         assert len([x for x in agent.lines if x.get("agent") == "installed"]) == 1
-        base = kernel_counts(pin_root).get(admit, 0)
-        sock.sendto(sender.seal(b"two"), dst)
-        assert wait_count(pin_root, admit, base + 1) == base + 1
-
-        # kubectl delete: no WarrantPolicy left, nothing trusted, the session ends in the kernel
-        api.delete("warrantpolicies", "default", "lab")
-        emptied = agent.wait_for("policy-reloaded", n=2)
-        assert emptied["rules"] == 0 and emptied["ended"] == [sender.session_id.hex()]
         unknown = (Verdict.DROP, Reason.UNKNOWN_SESSION)
         before = kernel_counts(pin_root).get(unknown, 0)
-        sock.sendto(sender.seal(b"three"), dst)
+        sock.sendto(sender.seal(b"two"), dst)
         assert wait_count(pin_root, unknown, before + 1) == before + 1
+
+        # kubectl delete: no WarrantPolicy left, nothing trusted, nothing live to end
+        api.delete("warrantpolicies", "default", "lab")
+        emptied = agent.wait_for("policy-reloaded", n=2)
+        assert emptied["rules"] == 0 and emptied["ended"] == []
         with entered(topo["b"]), urllib.request.urlopen(url, timeout=10) as resp:
             assert resp.status == 200  # no policy objects is a state, not a fault: deny all
     finally:

@@ -36,7 +36,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from flow_helpers import flat
 from netns_helpers import AgentProc, lab_options, skip_unless_datapath, veth_topology
-from warrant.core.constants import Kind, Reason
+from warrant.core.constants import Kind, Reason, Verdict
 from warrant.integration.proto.observer import observer_pb2
 
 pytestmark = pytest.mark.root
@@ -212,9 +212,10 @@ def test_kernel_drops_and_admits_become_flow_records(topo, tmp_path: Path) -> No
     assert "warrant_sessions_open 1.0" in metrics
 
 
-def test_policy_reload_keeps_admitted_sessions(topo, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
-    """Rewriting the policy file changes who may open sessions next; sessions already
-    admitted (and installed in the kernel) keep flowing."""
+def test_policy_reload_ends_the_sessions_it_now_refuses(topo, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    """Rewriting the policy file judges the live sessions again: one the new policy
+    refuses leaves the kernel map at the reload (`policy-reloaded` names it and why), so
+    the kernel drops its next DATA; new openings follow the new policy."""
     import yaml
 
     from warrant.datapath.lab import Lab
@@ -235,20 +236,26 @@ def test_policy_reload_keeps_admitted_sessions(topo, tmp_path: Path) -> None:  #
         agent.wait_for("installed")
 
         denying = yaml.safe_load(policy_file.read_text())
-        denying["default"] = "deny"  # no rules: nothing new is admitted
+        denying["default"] = "deny"  # no rules: nothing is admitted any more
         _replace(policy_file, yaml.safe_dump(denying))
-        agent.wait_for("policy-reloaded")
+        reloaded = agent.wait_for("policy-reloaded")
+        sid = before.session_id.hex()
+        assert reloaded["ended"] == [sid] and reloaded["sessions"] == 0
+        assert reloaded["why"] == {sid: "POLICY_DENIED: no rule admits this"}
 
-        sock.sendto(before.seal(b"still admitted"), dst)
+        unknown = (Verdict.DROP, Reason.UNKNOWN_SESSION)
+        dropped = _kernel_count(topo["pin_root"], unknown)
+        sock.sendto(before.seal(b"no longer admitted"), dst)
         after = lab.sender()
         sock.sendto(after.open(b"too late", time.time()), dst)
         agent.read(1.0)
+        assert _kernel_count(topo["pin_root"], unknown) == dropped + 1  # dropped in the kernel
         seen = {
             (r["kind"], r["session_id"]): r["reason"]
             for r in agent.lines
             if r.get("agent") == "socket"
         }
-        assert seen[("DATA", before.session_id.hex())] == "OK"
+        assert ("DATA", sid) not in seen  # it never reached the agent's socket
         assert seen[("INIT", after.session_id.hex())] == "POLICY_DENIED"
 
         _replace(policy_file, "rules: [oops")  # broken: reported, old policy kept
@@ -256,6 +263,16 @@ def test_policy_reload_keeps_admitted_sessions(topo, tmp_path: Path) -> None:  #
     finally:
         agent.stop()
         sock.close()
+
+
+def _kernel_count(pin_root: str, key: tuple[Verdict, Reason]) -> int:
+    from warrant.datapath.loader import MapView
+
+    view = MapView.pinned(pin_root)
+    try:
+        return view.counters().get(key, (0, 0))[0]
+    finally:
+        view.close()
 
 
 def _replace(path: Path, text: str) -> None:

@@ -275,8 +275,37 @@ def test_policy_reload_reevaluates_sessions_through_the_store(make: Any) -> None
     dp = getattr(rx.sessions, "dp", None)
     if dp is not None:
         assert dp.session(sid).expires_ns == dp.kernel_ns(NOW + 100 + CLOCK_SKEW)
-    assert [e.session_id for e in rx.set_policy(policy(None, trusted=False), NOW + 2)] == [sid]
+    ended = rx.set_policy(policy(None, trusted=False), NOW + 2)
+    assert [(e.session.session_id, e.reason) for e in ended] == [(sid, Reason.WRONG_SCOPE)]
     assert rx.sessions.get(sid) is None and _in_kernel(rx.sessions, sid) in (None, False)
+
+
+def test_policy_reload_ends_what_a_new_deny_rule_selects_through_the_store(make: Any) -> None:
+    from warrant.core.admission import Policy, Rule
+    from warrant.core.receiver import Receiver
+    from warrant.datapath.lab import Lab
+
+    lab = Lab(NOW, relays=0)
+    rx = Receiver(lab.receiver_key, lab.receiver.policy, started_at=NOW - 1,
+                  sessions=make(64))  # fmt: skip
+    sender = lab.sender()
+    assert rx.handle(sender.open(b"hi", NOW), ("10.0.0.1", 1), 4433, NOW).reason is Reason.OK
+    sid = sender.session_id
+    s = rx.sessions.get(sid)  # type: ignore[arg-type]
+    assert s is not None and _in_kernel(rx.sessions, s.session_id) in (None, True)
+    model = lab.receiver.policy.model
+    other = model.model_copy(update={"deny": [Rule(name="not-that", operations=["x.y"])]})
+    assert rx.set_policy(Policy(other, lab.trust), NOW + 1) == []  # selects nothing live
+    denying = model.model_copy(update={"deny": [Rule(name="no", operations=[s.operation])]})
+    ended = rx.set_policy(Policy(denying, lab.trust), NOW + 1)
+    assert [(e.session, e.reason, e.detail) for e in ended] == [
+        (s, Reason.POLICY_DENIED, "denied by rule 'no'")
+    ]
+    assert rx.sessions.get(s.session_id) is None and len(rx.sessions) == 0
+    assert _in_kernel(rx.sessions, s.session_id) in (None, False)
+    dp = getattr(rx.sessions, "dp", None)
+    if dp is not None:
+        assert dp.record(s.session_id) is None  # its resumption record went with it
 
 
 @pytest.mark.parametrize("seed", range(5))

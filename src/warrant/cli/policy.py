@@ -35,8 +35,9 @@ policy_app = typer.Typer(
 )
 
 DATAPATH_NOTE = (
-    "datapath: policy is applied once per session, in user space, when the session's INIT "
-    "is verified; each admitted session becomes one entry of the kernel's warrant_sessions "
+    "datapath: policy is applied in user space, when a session's INIT is verified and again "
+    "to every live session when the policy is reloaded (a session it now refuses leaves the "
+    "kernel map); each admitted session becomes one entry of the kernel's warrant_sessions "
     "map (session id -> MAC key, expiry, port, pinned hops). No policy entries are "
     "installed in the kernel; DATA packets are checked against their session only."
 )

@@ -134,6 +134,15 @@ class Outcome:
     seq: int | None = None
 
 
+@dataclass(frozen=True)
+class Ended:
+    """A live session a policy reload ended, and why the new policy refuses it."""
+
+    session: Session
+    reason: Reason
+    detail: str
+
+
 @dataclass
 class ReceiverStats:
     by_reason: dict[Reason, int] = field(default_factory=dict)
@@ -190,27 +199,39 @@ class Receiver:
         self.stats.count(out.reason)
         return out
 
-    def set_policy(self, policy: Policy, now: float) -> list[Session]:
-        """Adopt a new policy for session openings from now on; the sessions it ended.
+    def set_policy(self, policy: Policy, now: float) -> list[Ended]:
+        """Adopt a new policy; the live sessions it ended, each with its reason.
 
-        Live sessions stay under the rule of their opening and keep their keys and
-        windows; those whose anchor the new trust store no longer holds (same scope, id
-        and key) end, and those whose anchor now expires sooner end sooner, both through
-        the store.  The trust store, the opening limits and the
-        per-holder quota follow the new policy; the session table keeps its size."""
+        Every live session is judged again as its opening was (SPEC 6.2 step 12: anchor,
+        deny and allow rules, path constraints): one the new policy refuses ends through
+        the store (with the kernel backend its map entry goes, so its next DATA is
+        dropped there), whatever admitted it before.  The others keep their keys,
+        windows and rule, and end sooner if their anchor now expires sooner.  The trust
+        store, the opening limits and the per-holder quota follow the new policy; the
+        session table keeps its size."""
         self.policy = policy
         self.verifier.trust = policy.trust
         self.verifier.clear_cache()  # cached prefixes were checked against the old anchors
         limits = policy.limits
         self._init_limiter = KeyedLimiter(limits.init_rate_per_source, limits.init_burst)
         self.sessions.set_holder_quota(limits.max_sessions_per_holder)
-        ended = self.sessions.end_where(lambda s: not _still_trusted(s, policy), now)
+        why: dict[bytes, WarrantError] = {}
+
+        def refused(s: Session) -> bool:
+            try:
+                _judge_again(s, policy)
+            except WarrantError as exc:
+                why[s.session_id] = exc
+                return True
+            return False
+
+        ended = self.sessions.end_where(refused, now)
         for s in self.sessions:  # an anchor's validity may have shrunk, and with it the session's
             anchor = policy.trust.find(s.chain.scope, s.chain.anchor.anchor_id)
             if anchor.not_after is not None and anchor.not_after + CLOCK_SKEW < s.expires:
                 s.expires = anchor.not_after + CLOCK_SKEW
                 self.sessions.refresh(s)
-        return ended
+        return [Ended(s, why[s.session_id].reason, why[s.session_id].detail) for s in ended]
 
     def under_load(self, now: float) -> bool:
         return self._init_meter.rate(now) >= self.policy.limits.load_threshold
@@ -422,18 +443,7 @@ class Receiver:
 
     def _apply_policy(self, chain: VerifiedChain, claim: Claim, path: list[PathHop]) -> str | None:
         """The receiver's policy and path constraints; the matching rule's name."""
-        decision = self.policy.decide(
-            chain.scope,
-            chain.anchor.anchor_id.hex(),
-            claim.operation,
-            claim.service,
-            claim.port,
-            [h.domain for h in path],
-            chain.rights,
-        )
-        if decision.reason != Reason.OK:
-            raise WarrantError(decision.reason, decision.detail)
-        return decision.rule
+        return _decide(self.policy, chain, claim.operation, claim.service, claim.port, path)
 
     def _derive_session(
         self,
@@ -490,12 +500,25 @@ class Receiver:
             session.packets, session.bytes = 1, len(payload)
 
 
-def _still_trusted(s: Session, policy: Policy) -> bool:
-    try:
-        anchor = policy.trust.find(s.chain.scope, s.chain.anchor.anchor_id)
-    except WarrantError:
-        return False
-    return anchor.public == s.chain.anchor.public
+def _judge_again(s: Session, policy: Policy) -> None:
+    """Raise WarrantError if `policy` would refuse the session's opening now (its anchor
+    and the policy's rules; the chain and the claim were verified at opening)."""
+    anchor = policy.trust.find(s.chain.scope, s.chain.anchor.anchor_id)
+    if anchor.public != s.chain.anchor.public:
+        raise WarrantError(Reason.UNKNOWN_ANCHOR, f"anchor {anchor.anchor_id.hex()} has a new key")
+    _decide(policy, s.chain, s.operation, s.service, s.port, s.path)
+
+
+def _decide(policy: Policy, chain: VerifiedChain, operation: str, service: str, port: int,
+            path: list[PathHop]) -> str | None:  # fmt: skip
+    """The policy's rules and path constraints for this authority: the admitting rule's
+    name, or WarrantError with the refusal."""
+    domains = [h.domain for h in path]
+    decision = policy.decide(chain.scope, chain.anchor.anchor_id.hex(), operation, service, port,
+                             domains, chain.rights)  # fmt: skip
+    if decision.reason != Reason.OK:
+        raise WarrantError(decision.reason, decision.detail)
+    return decision.rule
 
 
 def _kind_name(packet: bytes) -> str:

@@ -96,6 +96,7 @@ class AgentStats:
     data_opened: int = 0  # kernel-admitted DATA whose payload was opened here
     data_unenforced: int = 0  # DATA that arrived where the datapath does not run: dropped
     revoked: int = 0
+    policy_ended: int = 0  # live sessions a reloaded policy refused
     expired: int = 0
     kernel_events: int = 0
     kernel_drops: int = 0
@@ -291,8 +292,9 @@ class Agent:
             self._sink.flush()
 
     def _reload_policy(self) -> None:
-        """Adopt a changed policy file; sessions already admitted (and their kernel
-        entries) stay.  An invalid file leaves the running policy in force."""
+        """Adopt a changed policy: live sessions it refuses leave the kernel map now (their
+        next DATA is dropped there), the others stay.  An invalid file leaves the running
+        policy in force."""
         if self.policy_watcher is None:
             return
         try:
@@ -302,9 +304,12 @@ class Agent:
             return
         if policy is not None:
             ended = self.receiver.set_policy(policy, time.time())
+            self.stats.policy_ended += len(ended)
             self._emit("policy-reloaded", path=str(self.policy_watcher.path),
                        rules=len(policy.model.rules), sessions=len(self.receiver.sessions),
-                       ended=[s.session_id.hex() for s in ended])  # fmt: skip
+                       ended=[e.session.session_id.hex() for e in ended],
+                       why={e.session.session_id.hex(): f"{e.reason.name}: {e.detail}"
+                            if e.detail else e.reason.name for e in ended})  # fmt: skip
 
     def _reload_revocations(self) -> None:
         """Adopt changed revocation lists: their sessions leave the kernel map now.  A
