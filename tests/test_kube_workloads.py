@@ -300,10 +300,11 @@ def test_the_agent_reloads_either_source_through_one_path() -> None:
     counted: list[str] = []
     lo = Workload("a", "lo", "10.0.0.1")
     gone = Workload("b", "warrantnoveth0", "10.0.0.2")
-    answers: list[Any] = [[lo], None, RegistryError("bad"), [lo, gone], None, None]
+    answers: list[Any] = [[lo], None, RegistryError("bad"), [lo, gone], None, None, None]
 
     class Fake:
         origin = "kube"
+        refusals = 0
 
         def poll(self) -> list[Workload] | None:
             a = answers.pop(0)
@@ -313,7 +314,7 @@ def test_the_agent_reloads_either_source_through_one_path() -> None:
 
     agent = TransparentAgent.__new__(TransparentAgent)
     agent.registry = Fake()  # type: ignore[assignment]
-    agent._wanted, agent._missing = None, set()
+    agent._wanted, agent._missing, agent.stats = None, set(), {}
     agent._apply_registry = lambda ws: applied.append([w.name for w in ws])  # type: ignore[method-assign]
     agent._count = counted.append  # type: ignore[method-assign]
     agent._reload_registry()  # new list
@@ -323,6 +324,9 @@ def test_the_agent_reloads_either_source_through_one_path() -> None:
     agent._reload_registry()  # b's veth is not here: a applied, b waits
     agent._reload_registry()  # tried again
     assert applied == [["a"], ["a"], ["a"]] and counted == ["workload_no_veth"]
+    Fake.refusals = 2
+    agent._reload_registry()
+    assert agent.stats["registry_refused"] == 2  # the source's count, in the agent's stats
     assert agent._missing == {"warrantnoveth0"}
 
 
@@ -440,6 +444,7 @@ def test_transparent_agent_takes_workloads_from_the_api_live(tmp_path: Path) -> 
         api.apply(WORKLOADS[2], ww("client", f"tp{p.tag}hc", p.client_ip, "foreign"))
         time.sleep(1.0)
         assert curl() == "000"  # refused: not applied at all
+        assert stats()["registry_refused"] == 1
         proc.send_signal(signal.SIGTERM)
         _, err = proc.communicate(timeout=10)
         assert "kube-workload-refused" in err and "its holder is not key" in err, err[-2000:]

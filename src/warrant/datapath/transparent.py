@@ -536,6 +536,8 @@ class TransparentAgent:
         except RegistryError as exc:
             _log.warning("%s (previous registry kept)", exc)
             return
+        finally:
+            self.stats["registry_refused"] = self.registry.refusals
         if workloads is not None:
             self._wanted = workloads
         self._apply_wanted()

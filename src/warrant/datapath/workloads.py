@@ -177,6 +177,7 @@ def remove_workload(path: Path, name: str) -> None:
 # ---- sources: where the agent takes its registry from --------------------------------
 class RegistrySource(Protocol):
     origin: str  # "file" or "kube", for logs and `warrant workload list`
+    refusals: int  # registries (file) or objects (kube) refused so far
 
     def poll(self) -> list[Workload] | None:
         """The whole registry when it changed since the last poll, else None;
@@ -196,6 +197,7 @@ class RegistryFile:
 
     def __init__(self, path: Path) -> None:
         self.path = path
+        self.refusals = 0
         self._stamp: tuple[int, int] | None = _UNSEEN
 
     def poll(self) -> list[Workload] | None:
@@ -207,7 +209,11 @@ class RegistryFile:
         if stamp == self._stamp:
             return None
         self._stamp = stamp
-        return load_registry(self.path)
+        try:
+            return load_registry(self.path)
+        except RegistryError:
+            self.refusals += 1
+            raise
 
     def close(self) -> None:
         pass

@@ -81,7 +81,9 @@ class KubeWorkloadSource:
         self.custom = client.CustomObjectsApi(api_client)
         self.core = client.CoreV1Api(api_client)
         self.own_directory = directory is None
-        self.directory = Path(tempfile.mkdtemp(prefix="warrant-workloads-")) if directory is None else directory  # fmt: skip
+        if directory is None:
+            directory = Path(tempfile.mkdtemp(prefix="warrant-workloads-"))
+        self.directory = directory
         self.directory.mkdir(mode=0o700, parents=True, exist_ok=True)
         os.chmod(self.directory, 0o700)
         self.backoff, self.resync = backoff, resync
@@ -89,7 +91,6 @@ class KubeWorkloadSource:
         self.workloads: list[Workload] = []  # what validated at the last judgement
         self.refused: dict[str, str] = {}  # ref -> why it is not in the registry
         self.refusals = 0  # refusals logged (one per object and reason)
-        self.judged = 0  # judgements done
         self.synced = threading.Event()  # the first list has been judged
         self._lock = threading.Lock()  # objects, _pending: never held across a request
         self._judging = threading.Lock()  # one judgement at a time (Secret reads, files)
@@ -217,7 +218,6 @@ class KubeWorkloadSource:
                 self.log("kube-workloads-error", error=str(exc), retry_in=self.backoff)
                 return
             self._retry = False
-            self.judged += 1
             for ref, reason in refused.items():
                 if self.refused.get(ref) != reason:
                     self.refusals += 1
