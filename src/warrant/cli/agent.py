@@ -43,20 +43,17 @@ from ..datapath.loader import MAPS
 from ..integration.crd_policy import PolicySource, PolicyWatcher, load_any
 from ..integration.healthz import Check, Health, HealthServer, agent_checks
 from ..integration.kube_watch import KubePolicySource, deny_all
+from . import options
 from .observe import DEFAULT_STORE
+from .options import ReceiverKeyOpt, RevocationsDirOpt
 
 
 def agent_cmd(
     iface: Annotated[
         str, typer.Option("--iface", help="Interface to enforce on; 'auto': the default route's.")
     ],
-    key: Annotated[
-        Path, typer.Option("--key", metavar="SEC", help="Receiver secret key file.", readable=False)
-    ],
-    port: Annotated[
-        list[int] | None,
-        typer.Option("--port", min=1, max=65535, help="Warrant UDP port (repeat)."),
-    ] = None,
+    key: ReceiverKeyOpt,
+    port: Annotated[list[int] | None, options.port("Warrant UDP port (repeat).", low=1)] = None,
     host: Annotated[
         str, typer.Option("--host", help="Address the Warrant sockets bind.")
     ] = "0.0.0.0",
@@ -96,28 +93,12 @@ def agent_cmd(
     ] = None,
     anchors_dir: Annotated[
         Path | None,
-        typer.Option(
-            "--anchors-dir",
-            metavar="DIR",
-            help="Where the policy's relative anchor file is read (default: beside it).",
-            readable=False,
+        options.anchors_dir(
+            "Where the policy's relative anchor file is read (default: beside it)."
         ),
     ] = None,
-    revocations: Annotated[
-        Path | None,
-        typer.Option(
-            "--revocations",
-            metavar="DIR",
-            help="Directory of signed revocation lists, reloaded when it changes.",
-            readable=False,
-        ),
-    ] = None,
-    policy: Annotated[
-        Path | None,
-        typer.Option(
-            "--policy", metavar="POLICY.yaml", help="Admission policy (file mode).", readable=False
-        ),
-    ] = None,
+    revocations: RevocationsDirOpt = None,
+    policy: Annotated[Path | None, options.policy_file("Admission policy (file mode).")] = None,
     policy_source: Annotated[
         str,
         typer.Option(

@@ -39,6 +39,23 @@ from ..core.credential import Credential, Link, Verifier, delegate, effective_ri
 from ..core.errors import WarrantError
 from ..core.revocation import RevocationList, RevocationStore
 from ..core.rights import Destination, Grant, Rights, check_operation_pattern
+from . import options
+from .options import (
+    AllowOpt,
+    AnchorKeyOpt,
+    Base64Opt,
+    DstsOpt,
+    ForbidOpt,
+    JsonObjectOpt,
+    MaxHopsOpt,
+    NotBeforeOpt,
+    OpsOpt,
+    OutOpt,
+    RateOpt,
+    RequireOpt,
+    RootDstsOpt,
+    RootOpsOpt,
+)
 
 out = Console(highlight=False)
 err = Console(stderr=True, highlight=False)
@@ -367,60 +384,6 @@ def rights_summary(rights: Rights) -> str:
     return f"{ops} on {dsts} until {fmt_time(rights.expires)}"
 
 
-# ---- option declarations shared by issue, delegate and revoke ------------------------------
-OpsOpt = Annotated[
-    list[str] | None,
-    typer.Option("--op", metavar="PATTERN", help="Operation or pattern (orders.*); repeat."),
-]
-DstsOpt = Annotated[
-    list[str] | None,
-    typer.Option(
-        "--dst", metavar="SVC:PORT", help="Destination svc:port, svc:lo-hi or svc; repeat."
-    ),
-]
-NotBeforeOpt = Annotated[
-    str | None, typer.Option("--not-before", metavar="TIME", help="Start of validity.")
-]
-MaxHopsOpt = Annotated[
-    int | None,
-    typer.Option("--max-hops", metavar="N", min=0, help="Most relay hops a packet may cross."),
-]
-AllowOpt = Annotated[
-    list[str] | None,
-    typer.Option("--allow-domain", metavar="DOMAIN", help="Only these transit domains; repeat."),
-]
-RequireOpt = Annotated[
-    list[str] | None,
-    typer.Option("--require-domain", metavar="DOMAIN", help="Transit domain that must be crossed."),
-]
-ForbidOpt = Annotated[
-    list[str] | None,
-    typer.Option("--forbid-domain", metavar="DOMAIN", help="Transit domain never to cross."),
-]
-RateOpt = Annotated[
-    int | None, typer.Option("--rate", metavar="PPS", min=0, help="Packets per second.")
-]
-OutOpt = Annotated[
-    Path, typer.Option("-o", "--out", metavar="FILE", help="Output file.", readable=False)
-]
-AnchorKeyOpt = Annotated[
-    Path,
-    typer.Option("--anchor-key", metavar="SEC", help="Anchor secret key file.", readable=False),
-]
-RootOpsOpt = Annotated[
-    list[str] | None,
-    typer.Option(
-        "--op", metavar="PATTERN", help="Operation or pattern (orders.*); repeat; required."
-    ),
-]
-RootDstsOpt = Annotated[
-    list[str] | None,
-    typer.Option("--dst", metavar="SVC:PORT", help="svc:port, svc:lo-hi or svc; repeat; required."),
-]
-Base64Opt = Annotated[bool, typer.Option("--base64", help="Write base64 text instead of raw CBOR.")]
-TIME_HELP = "30m, 1h, 7d (from now), unix seconds or ISO 8601"
-
-
 # ---- keygen ---------------------------------------------------------------------
 def _create_private(path: Path, text: str) -> None:
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
@@ -485,16 +448,10 @@ def anchors_add_cmd(
     file: Annotated[
         Path, typer.Argument(help="Anchor file (YAML); created if missing.", readable=False)
     ],
-    scope: Annotated[
-        str, typer.Option("--scope", metavar="SCOPE", help="Trust scope, e.g. acme.prod.")
-    ],
-    key: Annotated[str, typer.Option("--key", metavar="PUB", help="Anchor public key file.")],
-    not_before: Annotated[
-        str | None, typer.Option("--not-before", metavar="TIME", help=TIME_HELP)
-    ] = None,
-    not_after: Annotated[
-        str | None, typer.Option("--not-after", metavar="TIME", help=TIME_HELP)
-    ] = None,
+    scope: Annotated[str, options.scope("Trust scope, e.g. acme.prod.")],
+    key: Annotated[str, options.public_key("--key", "Anchor public key file.")],
+    not_before: Annotated[str | None, options.time_option("--not-before")] = None,
+    not_after: Annotated[str | None, options.time_option("--not-after")] = None,
 ) -> None:
     """Trust KEY as an anchor of SCOPE (re-adding a key updates its validity)."""
     now = time.time()
@@ -526,10 +483,8 @@ def anchors_add_relay_cmd(
     file: Annotated[
         Path, typer.Argument(help="Anchor file (YAML); created if missing.", readable=False)
     ],
-    domain: Annotated[
-        str, typer.Option("--domain", metavar="DOMAIN", help="Transit domain the relay speaks for.")
-    ],
-    key: Annotated[str, typer.Option("--key", metavar="PUB", help="Relay public key file.")],
+    domain: Annotated[str, options.domains("--domain", "Transit domain the relay speaks for.")],
+    key: Annotated[str, options.public_key("--key", "Relay public key file.")],
 ) -> None:
     """Trust KEY as a relay of transit DOMAIN."""
     public = load_public_key(key, "--key")
@@ -618,13 +573,9 @@ def _encode_checked(cred: Credential) -> bytes:
 @_guarded
 def issue_cmd(
     anchor_key: AnchorKeyOpt,
-    scope: Annotated[
-        str, typer.Option("--scope", metavar="SCOPE", help="Trust scope of the credential.")
-    ],
-    holder: Annotated[
-        str, typer.Option("--holder", metavar="PUB", help="Holder public key file (or string).")
-    ],
-    expires: Annotated[str, typer.Option("--expires", metavar="TIME", help=TIME_HELP)],
+    scope: Annotated[str, options.scope("Trust scope of the credential.")],
+    holder: Annotated[str, options.public_key("--holder", "Holder public key file (or string).")],
+    expires: Annotated[str, options.time_option("--expires")],
     out_path: OutOpt,
     ops: RootOpsOpt = None,
     dsts: RootDstsOpt = None,
@@ -671,33 +622,21 @@ def delegate_cmd(
     cred_path: Annotated[
         Path, typer.Argument(metavar="CRED", help="Parent credential file.", readable=False)
     ],
-    key: Annotated[
-        Path,
-        typer.Option(
-            "--key", metavar="SEC", help="Secret key of the parent's holder.", readable=False
-        ),
-    ],
-    to: Annotated[
-        str, typer.Option("--to", metavar="PUB", help="New holder public key file (or string).")
-    ],
+    key: Annotated[Path, options.secret_key("Secret key of the parent's holder.")],
+    to: Annotated[str, options.public_key("--to", "New holder public key file (or string).")],
     out_path: OutOpt,
     ops: OpsOpt = None,
     dsts: DstsOpt = None,
     not_before: NotBeforeOpt = None,
-    expires: Annotated[
-        str | None, typer.Option("--expires", metavar="TIME", help=TIME_HELP)
-    ] = None,
+    expires: Annotated[str | None, options.time_option("--expires")] = None,
     max_hops: MaxHopsOpt = None,
     allow: AllowOpt = None,
     require: Annotated[
         list[str] | None,
-        typer.Option(
-            "--require-domain", metavar="DOMAIN", help="Add a transit domain that must be crossed."
-        ),
+        options.domains("--require-domain", "Add a transit domain that must be crossed."),
     ] = None,
     forbid: Annotated[
-        list[str] | None,
-        typer.Option("--forbid-domain", metavar="DOMAIN", help="Add a transit domain to avoid."),
+        list[str] | None, options.domains("--forbid-domain", "Add a transit domain to avoid.")
     ] = None,
     rate: RateOpt = None,
     as_base64: Base64Opt = False,
@@ -805,7 +744,7 @@ def inspect_cmd(
     cred_path: Annotated[
         Path, typer.Argument(metavar="CRED", help="Credential file.", readable=False)
     ],
-    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
+    as_json: JsonObjectOpt = False,
 ) -> None:
     """Decode a credential: every link, the effective rights and the chain digest.
 
@@ -897,9 +836,7 @@ def verify_cmd(
     cred_path: Annotated[
         Path, typer.Argument(metavar="CRED", help="Credential file.", readable=False)
     ],
-    anchors: Annotated[
-        Path, typer.Option("--anchors", metavar="FILE", help="Anchor file.", readable=False)
-    ],
+    anchors: Annotated[Path, options.anchors_file("Anchor file.")],
     revocations: Annotated[
         list[Path] | None,
         typer.Option(
@@ -907,26 +844,20 @@ def verify_cmd(
         ),
     ] = None,
     at: Annotated[
-        str | None, typer.Option("--at", metavar="TIME", help="Verify as of TIME (default now).")
+        str | None, options.time_option("--at", "Verify as of TIME (default now).")
     ] = None,
     scopes: Annotated[
-        list[str] | None,
-        typer.Option(
-            "--scope", metavar="SCOPE", help="Admit only this scope (repeat); default every scope."
-        ),
+        list[str] | None, options.scope("Admit only this scope (repeat); default every scope.")
     ] = None,
     op: Annotated[
         str | None, typer.Option("--op", metavar="OP", help="Also require this operation.")
     ] = None,
-    dst: Annotated[
-        str | None,
-        typer.Option("--dst", metavar="SVC:PORT", help="Also require this destination."),
-    ] = None,
+    dst: Annotated[str | None, options.destinations("Also require this destination.")] = None,
     skew: Annotated[
         int,
         typer.Option("--skew", metavar="SECONDS", min=0, help="Clock-skew tolerance in seconds."),
     ] = CLOCK_SKEW,
-    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
+    as_json: JsonObjectOpt = False,
 ) -> None:
     """Verify CRED against trust anchors and revocation lists.
 
@@ -1017,9 +948,7 @@ def _link_id(text: str) -> bytes:
 @_guarded
 def revoke_cmd(
     anchor_key: AnchorKeyOpt,
-    scope: Annotated[
-        str, typer.Option("--scope", metavar="SCOPE", help="Scope the list applies to.")
-    ],
+    scope: Annotated[str, options.scope("Scope the list applies to.")],
     serial: Annotated[
         int, typer.Option("--serial", metavar="N", min=0, help="Higher serials replace lower ones.")
     ],
@@ -1029,8 +958,7 @@ def revoke_cmd(
         typer.Option("--link-id", metavar="HEX", help="Link id to revoke (see inspect); repeat."),
     ] = None,
     revoked_keys: Annotated[
-        list[str] | None,
-        typer.Option("--key", metavar="PUB", help="Public key to revoke; repeat."),
+        list[str] | None, options.public_key("--key", "Public key to revoke; repeat.")
     ] = None,
     as_base64: Base64Opt = False,
 ) -> None:

@@ -44,7 +44,9 @@ from ..integration.metrics import Metrics, MetricsServer, start_metrics_server
 from ..integration.revocations import RevocationWatcher
 from ..shells.endpoint import FlowFile, Listener, Message, connect, listen
 from ..shells.endpoint import log as listen_log
+from . import options
 from .authority import load_public_key, load_secret_key, read_blob
+from .options import ReceiverKeyOpt, RevocationsDirOpt
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -145,21 +147,12 @@ def outcome_line(out: Outcome, source: tuple[str, int]) -> str | None:
 # ---- listen -----------------------------------------------------------------------------
 @_guarded
 def listen_cmd(
-    key: Annotated[
-        Path, typer.Option("--key", metavar="SEC", help="Receiver secret key file.", readable=False)
-    ],
-    policy: Annotated[
-        Path,
-        typer.Option(
-            "--policy", metavar="POLICY.yaml", help="Admission policy file.", readable=False
-        ),
-    ],
+    key: ReceiverKeyOpt,
+    policy: Annotated[Path, options.policy_file("Admission policy file.")],
     host: Annotated[str, typer.Option("--host", help="Address to bind.")] = "127.0.0.1",
-    port: Annotated[
-        int, typer.Option("--port", min=0, max=65535, help="UDP port (0: any free port).")
-    ] = 8443,
+    port: Annotated[int, options.port("UDP port (0: any free port).")] = 8443,
     verbose: Annotated[
-        bool, typer.Option("-v", "--verbose", help="Also show drops (with reason) and openings.")
+        bool, options.verbose("Also show drops (with reason) and openings.")
     ] = False,
     flows: Annotated[
         Path | None,
@@ -168,7 +161,7 @@ def listen_cmd(
         ),
     ] = None,
     as_json: Annotated[
-        bool, typer.Option("--json", help="Print flow records (JSON lines) instead of text.")
+        bool, options.json_flag("Print flow records (JSON lines) instead of text.")
     ] = False,
     with_payload: Annotated[
         bool,
@@ -190,15 +183,7 @@ def listen_cmd(
             help="Serve Prometheus metrics on http://HOST:PORT/metrics (port 0: any).",
         ),
     ] = None,
-    revocations: Annotated[
-        Path | None,
-        typer.Option(
-            "--revocations",
-            metavar="DIR",
-            help="Directory of signed revocation lists, reloaded when it changes.",
-            readable=False,
-        ),
-    ] = None,
+    revocations: RevocationsDirOpt = None,
 ) -> None:
     """Receive Warrant traffic: print each admitted payload with its authority."""
     if with_payload and not as_json:
@@ -324,23 +309,19 @@ def send_cmd(
     message: Annotated[
         list[str], typer.Argument(metavar="MESSAGE...", help="Payload words, or - for stdin.")
     ],
-    key: Annotated[
-        Path, typer.Option("--key", metavar="SEC", help="Holder secret key file.", readable=False)
-    ],
+    key: Annotated[Path, options.secret_key("Holder secret key file.")],
     cred: Annotated[
         Path, typer.Option("--cred", metavar="CRED", help="Credential file.", readable=False)
     ],
     to: Annotated[str, typer.Option("--to", metavar="HOST:PORT", help="The receiver.")],
-    receiver_key: Annotated[
-        str, typer.Option("--receiver-key", metavar="PUB", help="Receiver public key file.")
-    ],
+    receiver_key: Annotated[str, options.public_key("--receiver-key", "Receiver public key file.")],
     op: Annotated[str, typer.Option("--op", help="Operation claimed, e.g. orders.write.")],
     service: Annotated[str, typer.Option("--service", help="Service claimed, e.g. orders.")],
     via: Annotated[
         str | None, typer.Option("--via", metavar="HOST:PORT", help="First relay.")
     ] = None,
     via_key: Annotated[
-        str | None, typer.Option("--via-key", metavar="PUB", help="First relay's public key.")
+        str | None, options.public_key("--via-key", "First relay's public key.")
     ] = None,
     count: Annotated[int, typer.Option("--count", min=1, help="Times to send MESSAGE.")] = 1,
     interval: Annotated[

@@ -46,6 +46,7 @@ from typer.core import TyperCommand
 from ..core.constants import Reason
 from ..integration import flow
 from ..integration.flowstore import FlowFilter, FlowStore, FlowStoreError, StoredFlow
+from . import options
 
 DEFAULT_STORE = os.environ.get("WARRANT_FLOW_STORE", "/var/run/warrant/flows.db")
 DEFAULT_LAST = 20
@@ -392,17 +393,9 @@ def observe_command(
         list[str] | None,
         typer.Option("--to-ip", help="Destination address or CIDR (repeatable)."),
     ] = None,
-    port: Annotated[
-        list[int] | None,
-        typer.Option("--port", min=0, max=65535, help="Source or destination port."),
-    ] = None,
-    from_port: Annotated[
-        list[int] | None, typer.Option("--from-port", min=0, max=65535, help="Source port.")
-    ] = None,
-    to_port: Annotated[
-        list[int] | None,
-        typer.Option("--to-port", min=0, max=65535, help="Destination port."),
-    ] = None,
+    port: Annotated[list[int] | None, options.port("Source or destination port.")] = None,
+    from_port: Annotated[list[int] | None, options.port("Source port.", "--from-port")] = None,
+    to_port: Annotated[list[int] | None, options.port("Destination port.", "--to-port")] = None,
     protocol: Annotated[
         list[str] | None, typer.Option("--protocol", help="L4 protocol: udp or tcp.")
     ] = None,
@@ -431,7 +424,7 @@ def observe_command(
         bool, typer.Option("--follow", "-f", help="Keep printing flows as they arrive.")
     ] = False,
     output: Annotated[
-        str, typer.Option("--output", "-o", help="compact | table | json | jsonpb | jsonl")
+        str, options.output_format("compact | table | json | jsonpb | jsonl")
     ] = "compact",
     serve: Annotated[
         str | None,

@@ -24,6 +24,8 @@ import typer
 
 from ..core.admission import Policy, PolicyError, Rule
 from ..integration import crd_policy
+from . import options
+from .options import LabelsOpt, PolicyAnchorsDirOpt
 
 EXIT_INVALID = 1
 EXIT_USAGE = 2
@@ -76,27 +78,6 @@ def _read(path: Path) -> str:
         _fail(f"{path}: not UTF-8 text")
 
 
-LabelsOpt = Annotated[
-    list[str] | None,
-    typer.Option(
-        "--labels",
-        "-l",
-        metavar="K=V[,K=V]",
-        help="The endpoint's labels: keep only policies whose endpointSelector selects them.",
-    ),
-]
-AnchorsDirOpt = Annotated[
-    Path | None,
-    typer.Option(
-        "--anchors-dir",
-        metavar="DIR",
-        help="Resolve spec.anchors here (the agent's anchor ConfigMap mount) instead of "
-        "next to FILE.",
-        readable=False,
-    ),
-]
-
-
 def _compile(
     path: Path, labels: dict[str, str] | None, anchors_dir: Path | None
 ) -> tuple[crd_policy.Compiled | None, Policy]:
@@ -116,7 +97,7 @@ def check_command(
         Path, typer.Argument(help="WarrantPolicy YAML or admission policy YAML.", readable=False)
     ],
     labels: LabelsOpt = None,
-    anchors_dir: AnchorsDirOpt = None,
+    anchors_dir: PolicyAnchorsDirOpt = None,
 ) -> None:
     """Validate a policy file; errors name the file and line."""
     compiled, policy = _compile(file, parse_labels(labels), anchors_dir)
@@ -142,10 +123,8 @@ def compile_command(
         Path, typer.Argument(help="WarrantPolicy YAML or admission policy YAML.", readable=False)
     ],
     labels: LabelsOpt = None,
-    anchors_dir: AnchorsDirOpt = None,
-    output: Annotated[
-        str, typer.Option("--output", "-o", help="table | yaml (admission file) | json")
-    ] = "table",
+    anchors_dir: PolicyAnchorsDirOpt = None,
+    output: Annotated[str, options.output_format("table | yaml (admission file) | json")] = "table",
 ) -> None:
     """Show the rules a policy compiles to, in evaluation order, and the datapath entries."""
     if output not in ("table", "yaml", "json"):

@@ -38,6 +38,7 @@ from ..shells.relay import (
     run,
 )
 from ..shells.relay import log as relay_log
+from . import options
 
 err = Console(stderr=True, highlight=False)
 
@@ -56,20 +57,15 @@ def relay_command(
         typer.Option("--forward", metavar="HOST:PORT", help="Next relay or the receiver."),
     ],
     domain: Annotated[str, typer.Option("--domain", help="Transit domain this relay speaks for.")],
-    key: Annotated[
-        Path,
-        typer.Option("--key", metavar="SEC", help="This relay's secret key file.", readable=False),
-    ],
+    key: Annotated[Path, options.secret_key("This relay's secret key file.")],
     receiver_key: Annotated[
-        str,
-        typer.Option("--receiver-key", metavar="PUB", help="Receiver public key file (or string)."),
+        str, options.public_key("--receiver-key", "Receiver public key file (or string).")
     ],
     next_hop_key: Annotated[
         str | None,
-        typer.Option(
+        options.public_key(
             "--next-hop-key",
-            metavar="PUB",
-            help="Public key of the next relay (file or string); default: the receiver.",
+            "Public key of the next relay (file or string); default: the receiver.",
         ),
     ] = None,
     max_sessions: Annotated[
@@ -85,25 +81,16 @@ def relay_command(
             help="Session openings per second per source address (0: no limit).",
         ),
     ] = DEFAULT_INIT_RATE,
-    verbose: Annotated[bool, typer.Option("-v", "--verbose", help="Log every drop.")] = False,
+    verbose: Annotated[bool, options.verbose("Log every drop.")] = False,
     revocations: Annotated[
         Path | None,
-        typer.Option(
-            "--revocations",
-            metavar="DIR",
-            help="Directory of signed revocation lists, reloaded when it changes: "
-            "revoked credentials' INITs and sessions are not forwarded (needs --anchors).",
-            readable=False,
+        options.revocations_dir(
+            "Directory of signed revocation lists, reloaded when it changes: "
+            "revoked credentials' INITs and sessions are not forwarded (needs --anchors)."
         ),
     ] = None,
     anchors: Annotated[
-        Path | None,
-        typer.Option(
-            "--anchors",
-            metavar="FILE",
-            help="Trust anchors that sign the revocation lists.",
-            readable=False,
-        ),
+        Path | None, options.anchors_file("Trust anchors that sign the revocation lists.")
     ] = None,
 ) -> None:
     """Forward Warrant packets, appending this relay's hop; route replies back."""
