@@ -13,6 +13,13 @@
  * workload, protocol and port range the session's claim grants; warrant_xdp.c checks the
  * inner packet against it after the MAC (warrant_tp_inner_check) and TC delivers it.
  * Mirrored by src/warrant/datapath/transparent.py (tp_mac, inner_check).
+ *
+ * Segment trains (FLAG_DATA_TRAIN, SPEC 13.7): a TSO/GSO super-packet is stamped once,
+ * with a descriptor after the header and a MAC over a *template* of its inner headers
+ * that each of its segments reproduces; the kernel (or a NIC) may cut it anywhere on the
+ * way, every piece carrying the same header.  The receiver places each piece in its train
+ * (warrant_tp_train_place) from its TCP sequence number, so a piece takes sequence
+ * number seq + index: replay is still per wire packet.
  */
 #ifndef WARRANT_ENCAP_H
 #define WARRANT_ENCAP_H
@@ -98,6 +105,119 @@ static __always_inline void warrant_tp_mac(__u64 k0, __u64 k1, __u64 m0, __u64 m
 	v1 ^= 0xdd;
 	WARRANT_SIP_FINAL4;
 	out[1] = v0 ^ v1 ^ v2 ^ v3;
+}
+
+/* A train descriptor as on the wire (TP_TRAIN_DESC_LEN bytes, big-endian fields). */
+struct warrant_tp_train {
+	__u32 seq0;  /* inner TCP sequence number of segment 0 */
+	__u16 mss;   /* TCP payload bytes per segment (0: a train of one unsegmented packet) */
+	__u8 segs;   /* segments, 1..TP_TRAIN_MAX_SEGS */
+	__u8 flags;  /* the super-packet's TCP flags */
+};
+
+_Static_assert(sizeof(struct warrant_tp_train) == WARRANT_TP_TRAIN_DESC_LEN, "descriptor");
+
+#define WARRANT_TCP_FIN 0x01
+#define WARRANT_TCP_PSH 0x08
+#define WARRANT_TCP_CWR 0x80
+
+/* The template in place (SPEC 13.7): what segmentation changes is zeroed (IPv4 total
+ * length, identification, checksum; UDP length and checksum; TCP checksum) or put back
+ * as segment 0 of the train had it (TCP sequence number, flags).  Checksums are left
+ * out because a packet with checksum offload carries only a partial one until a device
+ * completes it; the MAC was never an integrity check of the payload (13.1). */
+static __always_inline void warrant_tp_train_template(struct warrant_tp_scratch *s,
+						      struct warrant_tp_train *t)
+{
+	__u8 *in = (__u8 *)s->w;
+	*(__u16 *)(in + 2) = 0;
+	*(__u16 *)(in + 4) = 0;
+	*(__u16 *)(in + 10) = 0;
+	if (in[9] == IPPROTO_TCP) {
+		*(__u32 *)(in + 24) = t->seq0;
+		in[33] = t->flags;
+		*(__u16 *)(in + 36) = 0;
+	} else if (in[9] == IPPROTO_UDP) {
+		*(__u32 *)(in + 24) = 0;
+	}
+}
+
+/* SipHash-2-4-128 over the 68-byte train MAC input: header bytes [0,20) (m0, m1, m2 as
+ * in warrant_tp_mac), the descriptor (8 bytes as loaded), the template (40 bytes). */
+static __always_inline void warrant_tp_train_mac(__u64 k0, __u64 k1, __u64 m0, __u64 m1,
+						 __u64 m2, __u64 desc,
+						 struct warrant_tp_scratch *tmpl, __u64 out[2])
+{
+	__u64 *w = tmpl->w;
+	WARRANT_SIP_INIT(k0, k1);
+	v1 ^= 0xee;
+	WARRANT_SIP_BLOCK(m0);
+	WARRANT_SIP_BLOCK(m1);
+	WARRANT_SIP_BLOCK(m2 | (desc << 32));
+	WARRANT_SIP_BLOCK((desc >> 32) | (w[0] << 32));
+	WARRANT_SIP_BLOCK((w[0] >> 32) | (w[1] << 32));
+	WARRANT_SIP_BLOCK((w[1] >> 32) | (w[2] << 32));
+	WARRANT_SIP_BLOCK((w[2] >> 32) | (w[3] << 32));
+	WARRANT_SIP_BLOCK((w[3] >> 32) | (w[4] << 32));
+	WARRANT_SIP_BLOCK((w[4] >> 32) | ((__u64)WARRANT_TP_TRAIN_MAC_INPUT_LEN << 56));
+	v2 ^= 0xee;
+	WARRANT_SIP_FINAL4;
+	out[0] = v0 ^ v1 ^ v2 ^ v3;
+	v1 ^= 0xdd;
+	WARRANT_SIP_FINAL4;
+	out[1] = v0 ^ v1 ^ v2 ^ v3;
+}
+
+/* Where this inner packet sits in its train: wire packets [*first, *first + *count).
+ * gso_size: the skb's segment size (0: one wire packet).  A whole train in one skb
+ * (never cut: a veth path) is places 0..segs-1; a single piece is placed by its TCP
+ * sequence number and must look exactly as segmentation leaves piece i (payload mss
+ * but the last; FIN and PSH on the last only; CWR kept on the first, on later ones kept
+ * or cleared).  Returns 0 for a packet no segmentation of the described train makes:
+ * the caller refuses it as BAD_MAC (only a holder of k_mac stamps a descriptor).
+ * Reads the inner bytes from scratch before the template overwrites them. */
+static __always_inline int warrant_tp_train_place(struct warrant_tp_train *t,
+						  struct warrant_tp_scratch *s, __u32 gso_size,
+						  __u32 *first, __u32 *count)
+{
+	__u8 *in = (__u8 *)s->w;
+	__u32 segs = t->segs, mss = bpf_ntohs(t->mss);
+	*first = 0;
+	*count = 1;
+	if (segs == 0)
+		return 0;
+	if (in[9] != IPPROTO_TCP) /* only TCP is segmented into trains */
+		return segs == 1 && !mss && !t->seq0 && !t->flags;
+	__u32 tot = (__u32)in[2] << 8 | in[3], thl = (__u32)(in[32] >> 4) * 4;
+	if (thl < 20 || tot < 20 + thl)
+		return 0;
+	__u32 payload = tot - 20 - thl;
+	__u32 off = bpf_ntohl(*(__u32 *)(in + 24)) - bpf_ntohl(t->seq0);
+	__u8 f = in[33], full = t->flags;
+	if (segs == 1) /* one wire packet; a GSO skb holding it must hold only it (5a) */
+		return !mss && !off && f == full;
+	if (!mss)
+		return 0;
+	if (gso_size) { /* the whole train, uncut */
+		*count = segs;
+		return gso_size == mss && !off && f == full && payload > (segs - 1) * mss &&
+		       payload <= segs * mss;
+	}
+	if (off % mss)
+		return 0;
+	__u32 i = off / mss;
+	if (i >= segs)
+		return 0;
+	*first = i;
+	__u8 want = full;
+	if (i < segs - 1) {
+		want &= ~(WARRANT_TCP_FIN | WARRANT_TCP_PSH);
+		if (payload != mss)
+			return 0;
+	} else if (payload == 0 || payload > mss) {
+		return 0;
+	}
+	return f == want || (i > 0 && f == (want & ~WARRANT_TCP_CWR));
 }
 
 /* The inner packet against the session's binding (SPEC 13.3), in the reference's order:

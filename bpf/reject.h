@@ -50,17 +50,6 @@
 #define WARRANT_REJECT_IP_LEN (WARRANT_IPV4_HLEN + WARRANT_REJECT_UDP_LEN)
 #define WARRANT_REJECT_IP6_LEN (WARRANT_IPV6_HLEN + WARRANT_REJECT_UDP_LEN)
 
-struct warrant_reject_bucket {
-	__u64 tat; /* theoretical arrival time of the next REJECT, kernel clock ns */
-};
-
-struct {
-	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
-	__uint(max_entries, 1);
-	__type(key, __u32);
-	__type(value, struct warrant_reject_bucket);
-} warrant_reject_bucket SEC(".maps");
-
 /* Does this drop get a REJECT at all? */
 static __always_inline int warrant_reject_wanted(__u8 verdict, __u8 reason)
 {
@@ -69,19 +58,16 @@ static __always_inline int warrant_reject_wanted(__u8 verdict, __u8 reason)
 		reason == WARRANT_REASON_SESSION_EXPIRED);
 }
 
-/* Take a token from this CPU's bucket (GCRA).  now: kernel clock ns. */
-static __always_inline int warrant_reject_allowed(__u64 now)
+/* Take a token from this CPU's bucket (GCRA; its theoretical arrival time of the next
+ * REJECT is warrant_percpu's reject_tat).  now: kernel clock ns. */
+static __always_inline int warrant_reject_allowed(__u64 now, struct warrant_percpu *pc)
 {
-	__u32 zero = 0;
-	struct warrant_reject_bucket *b = bpf_map_lookup_elem(&warrant_reject_bucket, &zero);
-	if (!b)
-		return 0;
-	__u64 tat = b->tat;
+	__u64 tat = pc->reject_tat;
 	if (tat < now)
 		tat = now;
 	if (tat - now > (WARRANT_DP_REJECT_BURST - 1) * WARRANT_REJECT_INTERVAL_NS)
 		return 0;
-	b->tat = tat + WARRANT_REJECT_INTERVAL_NS;
+	pc->reject_tat = tat + WARRANT_REJECT_INTERVAL_NS;
 	return 1;
 }
 

@@ -117,4 +117,31 @@ static __always_inline int warrant_replay_update(struct warrant_replay *w, __u64
 	return WARRANT_REASON_REPLAY; /* contention: fail closed */
 }
 
+/* A whole segment train (SPEC 13.7): numbers [seq, seq + count), each checked and
+ * recorded as above, in order, stopping at the first refusal (the numbers recorded
+ * before it stay recorded: a refusal, never an admission).  bpf_loop keeps the
+ * verifier's work to one pass over the body for up to TP_TRAIN_MAX_SEGS numbers. */
+struct warrant_replay_range {
+	struct warrant_replay *w;
+	__u64 seq;
+	int reason;
+};
+
+static long warrant_replay_range_step(__u64 i, void *ctx)
+{
+	struct warrant_replay_range *r = ctx;
+	r->reason = warrant_replay_update(r->w, r->seq + i);
+	return r->reason != WARRANT_REASON_OK;
+}
+
+static __always_inline int warrant_replay_update_range(struct warrant_replay *w, __u64 seq,
+							__u32 count)
+{
+	struct warrant_replay_range r = {.w = w, .seq = seq, .reason = WARRANT_REASON_OK};
+	if (count > WARRANT_TP_TRAIN_MAX_SEGS)
+		return WARRANT_REASON_REPLAY;
+	bpf_loop(count, warrant_replay_range_step, &r, 0);
+	return r.reason;
+}
+
 #endif

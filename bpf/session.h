@@ -78,9 +78,10 @@ struct {
 	__type(value, struct warrant_clock);
 } warrant_clock SEC(".maps");
 
-/* Per-CPU state that saves helper calls.  A helper call is not cheap (one
- * bpf_ktime_get_coarse_ns() cost ~17 ns where kernel returns are mitigated: SRSO "safe
- * RET"), while bpf_jiffies64() is inlined into a load.
+/* All of a CPU's own state, in one value: one inlined lookup per packet serves the
+ * clock, the MTU cache, the event budget and the REJECT bucket.  A helper call is not
+ * cheap (one bpf_ktime_get_coarse_ns() cost ~17 ns where kernel returns are mitigated:
+ * SRSO "safe RET"), while bpf_jiffies64() is inlined into a load.
  *   jiffies, now: the live clock.  CLOCK_MONOTONIC_COARSE only moves when the tick
  *     advances jiffies (the timekeeping tick updates both), so it is read once per tick
  *     per CPU and reused: same clock, same resolution (a reading taken between the
@@ -88,13 +89,21 @@ struct {
  *   mtu_*: the largest IP length bpf_check_mtu() accepted on ingress device
  *     mtu_ifindex during tick mtu_jiffies (warrant_xdp.c, MERGED_FRAME); shorter
  *     frames fit too, so they skip the call until the tick ends.
- * Not pinned: a cache, rebuilt by the first packets after a load. */
+ *   budget_tick, budget_left, events_suppressed: the event budget (verdict.h).
+ *   reject_tat, rejects_limited: the REJECT bucket (reject.h).
+ * Pinned with the other maps: the budget and the bucket outlive a reload (the caches
+ * are only trusted within their jiffy). */
 struct warrant_percpu {
 	__u64 jiffies;
 	__u64 now;
 	__u64 mtu_jiffies;
 	__u32 mtu_ifindex;
 	__u32 mtu_ok;
+	__u64 budget_tick;
+	__u64 budget_left;
+	__u64 events_suppressed; /* events the budget withheld */
+	__u64 reject_tat;
+	__u64 rejects_limited;   /* drops that wanted a REJECT and found the bucket empty */
 };
 
 struct {
@@ -104,15 +113,12 @@ struct {
 	__type(value, struct warrant_percpu);
 } warrant_percpu SEC(".maps");
 
-static __always_inline __u64 warrant_now(void)
+static __always_inline __u64 warrant_now(struct warrant_percpu *pc)
 {
 	__u32 zero = 0;
 	struct warrant_clock *c = bpf_map_lookup_elem(&warrant_clock, &zero);
 	if (c && c->frozen)
 		return c->now;
-	struct warrant_percpu *pc = bpf_map_lookup_elem(&warrant_percpu, &zero);
-	if (!pc)
-		return bpf_ktime_get_coarse_ns();
 	__u64 j = bpf_jiffies64();
 	if (pc->jiffies != j || !pc->now) {
 		/* jiffies first: a tick between the two reads leaves a newer clock under older

@@ -6,7 +6,9 @@
  * address) to a destination prefix of a Warrant peer (warrant_tp_routes, LPM):
  *   - inner source not the workload's address        -> drop (TP_EG_SPOOFED)
  *   - GSO super-packet, too big, malformed, < 40 bytes -> drop (TP_EG_GSO, _TOO_BIG,
- *                                                       _MALFORMED)
+ *                                                       _MALFORMED), except that a
+ *     workload in trains mode (WARRANT_TP_TRAINS) has each packet stamped as a segment
+ *     train (SPEC 13.7): a TCP super-packet once for all its segments (TP_EG_TRAIN)
  *   - no live egress session for (veth, destination)   -> the packet goes to the agent
  *     through warrant_tp_punts and is dropped here (TP_EG_PUNT): the agent sends it as
  *     the 0-RTT payload of the INIT that opens the session, so it is not lost
@@ -29,23 +31,13 @@
 
 char LICENSE[] SEC("license") = "GPL";
 
-#define WARRANT_TP_VIA_SEGMENTER 0x1 /* workload veth: leave packets to the stack, which
-					* routes them through the segmenter veth */
-#define WARRANT_TP_SEGMENTER 0x2     /* segmenter veth: packets of registered workloads,
-					* one wire packet each, known by their source */
+#define WARRANT_TP_TRAINS 0x4 /* trains mode: the workload keeps TSO and checksum offload;
+				 * every packet leaves as a segment train (SPEC 13.7) */
 
 struct warrant_tp_workload {
 	__u32 addr; /* network order: the only inner source this veth may send */
 	__u32 flags;
 };
-
-/* Segmenter mode (docs/transparent.md): source address -> the workload's veth ifindex. */
-struct {
-	__uint(type, BPF_MAP_TYPE_HASH);
-	__uint(max_entries, 4096);
-	__type(key, __u32);
-	__type(value, __u32);
-} warrant_tp_sources SEC(".maps");
 
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
@@ -106,7 +98,8 @@ struct warrant_tp_punt {
 	__u32 len;
 	__u32 node_addr;
 	__u16 port;
-	__u16 _pad;
+	__u16 headers_only; /* 1: data holds only the first TP_MAC_INNER_LEN bytes of a
+			     * super-packet, to open the session with; the packet was dropped */
 	__u8 data[WARRANT_TP_PUNT_MAX];
 };
 
@@ -153,6 +146,98 @@ struct warrant_tp_outer {
 
 _Static_assert(sizeof(struct warrant_tp_outer) == WARRANT_TP_ENCAP_OVERHEAD, "encap size");
 
+struct warrant_tp_outer_train {
+	struct warrant_tp_outer o;
+	struct warrant_tp_train t;
+};
+
+static __always_inline void outer_headers(struct warrant_tp_outer *o, __u32 wire_len,
+					  __u32 local_addr, __u32 node_addr, __u16 sport,
+					  __u16 port)
+{
+	o->ip.version = 4;
+	o->ip.ihl = 5;
+	o->ip.tot_len = bpf_htons(wire_len);
+	o->ip.frag_off = bpf_htons(0x4000); /* DF: Warrant datagrams are never fragmented */
+	o->ip.ttl = 64;
+	o->ip.protocol = IPPROTO_UDP;
+	o->ip.saddr = local_addr;
+	o->ip.daddr = node_addr;
+	o->ip.check = ip_checksum((__u16 *)&o->ip);
+	o->sport = bpf_htons(sport);
+	o->dport = bpf_htons(port);
+	o->ulen = bpf_htons(wire_len - 20);
+}
+
+/* Trains mode (SPEC 13.7): one stamp for the packet, or for every segment a TSO/GSO
+ * super-packet will be cut into (gso: its segment size).  The skb is marked as a UDP
+ * tunnel whose headers (outer IP, UDP, DATA header, descriptor) every segment copies,
+ * so wherever it is segmented (a device without tunnel segmentation offload, or never
+ * on an all-veth path) each wire packet carries the stamp and its own place in the
+ * train.  Inner packets are at least 40 bytes here (TCP/UDP/ICMP with headers). */
+static __always_inline int warrant_tp_stamp_train(struct __sk_buff *skb,
+						  struct warrant_tp_egress_session *s,
+						  __u8 *inner, __u8 *data_end, __u32 len,
+						  __u32 gso, __u32 local_addr, __u32 node_addr,
+						  __u16 sport, __u16 port, __u32 uplink)
+{
+	if (len < WARRANT_TP_MAC_INNER_LEN || inner + WARRANT_TP_MAC_INNER_LEN > data_end)
+		return count(WARRANT_TP_EG_MALFORMED, TC_ACT_SHOT);
+	struct warrant_tp_outer_train ot = {};
+	struct warrant_tp_scratch w;
+#pragma clang loop unroll(full)
+	for (int i = 0; i < WARRANT_TP_MAC_INNER_LEN / 8; i++)
+		w.w[i] = *(__u64 *)(inner + 8 * i);
+	__u8 *in = (__u8 *)w.w;
+	__u32 segs = 1;
+	if (in[9] == IPPROTO_TCP) {
+		ot.t.seq0 = *(__u32 *)(in + 24);
+		ot.t.flags = in[33];
+		if (gso) {
+			__u32 thl = (__u32)(in[32] >> 4) * 4;
+			if (thl < 20 || len < 20 + thl + 1)
+				return count(WARRANT_TP_EG_MALFORMED, TC_ACT_SHOT);
+			segs = (len - 20 - thl + gso - 1) / gso;
+			if (segs > WARRANT_TP_TRAIN_MAX_SEGS || gso > 0xFFFF)
+				return count(WARRANT_TP_EG_GSO, TC_ACT_SHOT);
+			if (segs > 1)
+				ot.t.mss = bpf_htons((__u16)gso);
+		}
+	}
+	ot.t.segs = (__u8)segs;
+	warrant_tp_train_template(&w, &ot.t);
+
+	__u64 seq = __sync_fetch_and_add(&s->next_seq, segs);
+	__u32 wire_len = len + WARRANT_TP_TRAIN_OVERHEAD;
+	outer_headers(&ot.o, wire_len, local_addr, node_addr, sport, port);
+	__u8 hflags = WARRANT_FLAG_DATA_INNER_IP | WARRANT_FLAG_DATA_TRAIN;
+	ot.o.head[0] = WARRANT_VERSION;
+	ot.o.head[1] = WARRANT_KIND_DATA;
+	ot.o.head[2] = 0;
+	ot.o.head[3] = hflags;
+	ot.o.sid = s->sid;
+	ot.o.seq_be = bpf_cpu_to_be64(seq);
+	__u64 m0 = (__u64)WARRANT_VERSION | ((__u64)WARRANT_KIND_DATA << 8) |
+		   ((__u64)hflags << 24) | ((s->sid & 0xFFFFFFFFULL) << 32);
+	__u64 m1 = (s->sid >> 32) | ((ot.o.seq_be & 0xFFFFFFFFULL) << 32);
+	__u64 m2 = ot.o.seq_be >> 32;
+	warrant_tp_train_mac(*(__u64 *)s->k_mac, *(__u64 *)(s->k_mac + 8), m0, m1, m2,
+			     *(__u64 *)&ot.t, &w, ot.o.mac);
+
+	/* FIXED_GSO: the workload's MTU already leaves room for the 72 bytes, the segment
+	 * size stays the train's mss.  ENCAP flags: segmentation copies the headers. */
+	__u64 room = BPF_ADJ_ROOM_MAC;
+	__u64 aflags = gso ? BPF_F_ADJ_ROOM_FIXED_GSO | BPF_F_ADJ_ROOM_ENCAP_L3_IPV4 |
+				     BPF_F_ADJ_ROOM_ENCAP_L4_UDP
+			   : 0;
+	if (bpf_skb_adjust_room(skb, WARRANT_TP_TRAIN_OVERHEAD, room, aflags))
+		return count(WARRANT_TP_EG_ERROR, TC_ACT_SHOT);
+	if (bpf_skb_store_bytes(skb, ETH_HLEN, &ot, sizeof(ot), 0))
+		return count(WARRANT_TP_EG_ERROR, TC_ACT_SHOT);
+	count(gso ? WARRANT_TP_EG_TRAIN : WARRANT_TP_EG_ENCAP, 0);
+	return bpf_redirect_neigh(uplink, 0, 0, 0);
+}
+
 SEC("tc")
 int warrant_tp_egress(struct __sk_buff *skb)
 {
@@ -164,7 +249,8 @@ int warrant_tp_egress(struct __sk_buff *skb)
 	__u32 flags = wl->flags, addr = wl->addr;
 	if (len < WARRANT_TP_INNER_MIN)
 		return count(WARRANT_TP_EG_MALFORMED, TC_ACT_SHOT);
-	if (len > WARRANT_TP_PUNT_MAX && !(flags & WARRANT_TP_VIA_SEGMENTER))
+	__u32 gso = (flags & WARRANT_TP_TRAINS) ? skb->gso_size : 0;
+	if (len > WARRANT_TP_PUNT_MAX && !gso)
 		return count(WARRANT_TP_EG_TOO_BIG, TC_ACT_SHOT);
 	if (bpf_skb_pull_data(skb, ETH_HLEN + WARRANT_TP_INNER_MIN))
 		return count(WARRANT_TP_EG_ERROR, TC_ACT_SHOT);
@@ -179,22 +265,15 @@ int warrant_tp_egress(struct __sk_buff *skb)
 	struct warrant_tp_peer *peer = bpf_map_lookup_elem(&warrant_tp_routes, &rk);
 	if (!peer)
 		return TC_ACT_UNSPEC; /* not for a Warrant peer: routed as usual */
-	if (flags & WARRANT_TP_SEGMENTER) {
-		/* one wire packet of a workload whose own veth checked its source */
-		__u32 src = ip->saddr;
-		__u32 *wifindex = bpf_map_lookup_elem(&warrant_tp_sources, &src);
-		if (!wifindex)
-			return count(WARRANT_TP_EG_SPOOFED, TC_ACT_SHOT);
-		ifindex = *wifindex;
-	} else if (ip->saddr != addr) {
+	if (ip->saddr != addr)
 		return count(WARRANT_TP_EG_SPOOFED, TC_ACT_SHOT);
-	}
-	if (flags & WARRANT_TP_VIA_SEGMENTER)
-		return count(WARRANT_TP_EG_TO_SEGMENTER, TC_ACT_UNSPEC);
-	if (skb->gso_segs > 1)
+	if (skb->gso_segs > 1 && !gso)
 		return count(WARRANT_TP_EG_GSO, TC_ACT_SHOT);
 	if (inner[0] != 0x45 || bpf_ntohs(ip->tot_len) != len)
 		return count(WARRANT_TP_EG_MALFORMED, TC_ACT_SHOT);
+	/* a train is TCP, fits one outer datagram and the descriptor's segment count */
+	if (gso && (ip->protocol != IPPROTO_TCP || len + WARRANT_TP_TRAIN_OVERHEAD > 0xFFFF))
+		return count(WARRANT_TP_EG_GSO, TC_ACT_SHOT);
 
 	struct warrant_tp_egress_key ek = {.ifindex = ifindex, .daddr = ip->daddr,
 					   .proto = ip->protocol};
@@ -206,13 +285,22 @@ int warrant_tp_egress(struct __sk_buff *skb)
 	__u16 port = peer->port, sport = peer->sport;
 	struct warrant_tp_egress_session *s = bpf_map_lookup_elem(&warrant_tp_egress_sessions, &ek);
 	if (!s || bpf_ktime_get_coarse_ns() >= s->expires_ns) {
+		/* A super-packet cannot travel in an INIT (the agent reopens sessions before
+		 * they expire, so this follows a REJECT): its headers go to the agent, which
+		 * opens the session with them (a probe, SPEC 13.2), and TCP sends the data
+		 * again. */
+		__u16 headers_only = gso != 0;
+		if (headers_only)
+			len = WARRANT_TP_MAC_INNER_LEN;
+		if (len > WARRANT_TP_PUNT_MAX) /* for the verifier: checked above */
+			return count(WARRANT_TP_EG_TOO_BIG, TC_ACT_SHOT);
 		struct warrant_tp_punt *p = bpf_ringbuf_reserve(&warrant_tp_punts, sizeof(*p), 0);
 		if (!p)
 			return count(WARRANT_TP_EG_PUNT_LOST, TC_ACT_SHOT);
 		p->ifindex = ifindex;
 		p->node_addr = node_addr;
 		p->port = port;
-		p->_pad = 0;
+		p->headers_only = headers_only;
 		p->len = len;
 		if (bpf_skb_load_bytes(skb, ETH_HLEN, p->data, len)) {
 			bpf_ringbuf_discard(p, 0);
@@ -221,6 +309,10 @@ int warrant_tp_egress(struct __sk_buff *skb)
 		bpf_ringbuf_submit(p, 0);
 		return count(WARRANT_TP_EG_PUNT, TC_ACT_SHOT);
 	}
+
+	if (flags & WARRANT_TP_TRAINS)
+		return warrant_tp_stamp_train(skb, s, inner, data_end, len, gso, local_addr,
+					      node_addr, sport, port, uplink);
 
 	/* An inner packet shorter than the 40 bytes the MAC covers travels zero-padded to 40
 	 * (its IPv4 total length is kept: the receiving stack trims the padding, SPEC 13.1).

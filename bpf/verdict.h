@@ -2,9 +2,11 @@
  *
  *   warrant_counters  per-CPU array indexed by verdict * REASON_COUNT + reason
  *                     (verdicts ADMIT 0, DROP 1, PASS 2 as in constants.Verdict),
- *                     {packets, bytes}; four extra slots count events the ring
- *                     buffer could not take, events the budget suppressed,
- *                     REJECTs sent and REJECTs the rate limit withheld (reject.h).
+ *                     {packets, bytes}; two extra slots count events the ring
+ *                     buffer could not take and REJECTs sent (reject.h).  Events
+ *                     the budget suppressed and REJECTs the rate limit withheld
+ *                     are counted in warrant_percpu (session.h), where the budget
+ *                     and the bucket are: a flood costs no further lookup.
  *   warrant_events    ring buffer of struct warrant_event: every drop, one admit
  *                     in DP_ADMIT_SAMPLE (per CPU), PASS verdicts only when the
  *                     config asks; at most DP_EVENT_BUDGET per tick per CPU.
@@ -24,10 +26,8 @@
 
 #define WARRANT_VERDICTS 3
 #define WARRANT_COUNTER_EVENTS_LOST (WARRANT_VERDICTS * WARRANT_REASON_COUNT)
-#define WARRANT_COUNTER_EVENTS_SUPPRESSED (WARRANT_COUNTER_EVENTS_LOST + 1)
-#define WARRANT_COUNTER_REJECTS_SENT (WARRANT_COUNTER_EVENTS_SUPPRESSED + 1)
-#define WARRANT_COUNTER_REJECTS_LIMITED (WARRANT_COUNTER_REJECTS_SENT + 1)
-#define WARRANT_COUNTER_SLOTS (WARRANT_COUNTER_REJECTS_LIMITED + 1)
+#define WARRANT_COUNTER_REJECTS_SENT (WARRANT_COUNTER_EVENTS_LOST + 1)
+#define WARRANT_COUNTER_SLOTS (WARRANT_COUNTER_REJECTS_SENT + 1)
 
 #define WARRANT_CONFIG_PASS_EVENTS 0x1    /* events for PASS verdicts too (tests) */
 #define WARRANT_CONFIG_NO_DROP_EVENTS 0x2 /* counters only for drops */
@@ -58,21 +58,6 @@ struct {
 	__type(value, struct warrant_config);
 } warrant_config SEC(".maps");
 
-/* Per-CPU event budget: at most DP_EVENT_BUDGET events per clock tick per CPU.  A
- * flood is then dropped at the cost of its counters (every packet is counted),
- * and user space sees how many events it missed (EVENTS_SUPPRESSED). */
-struct warrant_budget {
-	__u64 tick;
-	__u64 left;
-};
-
-struct {
-	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
-	__uint(max_entries, 1);
-	__type(key, __u32);
-	__type(value, struct warrant_budget);
-} warrant_budget SEC(".maps");
-
 struct warrant_event {
 	__u64 session_id; /* raw wire bytes */
 	__u64 seq;
@@ -101,25 +86,26 @@ static __always_inline void warrant_count_slot(__u32 slot)
 		c->packets += 1;
 }
 
-static __always_inline int warrant_budget_take(struct warrant_event *ev)
+/* Per-CPU event budget (warrant_percpu): at most DP_EVENT_BUDGET events per clock
+ * tick per CPU.  A flood is then dropped at the cost of its counters (every packet is
+ * counted), and user space sees how many events it missed (EVENTS_SUPPRESSED). */
+static __always_inline int warrant_budget_take(struct warrant_event *ev,
+					       struct warrant_percpu *pc)
 {
-	__u32 zero = 0;
-	struct warrant_budget *b = bpf_map_lookup_elem(&warrant_budget, &zero);
-	if (!b)
-		return 0;
-	__u64 now = ev->time_ns ? ev->time_ns : warrant_now();
+	__u64 now = ev->time_ns ? ev->time_ns : warrant_now(pc);
 	__u64 tick = now >> WARRANT_DP_CLOCK_TICK_SHIFT;
-	if (tick != b->tick) {
-		b->tick = tick;
-		b->left = WARRANT_DP_EVENT_BUDGET;
+	if (tick != pc->budget_tick) {
+		pc->budget_tick = tick;
+		pc->budget_left = WARRANT_DP_EVENT_BUDGET;
 	}
-	if (!b->left)
+	if (!pc->budget_left)
 		return 0;
-	b->left -= 1;
+	pc->budget_left -= 1;
 	return 1;
 }
 
-static __always_inline void warrant_account(struct warrant_event *ev, __u32 frame_len)
+static __always_inline void warrant_account(struct warrant_event *ev, __u32 frame_len,
+					    struct warrant_percpu *pc)
 {
 	__u32 slot = (__u32)ev->verdict * WARRANT_REASON_COUNT + ev->reason;
 	if (slot >= WARRANT_COUNTER_EVENTS_LOST)
@@ -143,8 +129,8 @@ static __always_inline void warrant_account(struct warrant_event *ev, __u32 fram
 	} else if (!(cfg->flags & WARRANT_CONFIG_PASS_EVENTS)) {
 		return;
 	}
-	if (!(cfg->flags & WARRANT_CONFIG_NO_BUDGET) && !warrant_budget_take(ev)) {
-		warrant_count_slot(WARRANT_COUNTER_EVENTS_SUPPRESSED);
+	if (!(cfg->flags & WARRANT_CONFIG_NO_BUDGET) && !warrant_budget_take(ev, pc)) {
+		pc->events_suppressed += 1;
 		return;
 	}
 	/* No wakeup: user space drains the ring on a timer, so a flood of drops never

@@ -32,11 +32,18 @@
 
 char LICENSE[] SEC("license") = "GPL";
 
+/* uapi value (1 << 10) newer than this build's headers; the helper refuses it with
+ * -EINVAL where the kernel does not know it, and warrant_tp_deliver then does without */
+#define WARRANT_ADJ_ROOM_DECAP_L4_UDP (1ULL << 10)
+
 /* Steps 2-7 for a parsed DATA header.  Fills ev->time_ns.  len: the Warrant packet's
- * length; *tp: set to the binding of an admitted transparent packet (SPEC 13). */
+ * length; *tp: set to the binding of an admitted transparent packet (SPEC 13); *train:
+ * set when it was a segment train (13.7).  gso: the segment size of a TC skb holding
+ * several wire packets (0: one), which only a whole train may be. */
 static __always_inline int warrant_check_data(struct warrant_data *d, __u8 *data_end,
 					      __u16 dport, struct warrant_event *ev, __u32 len,
-					      struct warrant_tp_binding **tp)
+					      __u32 gso, struct warrant_tp_binding **tp,
+					      __u8 *train, struct warrant_percpu *pc)
 {
 	__u8 *pkt = d->pkt;
 
@@ -46,7 +53,7 @@ static __always_inline int warrant_check_data(struct warrant_data *d, __u8 *data
 		return WARRANT_REASON_UNKNOWN_SESSION;
 
 	/* 3. lifetime: the reference removes an expired session; so does the kernel */
-	__u64 now = warrant_now();
+	__u64 now = warrant_now(pc);
 	ev->time_ns = now;
 	if (now >= s->expires_ns) {
 		/* its window index is freed by user space when it removes the session */
@@ -76,12 +83,38 @@ static __always_inline int warrant_check_data(struct warrant_data *d, __u8 *data
 	struct warrant_tp_binding *b = 0;
 	struct warrant_tp_scratch *inner = 0;
 	__u32 inner_len = len - WARRANT_TP_INNER_OFF;
-	if (pkt[WARRANT_OFF_FLAGS] & WARRANT_FLAG_DATA_INNER_IP) {
+	__u32 first = 0, count = 1;
+	int inner_reason = WARRANT_REASON_OK;
+	__u8 flags = pkt[WARRANT_OFF_FLAGS];
+	if (flags & WARRANT_FLAG_DATA_INNER_IP) {
 		__u32 zero = 0;
 		b = bpf_map_lookup_elem(&warrant_tp_bindings, &d->session_id);
 		inner = bpf_map_lookup_elem(&warrant_tp_scratch, &zero);
 	}
-	if (b && inner) {
+	if (gso && !(b && inner && (flags & WARRANT_FLAG_DATA_TRAIN)))
+		return WARRANT_REASON_MERGED_FRAME; /* several datagrams, one header judged */
+	if (b && inner && (flags & WARRANT_FLAG_DATA_TRAIN)) {
+		__u8 *desc = pkt + WARRANT_TP_INNER_OFF;
+		if (d->hop_count)
+			return WARRANT_REASON_MALFORMED;
+		if (inner_len < WARRANT_TP_TRAIN_DESC_LEN ||
+		    desc + WARRANT_TP_TRAIN_DESC_LEN > data_end)
+			return WARRANT_REASON_INNER_NOT_GRANTED;
+		struct warrant_tp_train t = *(struct warrant_tp_train *)desc;
+		inner_len -= WARRANT_TP_TRAIN_DESC_LEN;
+		if (!warrant_tp_inner_copy(desc + WARRANT_TP_TRAIN_DESC_LEN, data_end, inner))
+			return WARRANT_REASON_INNER_NOT_GRANTED;
+		/* judged on the packet's own headers, reported after the MAC (5a) */
+		inner_reason = warrant_tp_inner_check(b, inner, inner_len);
+		if (!warrant_tp_train_place(&t, inner, gso, &first, &count)) {
+			warrant_bad_mac_charge(s);
+			return WARRANT_REASON_BAD_MAC;
+		}
+		warrant_tp_train_template(inner, &t);
+		warrant_tp_train_mac(*(__u64 *)s->k_mac, *(__u64 *)(s->k_mac + 8), m0, m1, m2,
+				     *(__u64 *)&t, inner, tag);
+		*train = 1;
+	} else if (b && inner) {
 		if (d->hop_count)
 			return WARRANT_REASON_MALFORMED;
 		if (!warrant_tp_inner_copy(pkt + WARRANT_TP_INNER_OFF, data_end, inner))
@@ -99,7 +132,8 @@ static __always_inline int warrant_check_data(struct warrant_data *d, __u8 *data
 	}
 	/* 5a. transparent: the inner packet against the binding (encap.h) */
 	if (b && inner) {
-		int inner_reason = warrant_tp_inner_check(b, inner, inner_len);
+		if (!*train)
+			inner_reason = warrant_tp_inner_check(b, inner, inner_len);
 		if (inner_reason != WARRANT_REASON_OK)
 			return inner_reason;
 		*tp = b;
@@ -114,7 +148,9 @@ static __always_inline int warrant_check_data(struct warrant_data *d, __u8 *data
 	struct warrant_replay *w = bpf_map_lookup_elem(&warrant_replay, &s->window);
 	if (!w)
 		return WARRANT_REASON_UNKNOWN_SESSION; /* index out of range: treat as lost state */
-	return warrant_replay_update(w, d->seq);
+	if (count > 1) /* a whole train: every wire packet's number (replay.h) */
+		return warrant_replay_update_range(w, d->seq + first, count);
+	return warrant_replay_update(w, d->seq + first);
 }
 
 /* What the attach point knows about the frame beyond its bytes. */
@@ -123,6 +159,11 @@ struct warrant_meta {
 	__u32 segs;    /* TC: datagrams in the skb (gso_segs; 0 = not yet counted); XDP: 1 */
 	__u8 unread;   /* TC: the headers could not be made linear (failed pull) */
 	struct warrant_tp_binding *tp; /* admitted transparent DATA: where it goes */
+	__u32 gso;     /* TC: the skb's segment size (gso_size) */
+	__u8 train;    /* admitted transparent DATA was a segment train (SPEC 13.7) */
+	__u32 no_reject; /* non-zero: a merged skb, or DATA with the TRAIN flag, whose frame
+			  * may carry a partial checksum (offload) that no REJECT can be cut
+			  * from (the agent answers); set without a branch (verifier states) */
 	__u32 l3_off;  /* and where its outer IP header starts */
 	__u8 ipv6;
 };
@@ -131,23 +172,22 @@ struct warrant_meta {
  * sees no skb, so generic XDP (which runs after GRO) can only tell a merged frame by an
  * IP length above the ingress device's MTU (merges that fit in the MTU pass unseen). */
 static __always_inline int warrant_merged(struct warrant_meta *m, struct warrant_frame *f,
-					  int xdp)
+					  int xdp, struct warrant_percpu *pc)
 {
 	if (!xdp)
 		return m->segs != 1;
 	/* bpf_check_mtu is a helper call (~17 ns here): a length this CPU saw fit on this
 	 * device during this tick, or a longer one, answers for shorter frames (session.h) */
 	struct xdp_md *ctx = m->ctx;
-	__u32 zero = 0, ifindex = ctx->ingress_ifindex;
+	__u32 ifindex = ctx->ingress_ifindex;
 	__u64 j = bpf_jiffies64();
-	struct warrant_percpu *pc = bpf_map_lookup_elem(&warrant_percpu, &zero);
-	if (pc && pc->mtu_jiffies == j && pc->mtu_ifindex == ifindex && f->ip_len <= pc->mtu_ok)
+	if (pc->mtu_jiffies == j && pc->mtu_ifindex == ifindex && f->ip_len <= pc->mtu_ok)
 		return 0;
 	__u32 mtu = f->ip_len; /* input: an L3 length to check against the device's MTU */
 	int ret = bpf_check_mtu(ctx, 0, &mtu, 0, 0);
 	if (ret == BPF_MTU_CHK_RET_FRAG_NEEDED)
 		return 1;
-	if (pc && ret == BPF_MTU_CHK_RET_SUCCESS) {
+	if (ret == BPF_MTU_CHK_RET_SUCCESS) {
 		if (pc->mtu_jiffies != j || pc->mtu_ifindex != ifindex)
 			pc->mtu_ok = 0;
 		pc->mtu_jiffies = j;
@@ -161,7 +201,8 @@ static __always_inline int warrant_merged(struct warrant_meta *m, struct warrant
 /* The whole decision for one frame.  Returns a verdict; ev holds reason and context. */
 static __always_inline int warrant_decide(__u8 *data, __u8 *data_end, __u32 pkt_len,
 					  struct warrant_meta *m, int xdp,
-					  struct warrant_event *ev, struct warrant_frame *f)
+					  struct warrant_event *ev, struct warrant_frame *f,
+					  struct warrant_percpu *pc)
 {
 	struct warrant_data d;
 	int reason;
@@ -179,8 +220,17 @@ static __always_inline int warrant_decide(__u8 *data, __u8 *data_end, __u32 pkt_
 	ev->daddr = f->daddr;
 	ev->sport = f->sport;
 	ev->dport = f->dport;
-	if (reason == WARRANT_REASON_OK && warrant_merged(m, f, xdp))
-		reason = WARRANT_REASON_MERGED_FRAME;
+	/* a merged frame is judged further only as a whole segment train (SPEC 13.7):
+	 * warrant_check_data refuses anything else with MERGED_FRAME */
+	__u32 gso = 0;
+	if (reason == WARRANT_REASON_OK && warrant_merged(m, f, xdp, pc)) {
+		__u8 *p = f->payload;
+		__u8 train = WARRANT_FLAG_DATA_TRAIN | WARRANT_FLAG_DATA_INNER_IP;
+		if (xdp || !m->gso || p + WARRANT_COMMON_HEADER_LEN > data_end ||
+		    p[WARRANT_OFF_KIND] != WARRANT_KIND_DATA || (p[WARRANT_OFF_FLAGS] & train) != train)
+			reason = WARRANT_REASON_MERGED_FRAME;
+		gso = m->gso;
+	}
 	if (reason != WARRANT_REASON_OK) {
 		ev->reason = reason;
 		return WARRANT_VERDICT_DROP;
@@ -199,10 +249,12 @@ static __always_inline int warrant_decide(__u8 *data, __u8 *data_end, __u32 pkt_
 		ev->reason = WARRANT_REASON_OK;
 		return WARRANT_VERDICT_PASS; /* user space verifies the chain (SPEC 6.2) */
 	}
+	m->no_reject = gso | (d.pkt[WARRANT_OFF_FLAGS] & WARRANT_FLAG_DATA_TRAIN);
 	ev->session_id = d.session_id;
 	ev->seq = d.seq;
 	ev->hop_count = d.hop_count;
-	reason = warrant_check_data(&d, data_end, f->dport, ev, f->len, &m->tp);
+	reason = warrant_check_data(&d, data_end, f->dport, ev, f->len, gso, &m->tp, &m->train,
+				   pc);
 	m->l3_off = f->l3_off;
 	m->ipv6 = f->ipv6;
 	ev->reason = reason;
@@ -217,18 +269,26 @@ static __always_inline int warrant_run(__u8 *data, __u8 *data_end, __u32 pkt_len
 {
 	struct warrant_event ev = {};
 	struct warrant_frame f = {};
-	int verdict = warrant_decide(data, data_end, pkt_len, m, xdp, &ev, &f);
-	ev.verdict = verdict;
+	__u32 zero = 0;
 	*reject_len = 0;
-	if (!warrant_reject_wanted(ev.verdict, ev.reason)) {
-		warrant_account(&ev, pkt_len);
+	/* one lookup for all of this CPU's state (session.h) */
+	struct warrant_percpu *pc = bpf_map_lookup_elem(&warrant_percpu, &zero);
+	if (!pc) /* never: a per-CPU array's entry 0 exists; fail closed all the same */
+		return WARRANT_VERDICT_DROP;
+	int verdict = warrant_decide(data, data_end, pkt_len, m, xdp, &ev, &f, pc);
+	ev.verdict = verdict;
+	/* never from a segment train (SPEC 13.7): a merged skb, or a frame whose checksum
+	 * offload pins bytes past the REJECT (the kernel refuses that cut); the transparent
+	 * agent answers those from the drop event */
+	if (!warrant_reject_wanted(ev.verdict, ev.reason) || m->no_reject) {
+		warrant_account(&ev, pkt_len, pc);
 		return verdict;
 	}
 	if (!ev.time_ns)
-		ev.time_ns = warrant_now(); /* read once: the event budget and the bucket share it */
-	warrant_account(&ev, pkt_len);
-	if (!warrant_reject_allowed(ev.time_ns)) {
-		warrant_count_slot(WARRANT_COUNTER_REJECTS_LIMITED);
+		ev.time_ns = warrant_now(pc); /* read once: the event budget and the bucket share it */
+	warrant_account(&ev, pkt_len, pc);
+	if (!warrant_reject_allowed(ev.time_ns, pc)) {
+		pc->rejects_limited += 1;
 		return verdict;
 	}
 	*reject_len = warrant_reject_rewrite(data, data_end, &f, ev.reason);
@@ -268,7 +328,18 @@ static __always_inline int warrant_tp_deliver(struct __sk_buff *skb, struct warr
 	if (m->ipv6 || m->l3_off != 14)
 		return TC_ACT_SHOT;
 	int outer = 20 + 8 + WARRANT_DATA_HEADER_LEN;
-	if (bpf_skb_adjust_room(skb, -outer, BPF_ADJ_ROOM_MAC, 0))
+	if (!m->train) {
+		if (bpf_skb_adjust_room(skb, -outer, BPF_ADJ_ROOM_MAC, 0))
+			return TC_ACT_SHOT;
+		return bpf_redirect_neigh(m->tp->ifindex, 0, 0, 0);
+	}
+	/* A train keeps its segment size.  Kernels with BPF_F_ADJ_ROOM_DECAP_L4_UDP also
+	 * drop the UDP-tunnel GSO type; older ones keep it, which is harmless for the local
+	 * delivery a workload does, wrong if a workload forwarded the train (docs). */
+	outer += WARRANT_TP_TRAIN_DESC_LEN;
+	if (bpf_skb_adjust_room(skb, -outer, BPF_ADJ_ROOM_MAC,
+				BPF_F_ADJ_ROOM_FIXED_GSO | WARRANT_ADJ_ROOM_DECAP_L4_UDP) &&
+	    bpf_skb_adjust_room(skb, -outer, BPF_ADJ_ROOM_MAC, BPF_F_ADJ_ROOM_FIXED_GSO))
 		return TC_ACT_SHOT;
 	return bpf_redirect_neigh(m->tp->ifindex, 0, 0, 0);
 }
@@ -277,7 +348,8 @@ SEC("tc")
 int warrant_tc(struct __sk_buff *skb)
 {
 	__u32 len = skb->len;
-	struct warrant_meta m = {.ctx = skb, .segs = skb->gso_size ? skb->gso_segs : 1};
+	struct warrant_meta m = {.ctx = skb, .segs = skb->gso_size ? skb->gso_segs : 1,
+				 .gso = skb->gso_size};
 	/* Make the headers linear before taking packet pointers (never after).  A failed
 	 * pull (no memory) leaves them unreadable: the frame is dropped, not passed. */
 	m.unread = bpf_skb_pull_data(skb, len < WARRANT_TC_PULL ? len : WARRANT_TC_PULL) != 0;

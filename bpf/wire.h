@@ -235,6 +235,27 @@ static __always_inline int warrant_parse_frame(__u8 *data, __u8 *data_end, __u32
 	if (data + sizeof(struct ethhdr) > data_end)
 		return WARRANT_REASON_NOT_WARRANT;
 	proto = ((struct ethhdr *)data)->h_proto;
+	/* The common frame first: untagged IPv4 without options, not a fragment, its UDP
+	 * header linear.  The walk below reaches the same reasons for it, with more
+	 * instructions; every other frame takes the walk. */
+	struct iphdr *ip = (struct iphdr *)(data + sizeof(struct ethhdr));
+	struct udphdr *udp = (struct udphdr *)(ip + 1);
+	if (proto == bpf_htons(ETH_P_IP) && (__u8 *)(udp + 1) <= data_end &&
+	    *(__u8 *)ip == 0x45 && ip->protocol == IPPROTO_UDP &&
+	    !(ip->frag_off & bpf_htons(WARRANT_IP_MF | WARRANT_IP_OFFSET))) {
+		f->l3_off = sizeof(struct ethhdr);
+		f->dport = bpf_ntohs(udp->dest);
+		if (!warrant_is_port(f->dport))
+			return WARRANT_REASON_NOT_WARRANT;
+		f->saddr = ip->saddr;
+		f->daddr = ip->daddr;
+		__u32 tot = bpf_ntohs(ip->tot_len);
+		if (tot < WARRANT_IPV4_HLEN || sizeof(struct ethhdr) + tot > pkt_len)
+			return WARRANT_REASON_MALFORMED;
+		f->ip_len = tot;
+		return warrant_udp_lengths(data, sizeof(struct ethhdr) + WARRANT_IPV4_HLEN,
+					   tot - WARRANT_IPV4_HLEN, udp, f);
+	}
 #pragma clang loop unroll(full)
 	for (int i = 0; i < WARRANT_DP_MAX_VLAN_TAGS; i++) {
 		if (proto != bpf_htons(WARRANT_ETH_P_8021Q) &&
@@ -286,6 +307,9 @@ static __always_inline int warrant_parse_data(__u8 *pkt, __u32 len, __u8 *data_e
 	if (d->hop_count > WARRANT_MAX_HOPS)
 		return WARRANT_REASON_MALFORMED;
 	if (pkt[WARRANT_OFF_FLAGS] & ~WARRANT_KNOWN_DATA_FLAGS & 0xFF)
+		return WARRANT_REASON_MALFORMED;
+	if ((pkt[WARRANT_OFF_FLAGS] & (WARRANT_FLAG_DATA_TRAIN | WARRANT_FLAG_DATA_INNER_IP)) ==
+	    WARRANT_FLAG_DATA_TRAIN) /* a train is transparent DATA (SPEC 13.7) */
 		return WARRANT_REASON_MALFORMED;
 	if (len < WARRANT_DATA_HEADER_LEN + (__u32)d->hop_count * WARRANT_HOP_RECORD_LEN +
 			  WARRANT_AEAD_TAG_LEN)

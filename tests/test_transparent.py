@@ -31,7 +31,9 @@ from warrant.datapath.transparent import (
     _ip_u32,
     _sid_u64,
     check_transparent,
+    judge_transparent,
     transparent_data,
+    transparent_train,
 )
 
 VECTORS = json.loads((Path(__file__).parent.parent / "vectors" / "transparent.json").read_text())
@@ -47,9 +49,16 @@ def _binding(ifindex: int = 1) -> Binding:
 
 
 def test_reference_matches_vectors() -> None:
+    trains = 0
     for case in VECTORS["cases"]:
-        got = check_transparent(bytes.fromhex(case["packet_hex"]), K_MAC, _binding())
+        packet = bytes.fromhex(case["packet_hex"])
+        got, first, count = judge_transparent(packet, K_MAC, _binding(), case.get("gso_size", 0))
         assert got.name == case["reason"], case["note"]
+        assert check_transparent(packet, K_MAC, _binding(), case.get("gso_size", 0)) == got
+        if got == Reason.OK:
+            assert (first, count) == (case.get("first", 0), case.get("count", 1)), case["note"]
+        trains += case["note"].startswith("train:")
+    assert trains >= 15
 
 
 def test_reference_can_fail() -> None:
@@ -92,14 +101,19 @@ def dp():  # type: ignore[no-untyped-def]
 @pytest.mark.parametrize("hook", ["tc", "xdp"])
 def test_kernel_matches_vectors(dp, hook: str) -> None:  # type: ignore[no-untyped-def]
     """Same reason as the vectors (and the reference); at TC an admitted packet leaves
-    decapsulated (Ethernet + the inner packet) by redirect to the bound veth."""
+    decapsulated (Ethernet + the inner packet) by redirect to the bound veth.  Cases with
+    a gso_size (a whole segment train in one skb) run at TC only (XDP sees no skb); a
+    test run's skb has a GSO size but no GSO type, which the kernel will not shrink, so
+    their delivery is left to the namespace tests (tests/test_transparent_netns.py)."""
     prog = dp.tc_fd if hook == "tc" else dp.xdp_fd
     runner = libbpf.TestRunner(prog, 4096, data_out=True)
     admitted = 0
-    for case in VECTORS["cases"]:
+    cases = [c for c in VECTORS["cases"] if hook == "tc" or not c.get("gso_size")]
+    for case in cases:
         packet = bytes.fromhex(case["packet_hex"])
         frame = dpwire.udp_frame(packet, PORT)
-        ctx = libbpf.skb_ctx() if hook == "tc" else None
+        gso = case.get("gso_size", 0)
+        ctx = libbpf.skb_ctx(case.get("count", 2) if gso else 0, gso) if hook == "tc" else None
         retval, _ = runner.run(frame, ctx=ctx)
         (ev,) = dp.events()
         want = Reason[case["reason"]]
@@ -107,12 +121,13 @@ def test_kernel_matches_vectors(dp, hook: str) -> None:  # type: ignore[no-untyp
         assert (ev.verdict == Verdict.ADMIT) == (want == Reason.OK), case["note"]
         if want == Reason.OK:
             admitted += 1
-            if hook == "tc":
+            if hook == "tc" and not gso:
                 assert retval == TC_ACT_REDIRECT, case["note"]
-                assert runner.output() == frame[:14] + packet[36:], case["note"]
+                inner_at = 44 if case["note"].startswith("train:") else 36
+                assert runner.output() == frame[:14] + packet[inner_at:], case["note"]
         elif hook == "tc":
             assert retval == TC_ACT_SHOT, case["note"]
-    reasons = [c["reason"] for c in VECTORS["cases"]]
+    reasons = [c["reason"] for c in cases]
     assert admitted == reasons.count("OK") >= 3
     counted = dp.counters()
     for reason in ("INNER_SOURCE_MISMATCH", "INNER_NOT_GRANTED", "BAD_MAC"):
@@ -225,3 +240,110 @@ def test_egress_punts_then_encapsulates(egress) -> None:  # type: ignore[no-unty
     retval, _ = runner.run(eth + spoofed, ctx=_skb_ctx_on(lo))
     assert retval == TC_ACT_SHOT
     assert _egress_counts(obj) == {TP_EG_ENCAP: 3, TP_EG_PUNT: 1, TP_EG_SPOOFED: 1}
+
+
+# ---- segment trains (SPEC 13.7) ---------------------------------------------------------
+def _train_inner(tcp_seq: int, flags: int, payload: bytes) -> bytes:
+    tcp = struct.pack(">HHIIBBHHH", 43210, 8000, tcp_seq, 1, 0x50, flags, 501, 0, 0)
+    return _ipv4("10.201.1.2", "10.201.2.2", tcp + payload)
+
+
+def _cut(inner: bytes, mss: int) -> list[bytes]:
+    """The segments Linux's TCP GSO makes of `inner` (IPv4 + 20-byte TCP header)."""
+    seq, flags = struct.unpack_from(">I", inner, 24)[0], inner[33]
+    payload = inner[40:]
+    n = -(-len(payload) // mss)
+    out = []
+    for i in range(n):
+        f = flags if i == n - 1 else flags & ~0x09
+        out.append(_train_inner(seq + i * mss, f if i == 0 else f & ~0x80,
+                                payload[i * mss : (i + 1) * mss]))  # fmt: skip
+    return out
+
+
+def test_kernel_train_replay_is_per_wire_packet(dp) -> None:  # type: ignore[no-untyped-def]
+    """A whole train records every wire packet's number: the same train again, or any
+    of its segments cut from it, is REPLAY; a train's segments admitted one by one make
+    the whole train REPLAY; a segment placed at another index of its train fails the
+    MAC (BAD_MAC).  The reference agrees on every packet (judge_transparent)."""
+    tc = libbpf.TestRunner(dp.tc_fd)
+    whole = _train_inner(9000, 0x18, bytes(range(250)))
+    seq = 1 << 30
+
+    def run(packet: bytes, gso: int) -> Reason:
+        ctx = libbpf.skb_ctx(3, gso) if gso else libbpf.skb_ctx()
+        tc.run(dpwire.udp_frame(packet, PORT), ctx=ctx)
+        (ev,) = dp.events()
+        return Reason(ev.reason)
+
+    a = transparent_train(SID, seq, K_MAC, whole, gso_size=100)
+    assert judge_transparent(a, K_MAC, _binding(), 100) == (Reason.OK, 0, 3)
+    assert run(a, 100) == Reason.OK
+    assert run(a, 100) == Reason.REPLAY
+    head = a[:44]
+    for piece in _cut(whole, 100):
+        assert judge_transparent(head + piece, K_MAC, _binding())[0] == Reason.OK
+        assert run(head + piece, 0) == Reason.REPLAY
+
+    b = transparent_train(SID, seq + 3, K_MAC, whole, gso_size=100)
+    pieces = _cut(whole, 100)
+    moved = pieces[1][:24] + struct.pack(">I", 9000 + 200) + pieces[1][28:]  # index 1 -> 2
+    assert run(b[:44] + moved, 0) == Reason.BAD_MAC
+    for piece in pieces:
+        assert run(b[:44] + piece, 0) == Reason.OK
+    assert run(b, 100) == Reason.REPLAY
+
+
+def test_egress_trains_mode_stamps_as_the_reference(egress) -> None:  # type: ignore[no-untyped-def]
+    """Trains mode, one unsegmented packet: the egress program's DATA is the reference's
+    transparent_train() byte for byte (train of one, TRAIN flag, descriptor, MAC over the
+    template), so a partial checksum (offload) never enters the MAC."""
+    from warrant.datapath.transparent import TP_TRAINS
+
+    obj, lo = egress
+    libbpf.map_update(obj.map_fd("warrant_tp_workloads"), ctypes.c_uint32(lo),
+                      WorkloadValue(_ip_u32("10.201.1.2"), TP_TRAINS))  # fmt: skip
+    sess = EgressSession(_sid_u64(SID), (ctypes.c_uint8 * 16)(*K_MAC), KERNEL_SEQ_START,
+                         2**63)  # fmt: skip
+    libbpf.map_update(obj.map_fd("warrant_tp_egress_sessions"),
+                      EgressKey(lo, _ip_u32("10.201.2.2"), 8000, 6, 0), sess)  # fmt: skip
+    eth = bytes.fromhex("020000000002020000000001") + b"\x08\x00"
+    runner = libbpf.TestRunner(obj.program_fd("warrant_tp_egress"), 4096, data_out=True)
+    inner = _train_inner(777, 0x18, b"hello, trains")
+    retval, _ = runner.run(eth + inner, ctx=_skb_ctx_on(lo))
+    assert retval == TC_ACT_REDIRECT
+    out = runner.output()
+    want = transparent_train(SID, KERNEL_SEQ_START, K_MAC, inner)
+    assert out[14 + 28 :] == want
+    assert struct.unpack(">H", out[14 + 2 : 14 + 4])[0] == 72 + len(inner)
+    assert judge_transparent(want, K_MAC, _binding()) == (Reason.OK, 0, 1)
+
+
+def test_complete_checksum_fills_offloaded_checksums() -> None:
+    """A punted packet from a workload with checksum offload carries only the
+    pseudo-header part: the agent completes it (the one's-complement sum over pseudo
+    header and segment then checks out), a complete checksum is left as it was, and a
+    fragment or a headers-only punt is not touched."""
+    from warrant.datapath.transparent import complete_checksum
+
+    def verifies(pkt: bytes) -> bool:
+        seg = pkt[20:]
+        data = pkt[12:20] + struct.pack(">BBH", 0, pkt[9], len(seg)) + seg
+        data += b"\0" * (len(data) % 2)
+        total = sum(struct.unpack(f">{len(data) // 2}H", data))
+        while total > 0xFFFF:
+            total = (total & 0xFFFF) + (total >> 16)
+        return total == 0xFFFF
+
+    tcp = _train_inner(123456, 0x18, b"offloaded payload, odd length")
+    udp_body = struct.pack(">HHHH", 5000, 8000, 8 + 5, 0xABCD) + b"hello"
+    udp = dpwire.ipv4_header(socket.inet_aton("10.201.1.2"), socket.inet_aton("10.201.2.2"),
+                             len(udp_body), proto=17) + udp_body  # fmt: skip
+    for pkt in (tcp, udp):
+        assert not verifies(pkt)
+        done = complete_checksum(pkt)
+        assert verifies(done) and done[:20] == pkt[:20] and len(done) == len(pkt)
+        assert complete_checksum(done) == done
+    assert complete_checksum(tcp[:40]) == tcp[:40]  # headers only: total length says more
+    frag = tcp[:6] + b"\x20\x00" + tcp[8:]  # MF set
+    assert complete_checksum(frag) == frag

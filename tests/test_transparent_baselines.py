@@ -181,9 +181,9 @@ def test_bench_reports_null_ratios_when_warrant_is_not_available(
     assert result["warrant"] == "not available: ImportError: no setup_pair"
     assert [result[k] for k in BENCH_KEYS[:4]] == [None, None, None, None]
     assert result["tcp_throughput_ratio_vs_vxlan_offloads"] is None
-    # the segmenter row was not run at all here: its figures are null too, and said so
-    assert result["segmenter_tcp_throughput_ratio_vs_vxlan"] is None
-    assert result["warrant_segmenter"] == "not available: not run"
+    # the per-packet row was not run at all here: its figures are null too, and said so
+    assert result["per_packet_tcp_throughput_ratio_vs_vxlan"] is None
+    assert result["warrant_per_packet"] == "not available: not run"
     assert result["vxlan_tcp_throughput_ratio_vs_plain"] == 0.75  # max 12 / max 16
     assert result["wireguard_go_tcp_rr_ratio_vs_plain"] == 0.1  # 3000 / max 30000
     assert result["tcp_rr_per_s_median"]["plain"] == 25000

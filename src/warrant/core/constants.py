@@ -86,13 +86,24 @@ KNOWN_INIT_FLAGS = FLAG_INIT_COOKIE
 # the flag fails the MAC (SPEC 1.5).  0x04: 0x01, 0x40 and 0x80 stay unknown-flag
 # examples in vectors and tests.
 FLAG_DATA_INNER_IP = 0x04
-KNOWN_DATA_FLAGS = FLAG_DATA_INNER_IP
+# DATA flag, with INNER_IP only: a segment train (SPEC 13.7).  A train descriptor
+# (TP_TRAIN_DESC_LEN bytes) follows the header, and the MAC covers a template of the
+# inner headers that every segment of the train reproduces, so one stamp on a GSO/TSO
+# super-packet authenticates each wire packet it is later cut into.
+FLAG_DATA_TRAIN = 0x08
+KNOWN_DATA_FLAGS = FLAG_DATA_INNER_IP | FLAG_DATA_TRAIN
 TP_MAC_INNER_LEN = 40  # inner IPv4 header (20, no options) + first 20 transport bytes
 TP_MAC_INPUT_LEN = DATA_MAC_INPUT_LEN + TP_MAC_INNER_LEN
 # shortest inner packet carried: IPv4 header and the transport ports; one shorter than
 # TP_MAC_INNER_LEN travels zero-padded to it (its IPv4 total length kept)
 TP_INNER_MIN = 24
 TP_ENCAP_OVERHEAD = 20 + 8 + DATA_HEADER_LEN  # outer IPv4 + UDP + DATA header: 64 bytes
+# train descriptor: inner TCP sequence number of segment 0 (4), segment payload size
+# (2), segments (1), the super-packet's TCP flags (1); all big-endian
+TP_TRAIN_DESC_LEN = 8
+TP_TRAIN_OVERHEAD = TP_ENCAP_OVERHEAD + TP_TRAIN_DESC_LEN  # 72 bytes per wire packet
+TP_TRAIN_MAC_INPUT_LEN = TP_MAC_INPUT_LEN + TP_TRAIN_DESC_LEN
+TP_TRAIN_MAX_SEGS = 255  # the descriptor's segment count is one byte
 TP_CLAIM_OPERATION = "ip"  # claim operation of an INIT that opens a transparent session
 # destination ports from here up (Linux's ephemeral range starts at 32768) share one
 # egress session per (workload, destination, protocol): replies to clients' ephemeral
@@ -108,7 +119,7 @@ TP_EG_GSO = 4  # a GSO/TSO super-packet: dropped (one Warrant header per wire pa
 TP_EG_TOO_BIG = 5  # inner packet above TP_PUNT_MAX (MTU - TP_ENCAP_OVERHEAD): dropped
 TP_EG_MALFORMED = 6  # not IPv4 without options, or lengths inconsistent: dropped
 TP_EG_ERROR = 7  # a helper failed (room, store): dropped
-TP_EG_TO_SEGMENTER = 8  # segmenter mode: source checked, left to the stack to segment
+TP_EG_TRAIN = 8  # a GSO/TSO super-packet stamped once as a segment train (SPEC 13.7)
 TP_EG_COUNT = 9
 
 # ---- replay window -----------------------------------------------------------

@@ -19,6 +19,8 @@ from .constants import (
     COOKIE_PACKET_LEN,
     DATA_HEADER_LEN,
     DATA_MAC_INPUT_LEN,
+    FLAG_DATA_INNER_IP,
+    FLAG_DATA_TRAIN,
     FLAG_INIT_COOKIE,
     HOP_RECORD_LEN,
     INIT_FIXED_LEN,
@@ -120,6 +122,8 @@ class DataPacket:
             raise _malformed(f"hop count {hop_count} above the wire maximum {MAX_HOPS}")
         if flags & ~KNOWN_DATA_FLAGS:
             raise _malformed(f"unknown DATA flags {flags:#04x}")
+        if flags & FLAG_DATA_TRAIN and not flags & FLAG_DATA_INNER_IP:
+            raise _malformed("DATA flag TRAIN without INNER_IP")
         need = DATA_HEADER_LEN + hop_count * HOP_RECORD_LEN + AEAD_TAG_LEN
         if len(packet) < need:
             raise _truncated(f"DATA with {hop_count} hops needs {need} bytes, got {len(packet)}")

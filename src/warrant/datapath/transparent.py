@@ -43,7 +43,7 @@ import time
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import nacl.signing
 
@@ -53,7 +53,10 @@ from ..core.admission import Policy
 from ..core.constants import (
     AEAD_TAG_LEN,
     DATA_HEADER_LEN,
+    DP_REJECT_BURST,
+    DP_REJECT_RATE,
     FLAG_DATA_INNER_IP,
+    FLAG_DATA_TRAIN,
     INIT_FIXED_LEN,
     SESSION_MAX_LIFETIME,
     TP_CLAIM_OPERATION,
@@ -64,12 +67,15 @@ from ..core.constants import (
     TP_EG_PUNT,
     TP_EG_PUNT_LOST,
     TP_EG_SPOOFED,
-    TP_EG_TO_SEGMENTER,
     TP_EG_TOO_BIG,
+    TP_EG_TRAIN,
     TP_ENCAP_OVERHEAD,
     TP_EPHEMERAL_MIN,
     TP_INNER_MIN,
     TP_MAC_INNER_LEN,
+    TP_TRAIN_DESC_LEN,
+    TP_TRAIN_MAX_SEGS,
+    TP_TRAIN_OVERHEAD,
     VERSION,
     Kind,
     Reason,
@@ -77,6 +83,7 @@ from ..core.constants import (
 )
 from ..core.errors import WarrantError
 from ..core.mac import header_mac
+from ..core.ratelimit import TokenBucket
 from ..core.receiver import Claim, Receiver
 from ..core.sender import REOPEN_MARGIN, Sender
 from ..core.wire import RejectPacket, peek_kind
@@ -91,17 +98,24 @@ from .workloads import (
     parse_allow,
 )
 
+if TYPE_CHECKING:
+    from .loader import Event
+
 _log = logging.getLogger("warrant.transparent")
 
 EGRESS_OUTCOMES = {
     TP_EG_ENCAP: "ENCAP", TP_EG_PUNT: "PUNT", TP_EG_PUNT_LOST: "PUNT_LOST",
     TP_EG_SPOOFED: "SPOOFED", TP_EG_GSO: "GSO", TP_EG_TOO_BIG: "TOO_BIG",
-    TP_EG_MALFORMED: "MALFORMED", TP_EG_ERROR: "ERROR", TP_EG_TO_SEGMENTER: "TO_SEGMENTER",
+    TP_EG_MALFORMED: "MALFORMED", TP_EG_ERROR: "ERROR",
+    TP_EG_TRAIN: "TRAIN",
 }  # fmt: skip
 # Seqs below this are the agent's own (punted packets that raced the egress install);
 # the kernel's counter starts here, so the two never hand out the same number.
 KERNEL_SEQ_START = 1 << 20
 PROBE_DELAY = 0.02  # s between a probe INIT and the DATA that follows it (binding time)
+# trains mode: the workload's largest super-packet, so that it and the 72 bytes in front
+# fit one outer IPv4 datagram (65535)
+TP_TRAIN_GSO_MAX_SIZE = 65535 - TP_TRAIN_OVERHEAD
 
 
 # ---- reference: MAC and inner checks (bpf/encap.h) ------------------------------------
@@ -112,6 +126,39 @@ def tp_mac(k_mac: bytes, header20: bytes, inner: bytes) -> bytes:
         raise WarrantError(Reason.INNER_NOT_GRANTED, "inner packet carried in under 40 bytes")
     head = header20[:2] + b"\0" + header20[3:20]
     return header_mac(k_mac, head + inner[:TP_MAC_INNER_LEN])
+
+
+def _ones_sum(data: bytes) -> int:
+    if len(data) % 2:
+        data += b"\0"
+    total: int = sum(struct.unpack(f">{len(data) // 2}H", data))
+    while total > 0xFFFF:
+        total = (total & 0xFFFF) + (total >> 16)
+    return total
+
+
+def complete_checksum(inner: bytes) -> bytes:
+    """The inner IPv4 packet with its TCP or UDP checksum computed in full.  A workload
+    with transmit checksum offload (trains mode, SPEC 13.7) hands over packets whose
+    checksum is only the pseudo-header part until a device completes it; a punted packet
+    leaves through the agent, where no device will.  A complete checksum comes out as it
+    went in; fragments and anything not TCP/UDP over IPv4 without options are returned
+    unchanged."""
+    if len(inner) < 20 or inner[0] != 0x45:
+        return inner
+    tot = struct.unpack_from(">H", inner, 2)[0]
+    proto, frag = inner[9], struct.unpack_from(">H", inner, 6)[0] & 0x3FFF
+    at = {socket.IPPROTO_TCP: 16, socket.IPPROTO_UDP: 6}.get(proto)
+    if at is None or frag or not 20 + at + 2 <= tot <= len(inner):
+        return inner
+    seg = bytearray(inner[20:tot])
+    seg[at : at + 2] = b"\0\0"
+    pseudo = inner[12:20] + struct.pack(">BBH", 0, proto, len(seg))
+    csum = ~_ones_sum(pseudo + bytes(seg)) & 0xFFFF
+    if proto == socket.IPPROTO_UDP and csum == 0:
+        csum = 0xFFFF  # RFC 768: zero means "no checksum"
+    struct.pack_into(">H", seg, at, csum)
+    return inner[:20] + bytes(seg) + inner[tot:]
 
 
 def padded(inner: bytes) -> bytes:
@@ -157,10 +204,122 @@ def inner_check(b: Binding, inner: bytes) -> Reason:
     return Reason.OK if b.port_lo <= dport <= b.port_hi else Reason.INNER_NOT_GRANTED
 
 
-def check_transparent(packet: bytes, k_mac: bytes, binding: Binding | None) -> Reason:
+# ---- reference: segment trains (SPEC 13.7, bpf/encap.h) ---------------------------------
+_TRAIN = struct.Struct(">IHBB")  # seq0, mss, segs, TCP flags
+_FIN, _PSH, _CWR = 0x01, 0x08, 0x80
+
+
+def train_template(inner: bytes, seq0: int, flags: int) -> bytes:
+    """The inner packet's first 40 bytes as the train MAC covers them: fields that
+    segmentation or checksum offload change zeroed, TCP sequence number and flags those of
+    segment 0 of the train."""
+    t = bytearray(padded(inner)[:TP_MAC_INNER_LEN])
+    t[2:6] = bytes(4)  # total length, identification
+    t[10:12] = bytes(2)  # header checksum
+    if t[9] == socket.IPPROTO_TCP:
+        struct.pack_into(">I", t, 24, seq0)
+        t[33] = flags
+        t[36:38] = bytes(2)
+    elif t[9] == socket.IPPROTO_UDP:
+        t[24:28] = bytes(4)  # length, checksum
+    return bytes(t)
+
+
+def train_mac(k_mac: bytes, header20: bytes, desc: bytes, inner: bytes) -> bytes:
+    """SipHash-2-4-128 over header bytes [0,20) (hop_count 0), the descriptor and the
+    template (SPEC 13.7)."""
+    seq0, _, _, flags = _TRAIN.unpack(desc)
+    head = header20[:2] + b"\0" + header20[3:20]
+    return header_mac(k_mac, head + desc + train_template(inner, seq0, flags))
+
+
+def train_place(desc: bytes, inner: bytes, gso_size: int = 0) -> tuple[int, int] | None:
+    """(first, count): the wire packets of the train this inner packet is, or None when
+    no segmentation of the described train makes it (encap.h warrant_tp_train_place)."""
+    seq0, mss, segs, full = _TRAIN.unpack(desc)
+    if segs == 0 or len(inner) < TP_MAC_INNER_LEN:
+        return None
+    if inner[9] != socket.IPPROTO_TCP:
+        return (0, 1) if (segs, mss, seq0, full) == (1, 0, 0, 0) else None
+    tot, thl = struct.unpack_from(">H", inner, 2)[0], (inner[32] >> 4) * 4
+    if thl < 20 or tot < 20 + thl:
+        return None
+    payload = tot - 20 - thl
+    off = (struct.unpack_from(">I", inner, 24)[0] - seq0) & 0xFFFFFFFF
+    f = inner[33]
+    if segs == 1:
+        return (0, 1) if mss == 0 and off == 0 and f == full else None
+    if mss == 0:
+        return None
+    if gso_size:
+        whole = gso_size == mss and off == 0 and f == full
+        return (0, segs) if whole and (segs - 1) * mss < payload <= segs * mss else None
+    if off % mss or off // mss >= segs:
+        return None
+    i = off // mss
+    want = full
+    if i < segs - 1:
+        want &= ~(_FIN | _PSH)
+        if payload != mss:
+            return None
+    elif not 0 < payload <= mss:
+        return None
+    return (i, 1) if f == want or (i > 0 and f == want & ~_CWR) else None
+
+
+def transparent_train(session_id: bytes, seq: int, k_mac: bytes, inner: bytes,
+                      gso_size: int = 0) -> bytes:  # fmt: skip
+    """A train DATA packet carrying `inner` (what the egress program builds in trains
+    mode): a TCP super-packet of segment size gso_size, or one packet (gso_size 0)."""
+    seq0 = flags = mss = 0
+    segs = 1
+    if inner[9] == socket.IPPROTO_TCP:
+        seq0, flags = struct.unpack_from(">I", inner, 24)[0], inner[33]
+        if gso_size:
+            payload = len(inner) - 20 - (inner[32] >> 4) * 4
+            segs = -(-payload // gso_size)
+            mss = gso_size if segs > 1 else 0
+    desc = _TRAIN.pack(seq0, mss, segs, flags)
+    head = struct.pack(">BBBB8sQ", VERSION, Kind.DATA, 0,
+                       FLAG_DATA_INNER_IP | FLAG_DATA_TRAIN, session_id, seq)  # fmt: skip
+    return head + train_mac(k_mac, head, desc, inner) + desc + inner
+
+
+def check_transparent(packet: bytes, k_mac: bytes, binding: Binding | None,
+                      gso_size: int = 0) -> Reason:  # fmt: skip
     """Steps 5 and 5a of a transparent DATA packet whose session (k_mac) was found, as the
     kernel runs them: no binding -> the ordinary MAC (flags covered) decides; else hop
-    count 0, the transparent MAC, then the inner checks."""
+    count 0, the transparent MAC (a train's, 13.7), then the inner checks.  gso_size: the
+    segment size of a TC skb that holds several wire packets; only a whole train may."""
+    return judge_transparent(packet, k_mac, binding, gso_size)[0]
+
+
+def judge_transparent(packet: bytes, k_mac: bytes, binding: Binding | None,
+                      gso_size: int = 0) -> tuple[Reason, int, int]:  # fmt: skip
+    """check_transparent's reason and the wire packets (first, count) of the train the
+    packet is, relative to its sequence number (0, 1 for anything but a train)."""
+    flags = packet[3]
+    if flags & FLAG_DATA_TRAIN and not flags & FLAG_DATA_INNER_IP:
+        return Reason.MALFORMED, 0, 1
+    is_train = binding is not None and flags & FLAG_DATA_TRAIN
+    if gso_size and not is_train:
+        return Reason.MERGED_FRAME, 0, 1
+    if not is_train:
+        return _check_one(packet, k_mac, binding), 0, 1
+    assert binding is not None
+    if packet[2]:
+        return Reason.MALFORMED, 0, 1
+    desc = packet[DATA_HEADER_LEN : DATA_HEADER_LEN + TP_TRAIN_DESC_LEN]
+    inner = packet[DATA_HEADER_LEN + TP_TRAIN_DESC_LEN :]
+    if len(desc) < TP_TRAIN_DESC_LEN or len(inner) < TP_MAC_INNER_LEN:
+        return Reason.INNER_NOT_GRANTED, 0, 1
+    place = train_place(desc, inner, gso_size)
+    if place is None or train_mac(k_mac, packet[:20], desc, inner) != packet[20:36]:
+        return Reason.BAD_MAC, 0, 1
+    return inner_check(binding, inner), place[0], place[1]
+
+
+def _check_one(packet: bytes, k_mac: bytes, binding: Binding | None) -> Reason:
     inner = packet[DATA_HEADER_LEN:]
     mac = packet[20:36]
     if binding is None or not packet[3] & FLAG_DATA_INNER_IP:
@@ -189,7 +348,7 @@ class WorkloadValue(ctypes.Structure):
     _fields_ = [("addr", ctypes.c_uint32), ("flags", ctypes.c_uint32)]
 
 
-TP_VIA_SEGMENTER, TP_SEGMENTER = 0x1, 0x2  # WorkloadValue.flags (transparent_egress.c)
+TP_TRAINS = 0x4  # WorkloadValue.flags: trains mode (transparent_egress.c)
 
 
 class RouteKey(ctypes.Structure):
@@ -231,7 +390,9 @@ class EgressSession(ctypes.Structure):
     ]  # fmt: skip
 
 
-_PUNT_HEAD = struct.Struct("<IIIHH")  # ifindex, len, node_addr (network order), port, pad
+# ifindex, len, node_addr (network order), port, headers_only (a super-packet's first 40
+# bytes: open the session with a probe, deliver nothing; transparent_egress.c)
+_PUNT_HEAD = struct.Struct("<IIIHH")
 
 
 def _ip_u32(addr: str) -> int:
@@ -274,10 +435,9 @@ class AgentConfig:
     peers: list[dict[str, Any]] = field(default_factory=list)
     stats: str = ""  # file the agent rewrites with its counters every second ("" = none)
     revocations: str = ""  # directory of revocation lists, reloaded on change ("" = none)
-    # Segmenter mode: workloads keep TSO/GSO; their veths leave packets to the stack,
-    # which routes them through this veth pair's other end (offloads off: the kernel
-    # segments there) to this end, where the egress program stamps each segment.
-    segmenter: str = ""
+    # Trains mode (SPEC 13.7): workloads keep TSO/GSO and checksum offload; each packet
+    # leaves stamped as a segment train, a TCP super-packet once for all its segments.
+    trains: bool = False
     # The registry from WarrantWorkload objects of the Kubernetes API instead of the file:
     # a kubeconfig file or "in-cluster" ("" = the file `registry`); `node`: this node's
     # name, the spec.nodeName of the objects it takes.
@@ -334,11 +494,6 @@ class TransparentAgent:
         self._missing: set[str] = set()  # veths of registered workloads not (yet) here
         self._wanted = self.registry.poll()  # a file that does not parse stops the start
         self._apply_wanted()
-        if cfg.segmenter:
-            seg = socket.if_nametoindex(cfg.segmenter)
-            libbpf.map_update(self.eg.map_fd("warrant_tp_workloads"), ctypes.c_uint32(seg),
-                              WorkloadValue(0, TP_SEGMENTER))  # fmt: skip
-            self.links.append(libbpf.tcx_attach(seg, self.eg_fd))
         for p in self.peers:
             net = ipaddress.ip_network(p.prefix)
             libbpf.map_update(
@@ -351,6 +506,7 @@ class TransparentAgent:
         # Two sockets: INITs arrive at the Warrant port; this node's own sessions are sent
         # from port + 1, where REJECTs and COOKIEs come back (at the Warrant port this
         # node's datapath refuses them: UNKNOWN_KIND, SPEC 3).
+        self.reject_bucket = TokenBucket(DP_REJECT_RATE, DP_REJECT_BURST, time.monotonic())
         self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
         self.sock.bind((cfg.local_addr, cfg.port))
         self.sock.setblocking(False)
@@ -365,7 +521,7 @@ class TransparentAgent:
 
     # ---- egress: a punted first packet -> INIT -------------------------------------------
     def on_punt(self, raw: bytes, now: float) -> None:
-        ifindex, length, node_u32, port, _ = _PUNT_HEAD.unpack_from(raw)
+        ifindex, length, node_u32, port, headers_only = _PUNT_HEAD.unpack_from(raw)
         inner = raw[_PUNT_HEAD.size : _PUNT_HEAD.size + length]
         node_addr = socket.inet_ntoa(struct.pack("<I", node_u32))
         w = self.by_ifindex.get(ifindex)
@@ -374,6 +530,7 @@ class TransparentAgent:
         if w is None or peer is None or holder is None:
             self._count("punt_no_credential")  # no authority: the packet goes nowhere
             return
+        inner = complete_checksum(inner)
         # one session per workload and destination: the receiver binds one destination
         key = _flow_key(ifindex, inner)
         sender = self.senders.get(key)
@@ -386,6 +543,8 @@ class TransparentAgent:
             and live
             and (es.expires_ns > _mono_coarse_ns())
         ):
+            if headers_only:  # the session is open again: TCP resends the data
+                return
             # punted before the egress session was installed: send it on that session
             sid = sender.session_id
             seq = self.own_seq.get(sid, 1)
@@ -401,15 +560,19 @@ class TransparentAgent:
         # The INIT must fit the uplink MTU unfragmented (receivers refuse fragments): a
         # packet too big to ride in it is announced by its first 40 bytes (the receiver
         # binds from them and delivers nothing) and follows as DATA once bound (SPEC 13.2).
+        # A super-packet's headers (trains mode, 13.7) open the session the same way; the
+        # kernel dropped its data, which TCP sends again.
         init_len = 28 + INIT_FIXED_LEN + len(holder[1]) + 64 + AEAD_TAG_LEN + 32 + len(inner)
-        probe = init_len > self.mtu
+        probe = bool(headers_only) or init_len > self.mtu
         init = sender.open(inner[:TP_MAC_INNER_LEN] if probe else inner, now)
         self.out.sendto(init, (node_addr, port))
         assert sender.session_id is not None
         sid = sender.session_id
         lifetime = SESSION_MAX_LIFETIME - REOPEN_MARGIN
         k_mac = sender._mac_key  # the kernel stamps the session's DATA: it needs the key
-        if probe:
+        if probe and headers_only:
+            self._count("init_probe_headers")
+        elif probe:
             self.own_seq[sid] = 2
             data = transparent_data(sid, 1, k_mac, inner)
             self.pending.append((time.monotonic() + PROBE_DELAY, data, (node_addr, port)))
@@ -503,24 +666,14 @@ class TransparentAgent:
             self.addresses[ifindex] = w.address
             if w.key is None:  # receiving-side workload only
                 continue
-            flags = TP_VIA_SEGMENTER if self.cfg.segmenter else 0
+            flags = TP_TRAINS if self.cfg.trains else 0
             libbpf.map_update(self.eg.map_fd("warrant_tp_workloads"), ctypes.c_uint32(ifindex),
                               WorkloadValue(_ip_u32(w.address), flags))  # fmt: skip
-            libbpf.map_update(
-                self.eg.map_fd("warrant_tp_sources"),
-                ctypes.c_uint32(_ip_u32(w.address)),
-                ctypes.c_uint32(ifindex),
-            )
-            if old is not None and old != w.address:
-                libbpf.map_delete(self.eg.map_fd("warrant_tp_sources"),
-                                  ctypes.c_uint32(_ip_u32(old)))  # fmt: skip
             if ifindex not in self.attached:
                 self.links.append(libbpf.tcx_attach(ifindex, self.eg_fd))
                 self.attached.add(ifindex)
         for ifindex in set(self.by_ifindex) - set(by_ifindex):  # removed: not ours any more
             libbpf.map_delete(self.eg.map_fd("warrant_tp_workloads"), ctypes.c_uint32(ifindex))
-            libbpf.map_delete(self.eg.map_fd("warrant_tp_sources"),
-                              ctypes.c_uint32(_ip_u32(self.addresses[ifindex])))  # fmt: skip
             self._end_egress(ifindex)
         self.by_ifindex = by_ifindex
 
@@ -602,6 +755,23 @@ class TransparentAgent:
                 self.on_reject(packet)
             elif kind == Kind.COOKIE:
                 self.on_cookie(packet)
+        for ev in self.dp.events():
+            self.on_drop_event(ev, now)
+
+    def on_drop_event(self, ev: Event, now: float) -> None:
+        """The REJECT for lost state (SPEC 6.1 steps 2-3) that the kernel does not cut from
+        a segment train's frame (13.7: checksum offload pins its bytes), sent from this
+        agent's Warrant port to where the DATA came from, at the kernel's REJECT rate.
+        Answers every such drop the event budget lets through, so a sender may also get
+        the kernel's REJECT for an ordinary frame: a second one for the same session id
+        is a no-op for it."""
+        if (ev.verdict != Verdict.DROP or ev.kind != Kind.DATA
+                or ev.reason not in (Reason.UNKNOWN_SESSION, Reason.SESSION_EXPIRED)
+                or ev.saddr == bytes(4) or not self.reject_bucket.take(now)):  # fmt: skip
+            return
+        reject = RejectPacket(ev.reason, ev.session_id).encode()
+        self.sock.sendto(reject, (socket.inet_ntoa(ev.saddr), ev.sport))
+        self._count("reject_sent")
 
     def run(self, stop: list[bool]) -> None:
         last = 0.0
@@ -708,6 +878,7 @@ class TransparentPair:
     client_ip: str = "10.201.1.2"
     client2_ip: str = "10.201.3.2"
     port: int = 4600
+    trains: bool = True  # trains mode (SPEC 13.7) or one stamp per MTU-sized packet
     anchor_key: nacl.signing.SigningKey | None = None
     revoked: list[bytes] = field(default_factory=list)
 
@@ -767,7 +938,7 @@ class TransparentPair:
 def setup_pair(tag: str, server_port: int = 8000, *, second_client: bool = False,
                allow: tuple[str, ...] = ("tcp/1-65535", "udp/1-65535", "icmp"),
                port: int = 4600, governed_replies: bool = True,
-               segmenter: bool = False) -> TransparentPair:  # fmt: skip
+               trains: bool = True) -> TransparentPair:  # fmt: skip
     """Namespaces: nodes A and B (uplink veth), client workload(s) on A, server workload on
     B; both node agents started (`python3 -m warrant.datapath.transparent agent`).
     `allow`: what the server workload accepts (inner protocol/ports).  server_port is
@@ -784,6 +955,7 @@ def setup_pair(tag: str, server_port: int = 8000, *, second_client: bool = False
     pair = TransparentPair(t, ns, tmp, f"/sys/fs/bpf/warrant-tp-{t}-a",
                            f"/sys/fs/bpf/warrant-tp-{t}-b", port=port)  # fmt: skip
     pair.client_ns, pair.server_ns, pair.client2_ns = ns["c"], ns["s"], ns.get("c2", "")
+    pair.trains = trains
     try:
         for n in ns.values():
             _run("ip", "netns", "add", n)
@@ -806,33 +978,22 @@ def setup_pair(tag: str, server_port: int = 8000, *, second_client: bool = False
             _run("ip", "-n", node, "addr", "add", f"{net}.1/24", "dev", h)
             _run("ip", "-n", node, "link", "set", h, "up")
             _run("ip", "-n", ns[key], "addr", "add", f"{net}.2/24", "dev", "eth0")
-            mtu = str(UPLINK_MTU - TP_ENCAP_OVERHEAD)
+            mtu = str(UPLINK_MTU - (TP_TRAIN_OVERHEAD if trains else TP_ENCAP_OVERHEAD))
             _run("ip", "-n", ns[key], "link", "set", "eth0", "mtu", mtu, "up")
             _run("ip", "-n", ns[key], "route", "add", "default", "via", f"{net}.1")
+            if trains:
+                # TSO/GSO and checksum offload kept; UDP GSO segmented by the workload's
+                # own stack (only TCP makes trains); super-packets that fit one outer
+                # datagram and a one-byte segment count (SPEC 13.7)
+                _run("ip", "netns", "exec", ns[key], "ethtool", "-K", "eth0",
+                     "tx-udp-segmentation", "off")  # fmt: skip
+                _run("ip", "-n", ns[key], "link", "set", "eth0", "gso_max_size",
+                     str(TP_TRAIN_GSO_MAX_SIZE), "gso_max_segs", str(TP_TRAIN_MAX_SEGS))  # fmt: skip
+                continue
             # one Warrant header per wire packet, full inner checksums (SPEC 13.5)
             for n, dev in ((ns[key], "eth0"), (node, h)):
                 _run("ip", "netns", "exec", n, "ethtool", "-K", dev, "tso", "off", "gso", "off",
                      "tx", "off")  # fmt: skip
-        seg_name = ""
-        if segmenter:  # the client keeps TSO/GSO; node A segments on sg0 -> sg1
-            seg_name, sg0 = f"tp{t}s1", f"tp{t}s0"
-            _run("ip", "-n", ns["a"], "link", "add", sg0, "type", "veth", "peer", "name", seg_name)
-            _run("ip", "-n", ns["a"], "link", "set", sg0, "mtu", mtu, "up")
-            _run("ip", "-n", ns["a"], "link", "set", seg_name, "mtu", mtu, "up")
-            for dev in (sg0, seg_name):
-                _run("ip", "netns", "exec", ns["a"], "ethtool", "-K", dev, "tso", "off", "gso",
-                     "off", "tx", "off")  # fmt: skip
-            for dev in ("eth0",):
-                _run("ip", "netns", "exec", ns["c"], "ethtool", "-K", dev, "tso", "on", "gso",
-                     "on", "tx", "on")  # fmt: skip
-            _run("ip", "netns", "exec", ns["a"], "ethtool", "-K", host["c"], "tso", "on", "gso",
-                 "on", "tx", "on")  # fmt: skip
-            mac = (subprocess.run(["ip", "-n", ns["a"], "-j", "link", "show", seg_name],
-                                  capture_output=True, text=True, check=True).stdout)  # fmt: skip
-            lladdr = json.loads(mac)[0]["address"]
-            _run("ip", "-n", ns["a"], "neigh", "add", "169.254.77.2", "lladdr", lladdr, "dev", sg0)
-            _run("ip", "-n", ns["a"], "route", "add", "10.201.2.0/24", "via", "169.254.77.2",
-                 "dev", sg0, "onlink")  # fmt: skip
         if not governed_replies:  # the server's replies come back as plain routed IP
             _run("ip", "-n", ns["b"], "route", "add", "10.201.0.0/16", "via", "192.168.250.1")
 
@@ -896,7 +1057,7 @@ def setup_pair(tag: str, server_port: int = 8000, *, second_client: bool = False
             revocations.mkdir()
             cfg = AgentConfig(pin, port, addr, up, str(tmp / f"{name}.sec"), str(policy),
                               str(reg), peers, str(tmp / f"{name}.stats.json"),
-                              str(revocations), seg_name if name == "node-a" else "")  # fmt: skip
+                              str(revocations), trains=trains)  # fmt: skip
             (tmp / f"{name}.json").write_text(json.dumps(asdict(cfg)))
             proc = subprocess.Popen(
                 ["nsenter", f"--net=/run/netns/{node}", sys.executable, "-m",
