@@ -7,7 +7,9 @@ Every YAML the project loads goes through src/warrant/core/yamlsafe.py.
 
 from __future__ import annotations
 
+import re
 import textwrap
+from pathlib import Path
 
 import pytest
 
@@ -69,3 +71,12 @@ def test_warrant_policy_limits_in_exponent_form() -> None:
         """)
     limits = compile_documents(load_text(text, "p.yaml")).model.limits
     assert limits.load_threshold == 2000.0
+
+
+def test_no_module_loads_yaml_another_way() -> None:
+    """Every YAML the project reads resolves alike: only yamlsafe.py calls PyYAML's loaders."""
+    src = Path(__file__).parent.parent / "src/warrant"
+    loader = re.compile(r"\byaml\.(safe_load|load|full_load|unsafe_load|compose)(_all)?\(")
+    others = [str(p.relative_to(src)) for p in sorted(src.rglob("*.py"))
+              if p.name != "yamlsafe.py" and loader.search(p.read_text())]  # fmt: skip
+    assert others == []

@@ -24,7 +24,7 @@ from typing import Any
 
 import yaml
 
-from . import keys
+from . import keys, yamlsafe
 from .constants import Reason
 from .errors import WarrantError
 from .rights import check_domain
@@ -160,7 +160,7 @@ class TrustStore:
     def load(cls, path: Path) -> TrustStore:
         text = keys.read_text(path, "anchor")
         try:
-            data = yaml.safe_load(text)
+            data = yamlsafe.load(text)
         except yaml.YAMLError as exc:
             mark = getattr(exc, "problem_mark", None)
             at = f":{mark.line + 1}:{mark.column + 1}" if mark is not None else ""
