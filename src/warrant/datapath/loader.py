@@ -55,9 +55,8 @@ MAPS = (
     "warrant_counters",
     "warrant_config",
     "warrant_events",
-    "warrant_budget",
     "warrant_session_filter",
-    "warrant_reject_bucket",
+    "warrant_percpu",
 )
 # What a restarted agent needs to resume a session (AEAD key, credential, claim, path):
 # made and pinned by user space, never referenced by a program (see `Datapath.put_record`).
@@ -181,10 +180,15 @@ class ConfigValue(ctypes.Structure):
     _fields_ = [("admit_mask", ctypes.c_uint32), ("flags", ctypes.c_uint32)]
 
 
-class RejectBucket(ctypes.Structure):
-    """struct warrant_reject_bucket (bpf/reject.h): per-CPU GCRA state of kernel REJECTs."""
+class PerCpuValue(ctypes.Structure):
+    """struct warrant_percpu (bpf/session.h): a CPU's clock and MTU caches, its event
+    budget and its REJECT bucket (GCRA), with the counts of what those two withheld."""
 
-    _fields_ = [("tat", ctypes.c_uint64)]
+    _fields_ = [("jiffies", ctypes.c_uint64), ("now", ctypes.c_uint64),
+                ("mtu_jiffies", ctypes.c_uint64), ("mtu_ifindex", ctypes.c_uint32),
+                ("mtu_ok", ctypes.c_uint32), ("budget_tick", ctypes.c_uint64),
+                ("budget_left", ctypes.c_uint64), ("events_suppressed", ctypes.c_uint64),
+                ("reject_tat", ctypes.c_uint64), ("rejects_limited", ctypes.c_uint64)]  # fmt: skip
 
 
 class MapInfoHead(ctypes.Structure):
@@ -358,15 +362,20 @@ class MapView:
 
     def events_suppressed(self) -> int:
         """Events not emitted because a CPU spent its budget for the tick (a flood)."""
-        return self._slot(len(Verdict) * len(Reason) + 1)
+        return sum(v.events_suppressed for v in self._percpu())
 
     def rejects_sent(self) -> int:
         """REJECTs the kernel built in place and sent back (UNKNOWN_SESSION, SESSION_EXPIRED)."""
-        return self._slot(len(Verdict) * len(Reason) + 2)
+        return self._slot(len(Verdict) * len(Reason) + 1)
 
     def rejects_limited(self) -> int:
         """Drops that wanted a REJECT but found their CPU's REJECT bucket empty."""
-        return self._slot(len(Verdict) * len(Reason) + 3)
+        return sum(v.rejects_limited for v in self._percpu())
+
+    def _percpu(self) -> ctypes.Array[PerCpuValue]:
+        per_cpu = (PerCpuValue * self.ncpus)()
+        libbpf.map_lookup(self.fd["warrant_percpu"], ctypes.c_uint32(0), per_cpu)
+        return per_cpu
 
     def _slot(self, slot: int) -> int:
         per_cpu = (CounterValue * self.ncpus)()
@@ -401,7 +410,7 @@ class Datapath(MapView):
             ("warrant_counters", CounterValue),
             ("warrant_ports", PortSet),
             ("warrant_session_filter", FilterValue),
-            ("warrant_reject_bucket", RejectBucket),
+            ("warrant_percpu", PerCpuValue),
         ):
             _, vsize = obj.map_sizes(name)
             if vsize != ctypes.sizeof(struct_type):
@@ -698,10 +707,10 @@ class Datapath(MapView):
     def set_reject_bucket(self, tat_ns: int) -> None:
         """Set every CPU's REJECT bucket (bpf/reject.h) to theoretical arrival time tat_ns
         (kernel clock): 0 is a full bucket, a time far ahead an empty one (benchmarks)."""
-        value = (RejectBucket * self.ncpus)()
+        value = self._percpu()
         for v in value:
-            v.tat = tat_ns
-        libbpf.map_update(self.fd["warrant_reject_bucket"], ctypes.c_uint32(0), value)
+            v.reject_tat = tat_ns
+        libbpf.map_update(self.fd["warrant_percpu"], ctypes.c_uint32(0), value)
 
     def _clock(self) -> ClockValue:
         value = ClockValue()
