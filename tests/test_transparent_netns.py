@@ -142,6 +142,65 @@ def test_spoofing_another_workloads_address_is_dropped(pair: TransparentPair) ->
     assert _admitted(pair) == admitted0
 
 
+def _egress_session(p: TransparentPair, daddr: str, dport: int) -> tuple[bytes, bytes, int]:
+    """(session id, k_mac, next seq) of the client workload's egress session to
+    daddr:dport/TCP, read from node A's pinned map (what a compromised node A holds)."""
+    import json
+
+    from warrant.datapath import libbpf
+    from warrant.datapath.transparent import EgressKey, EgressSession, _ip_u32
+
+    link = subprocess.run(["ip", "-n", p.ns["a"], "-j", "link", "show", f"tp{p.tag}hc"],
+                          capture_output=True, text=True, check=True).stdout  # fmt: skip
+    ifindex = json.loads(link)[0]["ifindex"]
+    fd = libbpf.obj_get(f"{p.pin_a}/warrant_tp_egress_sessions")
+    try:
+        for key in libbpf.map_keys(fd, EgressKey):
+            es = EgressSession()
+            wanted = (ifindex, _ip_u32(daddr), dport, 6)
+            if (key.ifindex, key.daddr, key.dport, key.proto) == wanted and \
+                    libbpf.map_lookup(fd, key, es):  # fmt: skip
+                return es.sid.to_bytes(8, "little"), bytes(es.k_mac), es.next_seq
+    finally:
+        os.close(fd)
+    raise AssertionError(f"no egress session to {daddr}:{dport}")
+
+
+def test_a_compromised_sending_node_cannot_forge_another_workloads_source(
+    pair: TransparentPair,
+) -> None:
+    """Node A holds the client's session key: it stamps, with that key and a fresh
+    sequence number, a SYN whose inner source is client2's address.  Node B's kernel
+    refuses it (INNER_SOURCE_MISMATCH: the session is bound to the address its INIT
+    carried), nothing is admitted.  The sending node's own check (SPOOFED) is bypassed
+    here on purpose: this is the receiver's defence."""
+    import socket
+    import struct
+
+    from warrant.datapath.transparent import transparent_data, transparent_train
+
+    _curl(pair.client_ns, f"http://{pair.server_ip}:{HTTP_PORT}/")  # a live session
+    sid, k_mac, next_seq = _egress_session(pair, pair.server_ip, HTTP_PORT)
+    tcp = struct.pack(">HHIIBBHHH", 40000, HTTP_PORT, 1, 0, 0x50, 0x02, 64240, 0, 0)
+    ip = struct.pack(">BBHHHBBH4s4s", 0x45, 0, 40, 1, 0x4000, 64, 6, 0,
+                     socket.inet_aton(pair.client2_ip), socket.inet_aton(pair.server_ip))  # fmt: skip
+    seq = next_seq + 100_000
+    forged = (transparent_train(sid, seq, k_mac, ip + tcp) if pair.trains
+              else transparent_data(sid, seq, k_mac, ip + tcp))  # fmt: skip
+    before = pair.counters()["ingress"]
+    send = ("import socket, sys; s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); "
+            f"s.sendto(bytes.fromhex(sys.argv[1]), ('192.168.250.2', {pair.port}))")  # fmt: skip
+    subprocess.run(_ns(pair.ns["a"], sys.executable, "-c", send, forged.hex()), check=True)
+    deadline = time.monotonic() + 5
+    mismatch = (Verdict.DROP, Reason.INNER_SOURCE_MISMATCH)
+    while pair.counters()["ingress"].get(mismatch, 0) == before.get(mismatch, 0):
+        assert time.monotonic() < deadline, "node B never judged the forged packet"
+        time.sleep(0.05)
+    after = pair.counters()["ingress"]
+    assert after.get(mismatch, 0) - before.get(mismatch, 0) == 1
+    assert after.get((Verdict.ADMIT, Reason.OK), 0) == before.get((Verdict.ADMIT, Reason.OK), 0)
+
+
 def test_iperf3_tcp_through_transparent_mode(pair: TransparentPair) -> None:
     """A 2-second TCP stream: every wire packet encapsulated and admitted in the kernel,
     none lost to GSO (per-packet mode: offloads off; trains mode: super-packets stamped
@@ -231,6 +290,25 @@ def test_workload_moved_to_a_new_address_keeps_its_authority(pair: TransparentPa
     assert pair.agent_stats("b")["init_bound"] == bound_b + 1  # the client's new session
     assert pair.agent_stats("a")["init_bound"] == bound_a + 1  # the replies' new session
     pair.client_ip = moved
+
+
+def test_sending_agent_restart_keeps_its_egress_sessions(pair: TransparentPair) -> None:
+    """kill -9 node A's agent and start it again: the egress sessions are pinned, so the
+    next connection rides the session opened before the restart (no punt, no INIT) and
+    is admitted at node B."""
+    _curl(pair.client_ns, f"http://{pair.server_ip}:{HTTP_PORT}/")  # a live session
+    sid, _, _ = _egress_session(pair, pair.server_ip, HTTP_PORT)
+    punts = pair.counters()["egress"]["PUNT"]
+    bound_b = pair.agent_stats("b").get("init_bound", 0)
+    pair.restart_agent("a")
+    admitted0 = _admitted(pair)
+    code, connect = _curl(pair.client_ns, f"http://{pair.server_ip}:{HTTP_PORT}/")
+    assert code == "200" and connect < TCP_INITIAL_RTO
+    assert pair.counters()["egress"]["PUNT"] == punts
+    assert pair.agent_stats("a").get("init_sent", 0) == 0
+    assert pair.agent_stats("b").get("init_bound", 0) == bound_b
+    assert _egress_session(pair, pair.server_ip, HTTP_PORT)[0] == sid
+    assert _admitted(pair) > admitted0
 
 
 def test_revocation_cuts_a_running_iperf3_flow(pair: TransparentPair) -> None:

@@ -57,6 +57,7 @@ MAPS = (
     "warrant_events",
     "warrant_session_filter",
     "warrant_percpu",
+    "warrant_tp_bindings",  # transparent sessions' bindings (encap.h): kept over a restart
 )
 # What a restarted agent needs to resume a session (AEAD key, credential, claim, path):
 # made and pinned by user space, never referenced by a program (see `Datapath.put_record`).
@@ -276,12 +277,20 @@ class MapView:
 
     @classmethod
     def pinned(cls, pin_root: str = PIN_ROOT) -> MapView:
-        return cls({name: libbpf.obj_get(f"{pin_root}/{name}") for name in MAPS})
+        view = cls({name: libbpf.obj_get(f"{pin_root}/{name}") for name in MAPS})
+        view._owned = True
+        return view
+
+    _owned = False  # the fds are this view's own (pinned()), not a loaded object's
 
     def close(self) -> None:
         if self._ring is not None:
             self._ring.close()
             self._ring = None
+        if self._owned:
+            for fd in self.fd.values():
+                os.close(fd)
+            self.fd = {}
 
     def session_ids(self) -> list[bytes]:
         return [*self._hashed_ids(), *self._slot_owners().values()]

@@ -466,7 +466,10 @@ class TransparentAgent:
         self.receiver = Receiver(
             keys.load_secret(Path(cfg.key)), policy, started_at=time.time(), sessions=self.store
         )
-        self.bound: set[bytes] = set()
+        # bindings pinned by an agent before a restart: still ours to remove when they end
+        self.bound: set[bytes] = {
+            struct.pack("<Q", k.value) for k in libbpf.map_keys(self.bindings_fd, ctypes.c_uint64)
+        }
         self.revocations = (
             RevocationWatcher(Path(cfg.revocations), lambda: self.receiver.policy.trust)
             if cfg.revocations
@@ -480,6 +483,10 @@ class TransparentAgent:
         self.eg = libbpf.BpfObject(str(build("transparent_egress")))
         self.eg.set_pin_path("warrant_tp_egress_counters",
                              f"{cfg.pin_root}/warrant_tp_egress_counters")  # fmt: skip
+        # pinned: a restarted agent finds its workloads' sessions (keys and counters) and
+        # the kernel goes on stamping with them, no new INIT (SPEC 13.2)
+        self.eg.set_pin_path("warrant_tp_egress_sessions",
+                             f"{cfg.pin_root}/warrant_tp_egress_sessions")  # fmt: skip
         self.eg.load()
         self.eg_fd = self.eg.program_fd("warrant_tp_egress")
         self.links: list[int] = []
@@ -492,6 +499,11 @@ class TransparentAgent:
         self.addresses: dict[int, str] = {}  # last address each veth was registered with
         self.stats: dict[str, int] = {}
         self._missing: set[str] = set()  # veths of registered workloads not (yet) here
+        # sessions an earlier agent opened (a restart): resumed from their kernel records,
+        # re-verified under this policy and these revocation lists; the others removed,
+        # their bindings with them at the first _unbind_ended
+        adopted, refused = self.store.adopt(self.receiver.verifier.verify, time.time())
+        self.stats.update(sessions_adopted=len(adopted), sessions_refused=len(refused))
         self._wanted = self.registry.poll()  # a file that does not parse stops the start
         self._apply_wanted()
         for p in self.peers:
@@ -587,8 +599,13 @@ class TransparentAgent:
         rej = RejectPacket.decode(packet)
         for key, s in list(self.senders.items()):
             if s.session_id == rej.session_id:
-                libbpf.map_delete(self.eg.map_fd("warrant_tp_egress_sessions"), _egress_key(key))
                 del self.senders[key]
+        # by the map, not the senders: a session opened before a restart has none here
+        fd = self.eg.map_fd("warrant_tp_egress_sessions")
+        for ek in libbpf.map_keys(fd, EgressKey):
+            es = EgressSession()
+            if libbpf.map_lookup(fd, ek, es) and es.sid == _sid_u64(rej.session_id):
+                libbpf.map_delete(fd, ek)
                 self._count("reject")
 
     def on_cookie(self, packet: bytes) -> None:
@@ -904,6 +921,25 @@ class TransparentPair:
             "ingress_a": ingress_counters(self.pin_a), "egress_b": egress_counters(self.pin_b),
         }  # fmt: skip
 
+    def start_agent(self, node: str) -> subprocess.Popen[str]:
+        """Start node `node`'s ("a" or "b") agent from its config file; returns once it
+        is ready."""
+        proc = subprocess.Popen(
+            ["nsenter", f"--net=/run/netns/{self.ns[node]}", sys.executable, "-m",
+             "warrant.datapath.transparent", "agent", "--config",
+             str(self.tmp / f"node-{node}.json")],
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        )  # fmt: skip
+        _wait_ready(proc, f"node-{node}")
+        return proc
+
+    def restart_agent(self, node: str) -> None:
+        """kill -9 node `node`'s agent, then start it again (fault tests)."""
+        i = 0 if node == "a" else 1
+        self.procs[i].kill()
+        self.procs[i].wait()
+        self.procs[i] = self.start_agent(node)
+
     def agent_stats(self, node: str) -> dict[str, int]:
         """The agent's own counters (`node`: "a" or "b"): INITs sent, bound, refused by
         reason, punts without a credential."""
@@ -1041,7 +1077,7 @@ def setup_pair(tag: str, server_port: int = 8000, *, second_client: bool = False
         peer_a = {"prefix": "10.201.1.0/24", "node_addr": "192.168.250.1", "port": port,
                   "receiver_public": keys.encode_public(bytes(node_a.verify_key)),
                   "service": CLIENT_SERVICE}  # fmt: skip
-        for name, node, pin, addr, up, reg, peers in (
+        for name, _node, pin, addr, up, reg, peers in (
             ("node-a", ns["a"], pair.pin_a, "192.168.250.1", up_a, reg_a, [peer_b]),
             (
                 "node-b",
@@ -1059,13 +1095,7 @@ def setup_pair(tag: str, server_port: int = 8000, *, second_client: bool = False
                               str(reg), peers, str(tmp / f"{name}.stats.json"),
                               str(revocations), trains=trains)  # fmt: skip
             (tmp / f"{name}.json").write_text(json.dumps(asdict(cfg)))
-            proc = subprocess.Popen(
-                ["nsenter", f"--net=/run/netns/{node}", sys.executable, "-m",
-                 "warrant.datapath.transparent", "agent", "--config", str(tmp / f"{name}.json")],
-                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-            )  # fmt: skip
-            pair.procs.append(proc)
-            _wait_ready(proc, name)
+            pair.procs.append(pair.start_agent(name[-1]))
         return pair
     except BaseException:
         pair.close()
