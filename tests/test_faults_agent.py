@@ -170,3 +170,58 @@ def test_agent_kill9_kernel_keeps_enforcing_and_restart_keeps_session(
         if restarted is not None:
             restarted.stop()
         tx_sock.close()
+
+
+def test_agent_restart_under_a_denying_policy_ends_the_adopted_session(
+    topo: dict[str, str], tmp_path: Path
+) -> None:
+    """An agent restarted with a policy that now refuses a session (default deny, no
+    rule) does not resume it from its kernel record: the record re-verifies only the
+    chain, the policy's rules are applied as a reload applies them.  The session is
+    listed as dropped with its policy reason and its next DATA is refused in the kernel
+    (UNKNOWN_SESSION), never delivered."""
+    import yaml
+
+    from warrant.datapath.lab import Lab
+
+    lab = Lab(time.time(), ports=(PORT,), relays=0)
+    from warrant.demo.topology import entered
+
+    with entered(topo["a"]):
+        tx_sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        tx_sock.bind((A_ADDR, SPORT))
+    dst = (B_ADDR, PORT)
+    options = lab_options(lab, tmp_path)
+    agent = AgentProc(topo, tmp_path, B_ADDR, PORT, *options)
+    restarted: AgentProc | None = None
+    try:
+        agent.wait_for("attached")
+        sender = lab.sender()
+        tx_sock.sendto(sender.open(b"hello", time.time()), dst)
+        agent.wait_for("installed")
+        sid = sender.session_id
+        assert sid is not None
+        os.kill(agent.proc.pid, signal.SIGKILL)
+        agent.proc.wait(10)
+        policy = yaml.safe_load(lab.policy_yaml())
+        policy["default"] = "deny"
+        (tmp_path / "policy.yaml").write_text(yaml.safe_dump(policy))
+        restarted = AgentProc(topo, tmp_path, B_ADDR, PORT, *options, "--events")
+        attached = restarted.wait_for("attached")
+        assert attached["reused_sessions"] == 0, attached
+        assert attached["dropped_sessions"][sid.hex()].startswith("policy: "), attached
+        tx_sock.sendto(sender.seal(b"after the restart"), dst)
+        deadline = time.monotonic() + 5
+        drops: list[str] = []
+        while time.monotonic() < deadline and "UNKNOWN_SESSION" not in drops:
+            restarted.read(0.2)
+            drops = [r["reason"] for r in restarted.lines
+                     if r.get("agent") == "kernel" and r.get("verdict") == "DROP"]  # fmt: skip
+        assert "UNKNOWN_SESSION" in drops, restarted.lines
+        assert not [r for r in restarted.lines
+                    if r.get("agent") == "socket" and r.get("kind") == "DATA"]  # fmt: skip
+    finally:
+        agent.stop()
+        if restarted is not None:
+            restarted.stop()
+        tx_sock.close()

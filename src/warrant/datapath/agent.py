@@ -170,6 +170,11 @@ class Agent:
         # sessions an earlier agent opened: resumed from their kernel records (re-verified
         # under this policy and these revocation lists), the others removed
         adopted, refused = self.store.adopt(self.receiver.verifier.verify, time.time())
+        # and judged by this policy's rules as a reload would (deny, allow, path): the
+        # records re-verify the chain only
+        for e in self.receiver.set_policy(self.receiver.policy, time.time()):
+            adopted.remove(e.session)
+            refused[e.session.session_id] = f"policy: {e.reason.name}"
         self._emit("attached", ifindex=ifindex, mode=attach, ports=self.ports, pin_root=pin_root,
                    reused_sessions=len(adopted),
                    dropped_sessions={sid.hex(): why for sid, why in refused.items()})  # fmt: skip

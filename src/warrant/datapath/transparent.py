@@ -503,7 +503,9 @@ class TransparentAgent:
         # re-verified under this policy and these revocation lists; the others removed,
         # their bindings with them at the first _unbind_ended
         adopted, refused = self.store.adopt(self.receiver.verifier.verify, time.time())
-        self.stats.update(sessions_adopted=len(adopted), sessions_refused=len(refused))
+        ended = self.receiver.set_policy(self.receiver.policy, time.time())  # rules too
+        self.stats.update(sessions_adopted=len(adopted) - len(ended),
+                          sessions_refused=len(refused) + len(ended))  # fmt: skip
         self._wanted = self.registry.poll()  # a file that does not parse stops the start
         self._apply_wanted()
         for p in self.peers:
