@@ -293,13 +293,19 @@ def test_workload_moved_to_a_new_address_keeps_its_authority(pair: TransparentPa
 
 
 def test_sending_agent_restart_keeps_its_egress_sessions(pair: TransparentPair) -> None:
-    """kill -9 node A's agent and start it again: the egress sessions are pinned, so the
-    next connection rides the session opened before the restart (no punt, no INIT) and
-    is admitted at node B."""
+    """kill -9 node A's agent: its egress program stays attached (pinned tcx link) and its
+    sessions stay in the kernel, so a connection made while no agent runs is carried
+    and admitted.  Started again, the agent swaps its program in and the next
+    connection still rides the session opened before (no punt, no INIT)."""
     _curl(pair.client_ns, f"http://{pair.server_ip}:{HTTP_PORT}/")  # a live session
     sid, _, _ = _egress_session(pair, pair.server_ip, HTTP_PORT)
     punts = pair.counters()["egress"]["PUNT"]
     bound_b = pair.agent_stats("b").get("init_bound", 0)
+    pair.kill_agent("a")
+    admitted0 = _admitted(pair)
+    code, _ = _curl(pair.client_ns, f"http://{pair.server_ip}:{HTTP_PORT}/")
+    assert code == "200", "nothing carried while node A's agent was down"
+    assert _admitted(pair) > admitted0
     pair.restart_agent("a")
     admitted0 = _admitted(pair)
     code, connect = _curl(pair.client_ns, f"http://{pair.server_ip}:{HTTP_PORT}/")

@@ -26,6 +26,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import ctypes
+import errno
 import fcntl
 import ipaddress
 import json
@@ -489,7 +490,6 @@ class TransparentAgent:
                              f"{cfg.pin_root}/warrant_tp_egress_sessions")  # fmt: skip
         self.eg.load()
         self.eg_fd = self.eg.program_fd("warrant_tp_egress")
-        self.links: list[int] = []
         self.senders: dict[FlowKey, Sender] = {}
         self.own_seq: dict[bytes, int] = {}
         # DATA that follows a probe INIT: (due, packet, destination)
@@ -689,12 +689,51 @@ class TransparentAgent:
             libbpf.map_update(self.eg.map_fd("warrant_tp_workloads"), ctypes.c_uint32(ifindex),
                               WorkloadValue(_ip_u32(w.address), flags))  # fmt: skip
             if ifindex not in self.attached:
-                self.links.append(libbpf.tcx_attach(ifindex, self.eg_fd))
+                self._attach_egress(ifindex)
                 self.attached.add(ifindex)
         for ifindex in set(self.by_ifindex) - set(by_ifindex):  # removed: not ours any more
             libbpf.map_delete(self.eg.map_fd("warrant_tp_workloads"), ctypes.c_uint32(ifindex))
             self._end_egress(ifindex)
+            self._detach_egress(ifindex)
+            self.attached.discard(ifindex)
         self.by_ifindex = by_ifindex
+
+    def _egress_pin(self, ifindex: int) -> str:
+        return f"{self.cfg.pin_root}/tcx_egress_{ifindex}"
+
+    def _attach_egress(self, ifindex: int) -> None:
+        """The egress program on a workload's veth through a pinned tcx link: it outlives
+        this agent (a restarted one swaps its own program in), so a workload's packets
+        keep leaving stamped with its pinned sessions while no agent runs."""
+        pin = self._egress_pin(ifindex)
+        if os.path.exists(pin):
+            link = libbpf.obj_get(pin)
+            try:
+                libbpf.link_update(link, self.eg_fd)
+                return
+            except libbpf.BpfError as exc:
+                if exc.errno != errno.ENOLINK:
+                    raise
+                os.unlink(pin)  # its veth went away, and the attachment with it
+            finally:
+                os.close(link)
+        link = libbpf.tcx_attach(ifindex, self.eg_fd)
+        try:
+            libbpf.obj_pin(link, pin)
+        finally:
+            os.close(link)
+
+    def _detach_egress(self, ifindex: int) -> None:
+        pin = self._egress_pin(ifindex)
+        if not os.path.exists(pin):
+            return
+        link = libbpf.obj_get(pin)
+        try:
+            with contextlib.suppress(libbpf.BpfError):  # already gone with its veth
+                libbpf.link_detach(link)
+        finally:
+            os.close(link)
+        os.unlink(pin)
 
     def _end_egress(self, ifindex: int) -> None:
         for key in [k for k in self.senders if k[0] == ifindex]:
@@ -811,8 +850,6 @@ class TransparentAgent:
 
     def close(self) -> None:
         self.registry.close()
-        for link in self.links:
-            os.close(link)
         self.punts.close()
         self.eg.close()
         self.sock.close()
@@ -935,12 +972,16 @@ class TransparentPair:
         _wait_ready(proc, f"node-{node}")
         return proc
 
+    def kill_agent(self, node: str) -> None:
+        """kill -9 node `node`'s agent (fault tests); restart_agent starts it again."""
+        proc = self.procs[0 if node == "a" else 1]
+        proc.kill()
+        proc.wait()
+
     def restart_agent(self, node: str) -> None:
-        """kill -9 node `node`'s agent, then start it again (fault tests)."""
-        i = 0 if node == "a" else 1
-        self.procs[i].kill()
-        self.procs[i].wait()
-        self.procs[i] = self.start_agent(node)
+        if self.procs[0 if node == "a" else 1].poll() is None:
+            self.kill_agent(node)
+        self.procs[0 if node == "a" else 1] = self.start_agent(node)
 
     def agent_stats(self, node: str) -> dict[str, int]:
         """The agent's own counters (`node`: "a" or "b"): INITs sent, bound, refused by
@@ -1142,7 +1183,7 @@ def main(argv: list[str] | None = None) -> int:
 
     signal.signal(signal.SIGTERM, _stop)
     signal.signal(signal.SIGINT, _stop)
-    print(json.dumps({"ready": True, "links": len(a.links)}), flush=True)
+    print(json.dumps({"ready": True, "links": len(a.attached)}), flush=True)
     try:
         a.run(stop)
     finally:
