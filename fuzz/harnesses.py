@@ -15,6 +15,10 @@ declared way) or raises something else, which atheris reports as a crash:
     crd         crd_policy.load_text + to_policy (WarrantPolicy CRD): a policy or a
                 one-line PolicyError
     receiver    fuzz_wire.test_one_input: decoders and a live Receiver (see fuzz_wire.py)
+    transparent transparent-mode DATA and segment trains (SPEC 13): judge_transparent for
+                the vectors' session and binding, the first byte choosing a GSO size: a
+                reason, and an admitted train's places within its descriptor; the
+                agent's checksum completion keeps every input's length
 
 A refusal must carry a reason: a WarrantError's reason is a Reason other than
 OK, a ValueError's message is one non-empty line.
@@ -56,6 +60,11 @@ from warrant.core.wire import (  # noqa: E402
     InitPacket,
     RejectPacket,
     peek_kind,
+)
+from warrant.datapath.transparent import (  # noqa: E402
+    Binding,
+    complete_checksum,
+    judge_transparent,
 )
 from warrant.integration import crd_policy  # noqa: E402
 
@@ -182,6 +191,26 @@ def check_crd(data: bytes) -> None:
         _one_line(exc)
 
 
+_TP_CASE: list[tuple[bytes, Any]] = []
+
+
+def check_transparent(data: bytes) -> None:
+    if not _TP_CASE:
+        doc = json.loads((VECTORS / "transparent.json").read_text())
+        _TP_CASE.append((bytes.fromhex(doc["k_mac_hex"]), Binding(**doc["binding"], ifindex=1)))
+    k_mac, binding = _TP_CASE[0]
+    gso, packet = (data[0] * 8 if data else 0), data[1:]
+    if len(packet) < 36:  # the datapath parses the header first (wire.h): not this target's
+        return
+    reason, first, count = judge_transparent(packet, k_mac, binding, gso)
+    assert isinstance(reason, Reason)
+    if reason == Reason.OK and packet[3] & 0x08:
+        segs = packet[42]
+        assert count >= 1 and first + count <= segs, (first, count, segs)
+        assert count == 1 or gso, "a whole train outside a GSO frame"
+    assert len(complete_checksum(packet)) == len(packet)
+
+
 def check_receiver(data: bytes) -> None:
     import fuzz_wire
 
@@ -197,6 +226,7 @@ TARGETS: dict[str, Callable[[bytes], None]] = {
     "policy": check_policy,
     "crd": check_crd,
     "receiver": check_receiver,
+    "transparent": check_transparent,
 }
 
 
@@ -246,6 +276,9 @@ def seeds(name: str) -> Iterator[bytes]:
         yield yaml.safe_load((kube / "configmap-policies.yaml").read_text())["data"][
             "policy.yaml"
         ].encode()
+    elif name == "transparent":
+        for case in json.loads((VECTORS / "transparent.json").read_text())["cases"]:
+            yield bytes([case.get("gso_size", 0) // 8]) + bytes.fromhex(case["packet_hex"])
     elif name == "receiver":
         import fuzz_wire
 

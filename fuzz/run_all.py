@@ -38,7 +38,17 @@ from pathlib import Path
 
 FUZZ = Path(__file__).resolve().parent
 ROOT = FUZZ.parent
-TARGETS = ("packets", "credential", "claim", "revocation", "anchors", "policy", "crd", "receiver")
+TARGETS = (
+    "packets",
+    "credential",
+    "claim",
+    "revocation",
+    "anchors",
+    "policy",
+    "crd",
+    "receiver",
+    "transparent",
+)
 DEFAULT_OUT = FUZZ / "results.json"
 _STAT = re.compile(r"^stat::number_of_executed_units:\s*(\d+)", re.M)
 _PROGRESS = re.compile(r"^#(\d+)\s", re.M)
