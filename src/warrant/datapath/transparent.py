@@ -300,6 +300,10 @@ def judge_transparent(packet: bytes, k_mac: bytes, binding: Binding | None,
     """check_transparent's reason and the wire packets (first, count) of the train the
     packet is, relative to its sequence number (0, 1 for anything but a train)."""
     flags = packet[3]
+    both = FLAG_DATA_TRAIN | FLAG_DATA_INNER_IP
+    # a merged frame is refused before its DATA header is parsed, unless it may be a train
+    if gso_size and flags & both != both:
+        return Reason.MERGED_FRAME, 0, 1
     if flags & FLAG_DATA_TRAIN and not flags & FLAG_DATA_INNER_IP:
         return Reason.MALFORMED, 0, 1
     is_train = binding is not None and flags & FLAG_DATA_TRAIN
