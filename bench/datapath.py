@@ -229,14 +229,18 @@ class Bench:
 
     # ---- cases ---------------------------------------------------------------------------
     def call(self, runner: libbpf.TestRunner, frame: bytes, action: int,
-             counter: Callable[[], int] | None) -> float:  # fmt: skip
-        """One test run at repeat=N; the action and the counter's move are asserted."""
-        before = counter() if counter else 0
+             counter: Callable[[], int] | None,
+             also: Callable[[], int] | None = None) -> float:  # fmt: skip
+        """One test run at repeat=N; the action and the counters' moves (`also`: a
+        second counter that must move by N too) are asserted."""
+        counters = [c for c in (counter, also) if c]
+        before = [c() for c in counters]
         retval, ns = runner.run(frame, self.repeat)
         if retval != action:
             raise RuntimeError(f"XDP action {retval}, expected {action}")
-        if counter and counter() - before != self.repeat:
-            raise RuntimeError(f"counter moved {counter() - before}, expected {self.repeat}")
+        for c, b in zip(counters, before, strict=True):
+            if c() - b != self.repeat:
+                raise RuntimeError(f"counter moved {c() - b}, expected {self.repeat}")
         self.dp.events()  # drain: the next call starts with an empty ring
         return float(ns)  # the kernel reports the mean per run, in whole ns
 
@@ -245,9 +249,10 @@ class Bench:
         runner = libbpf.TestRunner(prog_fd)
         return lambda: self.call(runner, frame, action, counter)
 
-    def warrant(self, frame: bytes, action: int, verdict: Verdict,
-                reason: Reason) -> Callable[[], float]:  # fmt: skip
-        return lambda: self.call(self.xdp, frame, action, lambda: self.packets(verdict, reason))
+    def warrant(self, frame: bytes, action: int, verdict: Verdict, reason: Reason,
+                also: Callable[[], int] | None = None) -> Callable[[], float]:  # fmt: skip
+        return lambda: self.call(self.xdp, frame, action, lambda: self.packets(verdict, reason),
+                                 also)  # fmt: skip
 
     def driven(self, target_fd: int, hops: int, action: int,
                counter: Callable[[], int] | None) -> Callable[[], float]:  # fmt: skip
@@ -285,7 +290,13 @@ class Bench:
             Case("admit_4hop_raw", self.driven(self.dp.xdp_fd, 4, XDP_PASS, admitted)),
             Case(
                 "unknown_session",
-                W(udp_frame(bytes(unknown), PORT), XDP_DROP, Verdict.DROP, Reason.UNKNOWN_SESSION),
+                W(
+                    udp_frame(bytes(unknown), PORT),
+                    XDP_DROP,
+                    Verdict.DROP,
+                    Reason.UNKNOWN_SESSION,
+                    self.dp.rejects_limited,
+                ),
             ),
             Case(
                 "malformed",

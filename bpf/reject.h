@@ -27,8 +27,8 @@
  * Rate: a per-CPU token bucket (GCRA: one theoretical arrival time per CPU) of
  * DP_REJECT_RATE per second with a burst of DP_REJECT_BURST; beyond it the DATA is
  * dropped silently.  The verdict and reason of the DATA itself stay DROP /
- * UNKNOWN_SESSION (SESSION_EXPIRED): the reply is a side effect, counted in its own
- * counter slots (verdict.h: REJECTS_SENT, REJECTS_LIMITED).
+ * UNKNOWN_SESSION (SESSION_EXPIRED): the reply is a side effect, counted on its own:
+ * REJECTS_SENT (a verdict.h counter slot), rejects_limited (warrant_percpu).
  */
 #ifndef WARRANT_REJECT_H
 #define WARRANT_REJECT_H

@@ -88,7 +88,7 @@ static __always_inline void warrant_count_slot(__u32 slot)
 
 /* Per-CPU event budget (warrant_percpu): at most DP_EVENT_BUDGET events per clock
  * tick per CPU.  A flood is then dropped at the cost of its counters (every packet is
- * counted), and user space sees how many events it missed (EVENTS_SUPPRESSED). */
+ * counted), and user space sees how many events it missed (events_suppressed). */
 static __always_inline int warrant_budget_take(struct warrant_event *ev,
 					       struct warrant_percpu *pc)
 {

@@ -591,6 +591,31 @@ def test_kernel_rejects_are_rate_limited_per_cpu(dp) -> None:  # type: ignore[no
     assert counters[(Verdict.DROP, Reason.UNKNOWN_SESSION)][0] == DP_REJECT_BURST + 5
 
 
+def test_event_budget_counts_the_events_it_withholds(dp) -> None:  # type: ignore[no-untyped-def]
+    """The deployed configuration: every drop wants an event, at most DP_EVENT_BUDGET per
+    CPU per clock tick.  Beyond it every frame is still counted and the withheld events
+    are counted too (warrant_percpu); a later tick writes events again."""
+    from warrant.core.constants import DP_CLOCK_TICK_SHIFT, DP_EVENT_BUDGET
+    from warrant.datapath import libbpf
+
+    dp.set_config()
+    dp.set_time(T0)
+    bad = bytearray(data_packet(Lab(T0, seed=13).open(0), 1, bytes(AEAD_TAG_LEN)))
+    bad[3] = 0x80  # an undefined flag: MALFORMED
+    frame = frame_with(bytes(bad))
+    runner = libbpf.TestRunner(dp.xdp_fd)
+    extra = 10
+    assert runner.run(frame, DP_EVENT_BUDGET + extra)[0] == 1  # XDP_DROP
+    events = dp.events()
+    assert len(events) == DP_EVENT_BUDGET
+    assert {(e.verdict, e.reason) for e in events} == {(Verdict.DROP, Reason.MALFORMED)}
+    assert dp.events_suppressed() == extra
+    assert dp.counters()[(Verdict.DROP, Reason.MALFORMED)][0] == DP_EVENT_BUDGET + extra
+    dp.set_time(T0 + 2 * 2**DP_CLOCK_TICK_SHIFT / 1e9)  # a later tick: a fresh budget
+    assert runner.run(frame)[0] == 1
+    assert len(dp.events()) == 1 and dp.events_suppressed() == extra
+
+
 def test_window_admits_each_number_once_across_cpus(dp) -> None:  # type: ignore[no-untyped-def]
     """The lock-free window (bpf/replay.h) under real concurrency: processes pinned to
     different CPUs run the same DATA packets in the same shuffled order through
