@@ -50,7 +50,16 @@ from .constants import (
 )
 from .errors import WarrantError
 from .revocation import RevocationStore
-from .rights import Destination, Grant, Rights, narrow, root_rights
+from .rights import (
+    Destination,
+    Grant,
+    Rights,
+    built,
+    make_destination,
+    make_grant,
+    narrow,
+    root_rights,
+)
 
 CREDENTIAL_VERSION = 1
 
@@ -119,22 +128,45 @@ def _make_chain_hash() -> Callable[[bytes], bytes]:
 _chain_hash = _make_chain_hash()
 
 
-def _sig_ok(public: bytes, message: bytes, signature: bytes) -> bool:
-    """Ed25519 verify through libsodium (crypto_sign_open, as VerifyKey.verify does)."""
-    if (
-        type(public) is bytes
-        and len(public) == PUBKEY_LEN
-        and type(signature) is bytes
-        and len(signature) == SIGNATURE_LEN
-    ):
+def _make_sign_open() -> Callable[[bytes, bytes], bool]:
+    """Ed25519 verify of `signed` (signature || message): libsodium's crypto_sign_open,
+    as VerifyKey.verify and nacl.bindings.crypto_sign_open call it.
+
+    Called through PyNaCl's cffi handle for the reason given in _make_chain_hash (the
+    public wrapper allocates a length cell and copies the opened message out), with
+    the public wrapper as the fallback.
+    """
+
+    def public(signed: bytes, key: bytes) -> bool:
         try:
-            nacl.bindings.crypto_sign_open(signature + message, public)
+            nacl.bindings.crypto_sign_open(signed, key)
         except nacl.exceptions.BadSignatureError:
             return False
         return True
+
+    try:
+        from nacl._sodium import ffi, lib
+    except ImportError:  # pragma: no cover - another PyNaCl layout
+        return public
+    new, null, sign_open = ffi.new, ffi.NULL, lib.crypto_sign_open
+
+    def direct(signed: bytes, key: bytes) -> bool:
+        out = new("unsigned char[]", len(signed))
+        return bool(sign_open(out, null, signed, len(signed), key) == 0)
+
+    return direct
+
+
+_sign_open = _make_sign_open()
+
+
+def _sig_ok(public: bytes, signed: bytes) -> bool:
+    """Does `signed` (an Ed25519 signature then the message it signs) verify under `public`?"""
+    if type(public) is bytes and len(public) == PUBKEY_LEN and type(signed) is bytes:
+        return _sign_open(signed, public)
     # Odd inputs (only from hand-built Link objects): PyNaCl's own checks decide.
     try:
-        nacl.signing.VerifyKey(public).verify(message, signature)
+        nacl.signing.VerifyKey(public).verify(signed[SIGNATURE_LEN:], signed[:SIGNATURE_LEN])
     except (nacl.exceptions.BadSignatureError, ValueError):
         return False
     return True
@@ -225,7 +257,7 @@ def _destinations(value: Any) -> tuple[Destination, ...]:
         if (n == 3 and lo == hi) or (last is not None and not last < this):
             raise _malformed("link body is not in deterministic encoding")
         last = this
-        out.append(Destination(item[0], lo, hi))
+        out.append(make_destination(item[0], lo, hi))
     return tuple(out)
 
 
@@ -319,7 +351,7 @@ class Link:
         ops, dsts, nbf, exp = get(K_OPS), get(K_DSTS), get(K_NBF), get(K_EXP)
         hops, allowed, required = get(K_HOPS), get(K_ALLOWED), get(K_REQUIRED)
         forbidden, rate = get(K_FORBIDDEN), get(K_RATE)
-        grant = Grant(  # positional, in Grant's field order
+        grant = make_grant(  # positional, in Grant's field order
             None if ops is None else _str_list(ops, "operations"),
             None if dsts is None else _destinations(dsts),
             None if nbf is None else _uint(nbf, "not_before"),
@@ -332,7 +364,15 @@ class Link:
         )
         if cbor2.dumps(m) != body:
             raise _malformed("link body is not in deterministic encoding")
-        return cls(body, signature, holder, grant, scope, anchor)
+        fields = {
+            "body": body,
+            "signature": signature,
+            "holder": holder,
+            "grant": grant,
+            "scope": scope,
+            "anchor_id": anchor,
+        }
+        return built(cls, fields)  # every field checked above
 
 
 @functools.lru_cache(maxsize=_LINK_CACHE_SIZE)
@@ -609,7 +649,8 @@ class Verifier:
         prev = _ZERO_DIGEST if start == 0 else digests[start - 1]
         for i in range(start, len(links)):
             link = links[i]
-            if not _sig_ok(signer, SIG_CONTEXT_LINK + prev + link.body, link.signature):
+            signed = b"".join((link.signature, SIG_CONTEXT_LINK, prev, link.body))
+            if len(link.signature) != SIGNATURE_LEN or not _sig_ok(signer, signed):
                 raise WarrantError(Reason.BAD_SIGNATURE, f"link {i + 1} signature does not verify")
             rights = root_rights(link.grant) if rights is None else narrow(rights, link.grant)
             cache[digests[i]] = _Prefix(anchor.public, rights)
@@ -620,7 +661,16 @@ class Verifier:
         assert rights is not None
 
         link_ids = cred._link_ids
-        chain = VerifiedChain(cred, anchor, rights, digests[-1], link_ids)
+        chain = built(  # VerifiedChain(...) without the frozen __init__'s per-field setattr
+            VerifiedChain,
+            {
+                "credential": cred,
+                "anchor": anchor,
+                "rights": rights,
+                "chain_digest": digests[-1],
+                "link_ids": link_ids,
+            },
+        )
         self.revocations.check(cred.scope, link_ids, chain.keys())
         self._check_time(anchor, rights, now)
         return chain
