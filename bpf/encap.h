@@ -56,17 +56,41 @@ struct {
 	__type(value, struct warrant_tp_binding);
 } warrant_tp_bindings SEC(".maps");
 
-/* The inner packet's first 40 bytes, per CPU: the verdict path has no stack to spare. */
+/* The inner packet's first 40 bytes. */
 struct warrant_tp_scratch {
 	__u64 w[WARRANT_TP_MAC_INNER_LEN / 8];
+};
+
+/* A train descriptor as on the wire (TP_TRAIN_DESC_LEN bytes, big-endian fields). */
+struct warrant_tp_train {
+	__u32 seq0;  /* inner TCP sequence number of segment 0 */
+	__u16 mss;   /* TCP payload bytes per segment (0: a train of one unsegmented packet) */
+	__u8 segs;   /* segments, 1..TP_TRAIN_MAX_SEGS */
+	__u8 flags;  /* the super-packet's TCP flags */
+};
+
+_Static_assert(sizeof(struct warrant_tp_train) == WARRANT_TP_TRAIN_DESC_LEN, "descriptor");
+
+/* What the receiver's transparent checks work on, per CPU (the verdict path has no stack
+ * to spare): the inner bytes, and for a train everything its global check function
+ * (warrant_xdp.c) reads and writes. */
+struct warrant_tp_work {
+	struct warrant_tp_scratch inner;
+	struct warrant_tp_binding b;
+	struct warrant_tp_train t;
+	__u64 k0, k1, m0, m1, m2; /* the session's k_mac; header words as in warrant_tp_mac */
+	__u64 tag[2];             /* out: the MAC over the template */
+	__u32 inner_len;          /* bytes carried after the descriptor */
+	__u32 gso;                /* the skb's segment size when it holds a whole train */
+	__u32 first, count;       /* out: the train's wire packets this one is */
 };
 
 struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
 	__uint(max_entries, 1);
 	__type(key, __u32);
-	__type(value, struct warrant_tp_scratch);
-} warrant_tp_scratch SEC(".maps");
+	__type(value, struct warrant_tp_work);
+} warrant_tp_work SEC(".maps");
 
 /* The inner packet's first 40 bytes into *out; 0 when the frame does not hold them
  * linearly (then the packet is refused: inner packets are at least 40 bytes). */
@@ -106,16 +130,6 @@ static __always_inline void warrant_tp_mac(__u64 k0, __u64 k1, __u64 m0, __u64 m
 	WARRANT_SIP_FINAL4;
 	out[1] = v0 ^ v1 ^ v2 ^ v3;
 }
-
-/* A train descriptor as on the wire (TP_TRAIN_DESC_LEN bytes, big-endian fields). */
-struct warrant_tp_train {
-	__u32 seq0;  /* inner TCP sequence number of segment 0 */
-	__u16 mss;   /* TCP payload bytes per segment (0: a train of one unsegmented packet) */
-	__u8 segs;   /* segments, 1..TP_TRAIN_MAX_SEGS */
-	__u8 flags;  /* the super-packet's TCP flags */
-};
-
-_Static_assert(sizeof(struct warrant_tp_train) == WARRANT_TP_TRAIN_DESC_LEN, "descriptor");
 
 #define WARRANT_TCP_FIN 0x01
 #define WARRANT_TCP_PSH 0x08

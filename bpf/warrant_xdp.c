@@ -36,6 +36,25 @@ char LICENSE[] SEC("license") = "GPL";
  * -EINVAL where the kernel does not know it, and warrant_tp_deliver then does without */
 #define WARRANT_ADJ_ROOM_DECAP_L4_UDP (1ULL << 10)
 
+/* The segment-train checks of steps 5 and 5a (SPEC 13.7) on w, which the caller filled:
+ * a global function, so the verifier checks it once instead of in every state its
+ * callers reach (the parse and hop paths multiply those).  Returns -1 when the packet
+ * is no piece of its described train (refused as BAD_MAC before the MAC: the caller
+ * charges the bad-MAC bucket), else the inner check's reason of the packet's own
+ * headers, with w->tag the MAC of the template and w->first/count its places. */
+__attribute__((noinline)) int warrant_tp_train_judge(struct warrant_tp_work *w)
+{
+	if (!w)
+		return -1;
+	int inner_reason = warrant_tp_inner_check(&w->b, &w->inner, w->inner_len);
+	if (!warrant_tp_train_place(&w->t, &w->inner, w->gso, &w->first, &w->count))
+		return -1;
+	warrant_tp_train_template(&w->inner, &w->t);
+	warrant_tp_train_mac(w->k0, w->k1, w->m0, w->m1, w->m2, *(__u64 *)&w->t, &w->inner,
+			     w->tag);
+	return inner_reason;
+}
+
 /* Steps 2-7 for a parsed DATA header.  Fills ev->time_ns.  len: the Warrant packet's
  * length; *tp: set to the binding of an admitted transparent packet (SPEC 13); *train:
  * set when it was a segment train (13.7).  gso: the segment size of a TC skb holding
@@ -81,6 +100,7 @@ static __always_inline int warrant_check_data(struct warrant_data *d, __u8 *data
 	/* Transparent DATA (SPEC 13): only on a session the agent bound as transparent;
 	 * otherwise the flag is one more MAC input bit and the MAC below refuses it. */
 	struct warrant_tp_binding *b = 0;
+	struct warrant_tp_work *work = 0;
 	struct warrant_tp_scratch *inner = 0;
 	__u32 inner_len = len - WARRANT_TP_INNER_OFF;
 	__u32 first = 0, count = 1;
@@ -89,30 +109,40 @@ static __always_inline int warrant_check_data(struct warrant_data *d, __u8 *data
 	if (flags & WARRANT_FLAG_DATA_INNER_IP) {
 		__u32 zero = 0;
 		b = bpf_map_lookup_elem(&warrant_tp_bindings, &d->session_id);
-		inner = bpf_map_lookup_elem(&warrant_tp_scratch, &zero);
+		work = bpf_map_lookup_elem(&warrant_tp_work, &zero);
+		if (work)
+			inner = &work->inner;
 	}
 	if (gso && !(b && inner && (flags & WARRANT_FLAG_DATA_TRAIN)))
 		return WARRANT_REASON_MERGED_FRAME; /* several datagrams, one header judged */
-	if (b && inner && (flags & WARRANT_FLAG_DATA_TRAIN)) {
+	if (b && work && (flags & WARRANT_FLAG_DATA_TRAIN)) {
 		__u8 *desc = pkt + WARRANT_TP_INNER_OFF;
 		if (d->hop_count)
 			return WARRANT_REASON_MALFORMED;
 		if (inner_len < WARRANT_TP_TRAIN_DESC_LEN ||
 		    desc + WARRANT_TP_TRAIN_DESC_LEN > data_end)
 			return WARRANT_REASON_INNER_NOT_GRANTED;
-		struct warrant_tp_train t = *(struct warrant_tp_train *)desc;
-		inner_len -= WARRANT_TP_TRAIN_DESC_LEN;
-		if (!warrant_tp_inner_copy(desc + WARRANT_TP_TRAIN_DESC_LEN, data_end, inner))
+		if (!warrant_tp_inner_copy(desc + WARRANT_TP_TRAIN_DESC_LEN, data_end, &work->inner))
 			return WARRANT_REASON_INNER_NOT_GRANTED;
-		/* judged on the packet's own headers, reported after the MAC (5a) */
-		inner_reason = warrant_tp_inner_check(b, inner, inner_len);
-		if (!warrant_tp_train_place(&t, inner, gso, &first, &count)) {
+		work->t = *(struct warrant_tp_train *)desc;
+		work->b = *b;
+		work->inner_len = inner_len - WARRANT_TP_TRAIN_DESC_LEN;
+		work->gso = gso;
+		work->k0 = *(__u64 *)s->k_mac;
+		work->k1 = *(__u64 *)(s->k_mac + 8);
+		work->m0 = m0;
+		work->m1 = m1;
+		work->m2 = m2;
+		int judged = warrant_tp_train_judge(work);
+		if (judged < 0) {
 			warrant_bad_mac_charge(s);
 			return WARRANT_REASON_BAD_MAC;
 		}
-		warrant_tp_train_template(inner, &t);
-		warrant_tp_train_mac(*(__u64 *)s->k_mac, *(__u64 *)(s->k_mac + 8), m0, m1, m2,
-				     *(__u64 *)&t, inner, tag);
+		inner_reason = judged; /* reported after the MAC (5a) */
+		tag[0] = work->tag[0];
+		tag[1] = work->tag[1];
+		first = work->first;
+		count = work->count;
 		*train = 1;
 	} else if (b && inner) {
 		if (d->hop_count)
