@@ -47,7 +47,32 @@ struct warrant_tp_binding {
 	__u16 port_hi;
 	__u16 _pad1;
 	__u32 ifindex;   /* destination workload's host-side veth */
+	__u32 _pad2;
+	/* the credential's packet rate (SPEC 6.1 step 10) as a GCRA bucket holding one
+	 * second's worth, as the receiver's TokenBucket(rate, rate): */
+	__u64 rate_interval_ns; /* ns per packet; 0: no rate, ~0: rate 0 (no DATA at all) */
+	__u64 rate_tat;         /* theoretical arrival time, kernel clock (0: full bucket) */
 };
+
+#define WARRANT_TP_RATE_WINDOW_NS 1000000000ULL /* the bucket: one second's worth */
+
+/* Step 10 for a transparent session: n wire packets (a whole train is n) against the
+ * credential's rate.  Not atomic across CPUs (as the bad-MAC bucket): racing CPUs can
+ * admit a few packets beyond the rate, never refuse within it. */
+static __always_inline int warrant_tp_rate(struct warrant_tp_binding *b, __u64 now, __u32 n)
+{
+	__u64 t = b->rate_interval_ns;
+	if (!t)
+		return WARRANT_REASON_OK;
+	if (t > WARRANT_TP_RATE_WINDOW_NS) /* rate 0, or below one packet a second */
+		return WARRANT_REASON_RATE_LIMITED;
+	__u64 tat = b->rate_tat > now ? b->rate_tat : now;
+	__u64 next = tat + (__u64)n * t;
+	if (next - now > WARRANT_TP_RATE_WINDOW_NS)
+		return WARRANT_REASON_RATE_LIMITED;
+	b->rate_tat = next;
+	return WARRANT_REASON_OK;
+}
 
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);

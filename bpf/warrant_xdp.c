@@ -178,9 +178,14 @@ static __always_inline int warrant_check_data(struct warrant_data *d, __u8 *data
 	struct warrant_replay *w = bpf_map_lookup_elem(&warrant_replay, &s->window);
 	if (!w)
 		return WARRANT_REASON_UNKNOWN_SESSION; /* index out of range: treat as lost state */
-	if (count > 1) /* a whole train: every wire packet's number (replay.h) */
-		return warrant_replay_update_range(w, d->seq + first, count);
-	return warrant_replay_update(w, d->seq + first);
+	int fresh = count > 1 /* a whole train: every wire packet's number (replay.h) */
+			? warrant_replay_update_range(w, d->seq + first, count)
+			: warrant_replay_update(w, d->seq + first);
+	/* 10. transparent: the credential's rate, per wire packet (encap.h); ordinary DATA
+	 * meets it where user space opens the payload (step 8 comes first) */
+	if (fresh != WARRANT_REASON_OK || !b)
+		return fresh;
+	return warrant_tp_rate(b, now, count);
 }
 
 /* What the attach point knows about the frame beyond its bytes. */

@@ -347,3 +347,47 @@ def test_complete_checksum_fills_offloaded_checksums() -> None:
     assert complete_checksum(tcp[:40]) == tcp[:40]  # headers only: total length says more
     frag = tcp[:6] + b"\x20\x00" + tcp[8:]  # MF set
     assert complete_checksum(frag) == frag
+
+
+def test_kernel_enforces_the_credential_rate_per_wire_packet(dp) -> None:  # type: ignore[no-untyped-def]
+    """Step 10 in the kernel for a transparent session (SPEC 13.4): rate 4/s as the
+    receiver's TokenBucket(4, 4), each wire packet one token, a whole train as many as
+    its segments; refused packets are RATE_LIMITED (their numbers recorded: sent again
+    they are REPLAY).  Rate 0 admits nothing."""
+    from warrant.datapath.transparent import rate_interval_ns
+
+    def bind(rate: float | None) -> None:
+        b = _binding()
+        libbpf.map_update(dp.obj.map_fd("warrant_tp_bindings"), ctypes.c_uint64(_sid_u64(SID)),
+                          BindingValue(_ip_u32(b.inner_src), _ip_u32(b.inner_dst), b.proto, 0,
+                                       b.port_lo, b.port_hi, 0, b.ifindex, 0,
+                                       rate_interval_ns(rate), 0))  # fmt: skip
+
+    tc = libbpf.TestRunner(dp.tc_fd)
+    seq = [1 << 33]
+
+    def send(segments: int = 1) -> Reason:
+        payload = bytes(100 * segments)
+        inner = _train_inner(1000, 0x18, payload)
+        seq[0] += 256
+        packet = transparent_train(SID, seq[0], K_MAC, inner, gso_size=100 if segments > 1 else 0)
+        ctx = libbpf.skb_ctx(segments, 100) if segments > 1 else libbpf.skb_ctx()
+        tc.run(dpwire.udp_frame(packet, PORT), ctx=ctx)
+        (ev,) = dp.events()
+        return Reason(ev.reason)
+
+    bind(4)
+    assert [send() for _ in range(5)] == [Reason.OK] * 4 + [Reason.RATE_LIMITED]
+    dp.set_time(T0 + 0.6)  # 2.4 tokens
+    assert [send(3), send(), send(), send()] == [
+        Reason.RATE_LIMITED, Reason.OK, Reason.OK, Reason.RATE_LIMITED,
+    ]  # fmt: skip
+    dp.set_time(T0 + 2.0)  # full again: 4
+    assert [send(3), send(), send()] == [Reason.OK, Reason.OK, Reason.RATE_LIMITED]
+    bind(0)
+    dp.set_time(T0 + 5.0)
+    assert send() == Reason.RATE_LIMITED
+    bind(None)
+    assert [send() for _ in range(10)] == [Reason.OK] * 10
+    assert rate_interval_ns(None) == 0 and rate_interval_ns(0) > 10**9
+    assert rate_interval_ns(4) == 250_000_000

@@ -417,3 +417,36 @@ def test_trains_cut_on_the_wire_are_judged_per_segment() -> None:
     finally:
         server.wait(timeout=10)
         p.close()
+
+
+def test_the_credentials_packet_rate_is_enforced_in_the_kernel() -> None:
+    """The client's credential grants 50 packets a second: a 1,000 packet/s UDP stream
+    for 2 s gets at most a second's burst plus 2 s of rate through node B's kernel; the
+    rest is RATE_LIMITED there (SPEC 13.4 step 10).  Own pair."""
+    if os.geteuid() != 0:
+        pytest.skip("needs root: network namespaces and eBPF (CI runs as root)")
+    p = setup_pair(tag=f"r{os.getpid() % 100000}", governed_replies=False, client_rate=50)
+    recv = (
+        "import socket, time; s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); "
+        "s.bind(('10.201.2.2', 9000)); s.settimeout(1.5); n = 0\n"
+        "try:\n    while True: s.recv(2048); n += 1\nexcept OSError: pass\nprint(n)"
+    )
+    send = (
+        "import socket, time; s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)\n"
+        "for i in range(2000): s.sendto(bytes(100), ('10.201.2.2', 9000)); time.sleep(0.001)"
+    )
+    try:
+        server = subprocess.Popen(_ns(p.server_ns, sys.executable, "-c", recv),
+                                  stdout=subprocess.PIPE, text=True)  # fmt: skip
+        time.sleep(0.5)
+        started = time.monotonic()
+        subprocess.run(_ns(p.client_ns, sys.executable, "-c", send), check=True)
+        took = time.monotonic() - started
+        out, _ = server.communicate(timeout=20)
+        got = int(out.strip())
+        limited = p.counters()["ingress"].get((Verdict.DROP, Reason.RATE_LIMITED), 0)
+        print(f"rate 50/s: {got} of 2000 datagrams delivered in {took:.1f} s, {limited} limited")
+        assert 50 <= got <= 50 + 50 * (took + 0.5) + 1  # burst + rate, and the INIT's one
+        assert limited >= 2000 - got - 5
+    finally:
+        p.close()

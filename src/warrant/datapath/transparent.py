@@ -114,6 +114,8 @@ EGRESS_OUTCOMES = {
 # the kernel's counter starts here, so the two never hand out the same number.
 KERNEL_SEQ_START = 1 << 20
 PROBE_DELAY = 0.02  # s between a probe INIT and the DATA that follows it (binding time)
+# s after an INIT during which a REJECT for its session is taken for DATA that outran it
+REJECT_GRACE = 0.5
 # trains mode: the workload's largest super-packet, so that it and the 72 bytes in front
 # fit one outer IPv4 datagram (65535)
 TP_TRAIN_GSO_MAX_SIZE = 65535 - TP_TRAIN_OVERHEAD
@@ -345,8 +347,23 @@ class BindingValue(ctypes.Structure):
         ("inner_src", ctypes.c_uint32), ("inner_dst", ctypes.c_uint32),
         ("proto", ctypes.c_uint8), ("_pad0", ctypes.c_uint8),
         ("port_lo", ctypes.c_uint16), ("port_hi", ctypes.c_uint16), ("_pad1", ctypes.c_uint16),
-        ("ifindex", ctypes.c_uint32),
+        ("ifindex", ctypes.c_uint32), ("_pad2", ctypes.c_uint32),
+        ("rate_interval_ns", ctypes.c_uint64), ("rate_tat", ctypes.c_uint64),
     ]  # fmt: skip
+
+
+RATE_WINDOW_NS = 1_000_000_000  # encap.h: the kernel's rate bucket holds one second's worth
+
+
+def rate_interval_ns(rate: float | None) -> int:
+    """A credential's packet rate as the kernel's GCRA interval (encap.h warrant_tp_rate):
+    0 for no rate, more than RATE_WINDOW_NS for a rate that admits nothing (0, or below
+    one packet a second, as the receiver's TokenBucket(rate, rate) never holds a token)."""
+    if rate is None:
+        return 0
+    if rate < 1:
+        return 2**64 - 1
+    return max(1, int(RATE_WINDOW_NS / rate))
 
 
 class WorkloadValue(ctypes.Structure):
@@ -496,6 +513,7 @@ class TransparentAgent:
         self.eg_fd = self.eg.program_fd("warrant_tp_egress")
         self.senders: dict[FlowKey, Sender] = {}
         self.own_seq: dict[bytes, int] = {}
+        self.opened_at: dict[bytes, float] = {}  # egress sessions younger than REJECT_GRACE
         # DATA that follows a probe INIT: (due, packet, destination)
         self.pending: list[tuple[float, bytes, tuple[str, int]]] = []
         self.mtu = _mtu(cfg.uplink)
@@ -598,11 +616,21 @@ class TransparentAgent:
         value = EgressSession(_sid_u64(sid), (ctypes.c_uint8 * 16)(*k_mac), KERNEL_SEQ_START,
                               _mono_coarse_ns() + int(lifetime * 1e9))  # fmt: skip
         libbpf.map_update(self.eg.map_fd("warrant_tp_egress_sessions"), ek, value)
+        now_mono = time.monotonic()
+        self.opened_at = {s: t for s, t in self.opened_at.items() if now_mono - t < REJECT_GRACE}
+        self.opened_at[sid] = now_mono
         self._count("init_sent")
 
     def on_reject(self, packet: bytes) -> None:
-        """A REJECT for lost state: drop the egress session; the next packet opens anew."""
+        """A REJECT for lost state: drop the egress session; the next packet opens anew.
+        Not for a session opened less than REJECT_GRACE ago: its DATA outran its INIT
+        (the receiver had not installed it yet), and reopening would only race again
+        (and hand the workload a fresh rate bucket with every new session)."""
         rej = RejectPacket.decode(packet)
+        opened = self.opened_at.get(rej.session_id)
+        if opened is not None and time.monotonic() - opened < REJECT_GRACE:
+            self._count("reject_young_ignored")
+            return
         for key, s in list(self.senders.items()):
             if s.session_id == rej.session_id:
                 del self.senders[key]
@@ -637,9 +665,12 @@ class TransparentAgent:
             self.store.remove(sid, now)  # admitted by the credential, not by this node
             self._count(f"init_{reason.name}")
             return
+        session = self.store.get(sid)
+        rate = session.bucket.rate if session is not None and session.bucket else None
         libbpf.map_update(self.bindings_fd, ctypes.c_uint64(_sid_u64(sid)), BindingValue(
             _ip_u32(binding.inner_src), _ip_u32(binding.inner_dst), binding.proto, 0,
-            binding.port_lo, binding.port_hi, 0, binding.ifindex))  # fmt: skip
+            binding.port_lo, binding.port_hi, 0, binding.ifindex, 0,
+            rate_interval_ns(rate), 0))  # fmt: skip
         self.bound.add(sid)
         assert out.payload is not None
         if struct.unpack_from(">H", out.payload, 2)[0] == len(out.payload):
@@ -1021,11 +1052,12 @@ class TransparentPair:
 def setup_pair(tag: str, server_port: int = 8000, *, second_client: bool = False,
                allow: tuple[str, ...] = ("tcp/1-65535", "udp/1-65535", "icmp"),
                port: int = 4600, governed_replies: bool = True,
-               trains: bool = True) -> TransparentPair:  # fmt: skip
+               trains: bool = True, client_rate: int | None = None) -> TransparentPair:  # fmt: skip
     """Namespaces: nodes A and B (uplink veth), client workload(s) on A, server workload on
     B; both node agents started (`python3 -m warrant.datapath.transparent agent`).
     `allow`: what the server workload accepts (inner protocol/ports).  server_port is
-    informational (the caller runs its server on it)."""
+    informational (the caller runs its server on it).  `client_rate`: the client's credential
+    grants this many packets per second (None: no rate)."""
     del server_port
     from ..core.anchors import Anchor, TrustStore
     from ..core.rights import Destination, Grant
@@ -1095,18 +1127,19 @@ def setup_pair(tag: str, server_port: int = 8000, *, second_client: bool = False
         for name, nk in (("node-a", node_a), ("node-b", node_b)):
             (tmp / f"{name}.sec").write_text(keys.encode_secret(nk) + "\n")
 
-        def holder(name: str, service: str) -> tuple[str, str]:
+        def holder(name: str, service: str, rate: int | None = None) -> tuple[str, str]:
             hk = keys.generate()
             grant = Grant(operations=(TP_CLAIM_OPERATION,),
                           destinations=(Destination(service, port, port),),
-                          not_before=now - 3600, expires=now + 86400, max_hops=0)  # fmt: skip
+                          not_before=now - 3600, expires=now + 86400, max_hops=0,
+                          rate=rate)  # fmt: skip
             cred = cred_mod.issue(anchor, SCOPE, bytes(hk.verify_key), grant).encode()
             (tmp / f"{name}.sec").write_text(keys.encode_secret(hk) + "\n")
             (tmp / f"{name}.cred").write_bytes(cred)
             return str(tmp / f"{name}.sec"), str(tmp / f"{name}.cred")
 
         reg_a, reg_b = tmp / "registry-a.json", tmp / "registry-b.json"
-        k, c = holder("client", SERVICE)
+        k, c = holder("client", SERVICE, client_rate)
         # governed replies: the client serves its replies' destination ports, the server
         # sends them under a credential of its own for service CLIENT_SERVICE
         c_service = CLIENT_SERVICE if governed_replies else None
