@@ -8,7 +8,7 @@
 Targets get equal time, not equal executions: work is handed out as chunks of
 --chunk seconds of one target, round robin over the targets, to --jobs worker
 processes, until the executions counted by libFuzzer (stat::number_of_executed_units)
-add up to --execs.  Fast parsers (claims, packets) therefore contribute most of
+add up to --execs, and not before every target has had a turn.  Fast parsers (claims, packets) therefore contribute most of
 the total; the per-target figures are in the result file.  Each target fuzzes
 a private working corpus (under --workdir) seeded from fuzz/corpus/<t>, so the
 committed corpus only changes by hand.  Any non-zero libFuzzer exit with an
@@ -185,7 +185,11 @@ def fuzz(args: argparse.Namespace) -> Run:
 
     def next_target() -> str | None:
         with lock:
-            if run.execs_total >= args.execs or (deadline and time.monotonic() > deadline):
+            # the goal ends the run only once every target has had a turn: the fast
+            # parsers alone would otherwise reach it (and a target go unfuzzed)
+            first_round = turn[0] < len(targets)
+            goal_met = run.execs_total >= args.execs and not first_round
+            if goal_met or (deadline and time.monotonic() > deadline):
                 return None
             for _ in targets:  # a target's working corpus is used by one process at a time
                 t = targets[turn[0] % len(targets)]
