@@ -447,6 +447,8 @@ def test_the_credentials_packet_rate_is_enforced_in_the_kernel() -> None:
         limited = p.counters()["ingress"].get((Verdict.DROP, Reason.RATE_LIMITED), 0)
         print(f"rate 50/s: {got} of 2000 datagrams delivered in {took:.1f} s, {limited} limited")
         assert 50 <= got <= 50 + 50 * (took + 0.5) + 1  # burst + rate, and the INIT's one
-        assert limited >= 2000 - got - 5
+        # the rest was refused for the rate; a few may go to UNKNOWN_SESSION or TOO_OLD
+        # (datagrams that outran the INIT, or the agent's own copy of a raced one)
+        assert limited >= 0.95 * (2000 - got)
     finally:
         p.close()
