@@ -389,6 +389,28 @@ def _bpf(cmd: int, attr: bytearray) -> int:
     return rc
 
 
+def tcx_attach_pinned(ifindex: int, prog_fd: int, pin: str) -> None:
+    """prog_fd on ifindex's tcx ingress through a link pinned at `pin`, so the attachment
+    outlives this process: a link already pinned there gets prog_fd swapped in (no gap);
+    a pin whose link died with its device is replaced by a new link."""
+    if os.path.exists(pin):
+        link = obj_get(pin)
+        try:
+            link_update(link, prog_fd)
+            return
+        except BpfError as exc:
+            if exc.errno != errno.ENOLINK:
+                raise
+            os.unlink(pin)
+        finally:
+            os.close(link)
+    link = tcx_attach(ifindex, prog_fd, BPF_F_BEFORE)
+    try:
+        obj_pin(link, pin)
+    finally:
+        os.close(link)
+
+
 def tcx_attach(ifindex: int, prog_fd: int, flags: int = BPF_F_BEFORE, relative_fd: int = 0) -> int:
     """Attach prog_fd to ifindex's tcx ingress as a BPF link; its fd (the attachment lives
     while the link is open or pinned).  BPF_F_BEFORE with no relative: first of all

@@ -625,26 +625,10 @@ class Datapath(MapView):
         return f"clsact priority {priority}"
 
     def _attach_tcx(self, ifindex: int) -> None:
-        pin = None if self.pin_root is None else f"{self.pin_root}/{TCX_LINK_PIN}{ifindex}"
-        if pin is not None and os.path.exists(pin):
-            link = libbpf.obj_get(pin)
-            try:
-                libbpf.link_update(link, self.tc_fd)
-                return
-            except libbpf.BpfError as exc:
-                if exc.errno != errno.ENOLINK:
-                    raise
-                os.unlink(pin)  # a link detached without its pin (detach_tc elsewhere)
-            finally:
-                os.close(link)
-        link = libbpf.tcx_attach(ifindex, self.tc_fd, libbpf.BPF_F_BEFORE)
-        if pin is None:
-            self._links.append(link)  # detached when this object closes
+        if self.pin_root is None:  # detached when this object closes
+            self._links.append(libbpf.tcx_attach(ifindex, self.tc_fd, libbpf.BPF_F_BEFORE))
             return
-        try:
-            libbpf.obj_pin(link, pin)
-        finally:
-            os.close(link)
+        libbpf.tcx_attach_pinned(ifindex, self.tc_fd, f"{self.pin_root}/{TCX_LINK_PIN}{ifindex}")
 
     @staticmethod
     def detach_tc(ifindex: int, pin_root: str = PIN_ROOT) -> None:

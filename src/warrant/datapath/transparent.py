@@ -26,7 +26,6 @@ from __future__ import annotations
 import argparse
 import contextlib
 import ctypes
-import errno
 import fcntl
 import ipaddress
 import json
@@ -740,23 +739,7 @@ class TransparentAgent:
         """The egress program on a workload's veth through a pinned tcx link: it outlives
         this agent (a restarted one swaps its own program in), so a workload's packets
         keep leaving stamped with its pinned sessions while no agent runs."""
-        pin = self._egress_pin(ifindex)
-        if os.path.exists(pin):
-            link = libbpf.obj_get(pin)
-            try:
-                libbpf.link_update(link, self.eg_fd)
-                return
-            except libbpf.BpfError as exc:
-                if exc.errno != errno.ENOLINK:
-                    raise
-                os.unlink(pin)  # its veth went away, and the attachment with it
-            finally:
-                os.close(link)
-        link = libbpf.tcx_attach(ifindex, self.eg_fd)
-        try:
-            libbpf.obj_pin(link, pin)
-        finally:
-            os.close(link)
+        libbpf.tcx_attach_pinned(ifindex, self.eg_fd, self._egress_pin(ifindex))
 
     def _detach_egress(self, ifindex: int) -> None:
         pin = self._egress_pin(ifindex)
