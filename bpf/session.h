@@ -71,12 +71,8 @@ struct warrant_clock {
 	__u32 _pad;
 };
 
-struct {
-	__uint(type, BPF_MAP_TYPE_ARRAY);
-	__uint(max_entries, 1);
-	__type(key, __u32);
-	__type(value, struct warrant_clock);
-} warrant_clock SEC(".maps");
+/* Global data (".bss.warrant_clock"): read at a fixed address, no lookup (wire.h). */
+struct warrant_clock warrant_clock SEC(".bss.warrant_clock");
 
 /* All of a CPU's own state, in one value: one inlined lookup per packet serves the
  * clock, the MTU cache, the event budget and the REJECT bucket.  A helper call is not
@@ -115,10 +111,8 @@ struct {
 
 static __always_inline __u64 warrant_now(struct warrant_percpu *pc)
 {
-	__u32 zero = 0;
-	struct warrant_clock *c = bpf_map_lookup_elem(&warrant_clock, &zero);
-	if (c && c->frozen)
-		return c->now;
+	if (warrant_clock.frozen)
+		return warrant_clock.now;
 	__u64 j = bpf_jiffies64();
 	if (pc->jiffies != j || !pc->now) {
 		/* jiffies first: a tick between the two reads leaves a newer clock under older
@@ -141,21 +135,13 @@ struct warrant_session_filter {
 	__u64 bits[WARRANT_FILTER_WORDS];
 };
 
-struct {
-	__uint(type, BPF_MAP_TYPE_ARRAY);
-	__uint(max_entries, 1);
-	__type(key, __u32);
-	__type(value, struct warrant_session_filter);
-} warrant_session_filter SEC(".maps");
+/* Global data (".bss.warrant_session_filter"): an unknown id costs no lookup at all. */
+struct warrant_session_filter warrant_session_filter SEC(".bss.warrant_session_filter");
 
 static __always_inline struct warrant_session *warrant_session_lookup(__u64 *sid)
 {
-	__u32 zero = 0;
-	struct warrant_session_filter *f = bpf_map_lookup_elem(&warrant_session_filter, &zero);
-	if (!f)
-		return 0;
 	__u32 low = (__u32)(*sid & 0xFFFF);
-	if (!((f->bits[(low >> 6) & (WARRANT_FILTER_WORDS - 1)] >> (low & 63)) & 1))
+	if (!((warrant_session_filter.bits[(low >> 6) & (WARRANT_FILTER_WORDS - 1)] >> (low & 63)) & 1))
 		return 0;
 	__u32 slot = (__u32)(*sid & (WARRANT_SESSION_SLOTS - 1));
 	struct warrant_session *s = bpf_map_lookup_elem(&warrant_session_slots, &slot);

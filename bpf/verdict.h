@@ -10,7 +10,7 @@
  *   warrant_events    ring buffer of struct warrant_event: every drop, one admit
  *                     in DP_ADMIT_SAMPLE (per CPU), PASS verdicts only when the
  *                     config asks; at most DP_EVENT_BUDGET per tick per CPU.
- *   warrant_config    single-entry array written by the loader.
+ *   warrant_config    global data written by the loader (no lookup per packet).
  *
  * Also the bad-MAC token bucket: a flood of forged packets for a known session id
  * (an on-path observer can learn one) costs one header MAC per token, then is
@@ -51,12 +51,11 @@ struct warrant_config {
 	__u32 flags;
 };
 
-struct {
-	__uint(type, BPF_MAP_TYPE_ARRAY);
-	__uint(max_entries, 1);
-	__type(key, __u32);
-	__type(value, struct warrant_config);
-} warrant_config SEC(".maps");
+/* Global data (".data.warrant_config", read without a lookup); the initial value is the
+ * deployed default, which a map created by an upgrade starts from. */
+struct warrant_config warrant_config SEC(".data.warrant_config") = {
+	.admit_mask = WARRANT_DP_ADMIT_SAMPLE - 1,
+};
 
 struct warrant_event {
 	__u64 session_id; /* raw wire bytes */
@@ -116,10 +115,7 @@ static __always_inline void warrant_account(struct warrant_event *ev, __u32 fram
 	c->packets += 1;
 	c->bytes += frame_len;
 
-	__u32 zero = 0;
-	struct warrant_config *cfg = bpf_map_lookup_elem(&warrant_config, &zero);
-	if (!cfg)
-		return;
+	struct warrant_config *cfg = &warrant_config;
 	if (ev->verdict == WARRANT_VERDICT_DROP) {
 		if (cfg->flags & WARRANT_CONFIG_NO_DROP_EVENTS)
 			return;

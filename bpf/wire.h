@@ -58,20 +58,14 @@ struct warrant_port_set {
 	__u64 bits[WARRANT_PORT_WORDS]; /* bit p set: UDP destination port p is Warrant's */
 };
 
-struct {
-	__uint(type, BPF_MAP_TYPE_ARRAY);
-	__uint(max_entries, 1);
-	__type(key, __u32);
-	__type(value, struct warrant_port_set);
-} warrant_ports SEC(".maps");
+/* Global data: libbpf makes the section a one-entry array map (".bss.warrant_ports",
+ * written whole by user space: loader.set_ports), and the program reads it at a fixed
+ * address, with no lookup.  Every frame is checked against it. */
+struct warrant_port_set warrant_ports SEC(".bss.warrant_ports");
 
 static __always_inline int warrant_is_port(__u16 port)
 {
-	__u32 zero = 0;
-	struct warrant_port_set *set = bpf_map_lookup_elem(&warrant_ports, &zero);
-	if (!set)
-		return 0;
-	return (set->bits[(port >> 6) & (WARRANT_PORT_WORDS - 1)] >> (port & 63)) & 1;
+	return (warrant_ports.bits[(port >> 6) & (WARRANT_PORT_WORDS - 1)] >> (port & 63)) & 1;
 }
 
 /* Where a frame's Warrant packet is, and the addressing around it. */

@@ -261,6 +261,18 @@ def obj_get(path: str) -> int:
     return check(lib().bpf_obj_get(path.encode()), f"open pinned {path}")
 
 
+BPF_F_MMAPABLE = 1 << 10  # uapi: what libbpf creates global-data (.bss/.data) maps with
+
+
+def map_flags(fd: int) -> int:
+    """A map's creation flags (struct bpf_map_info: type, id, key_size, value_size,
+    max_entries, map_flags: six __u32)."""
+    info = ctypes.create_string_buffer(128)
+    size = c_uint(len(info))
+    check(lib().bpf_obj_get_info_by_fd(fd, info, ctypes.byref(size)), "BPF map info")
+    return int.from_bytes(info.raw[20:24], "little")
+
+
 # ---- programs ------------------------------------------------------------------------------
 class TestRunner:
     """Reusable BPF_PROG_TEST_RUN for many packets: one ctypes setup, one call each.

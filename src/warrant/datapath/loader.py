@@ -59,6 +59,17 @@ MAPS = (
     "warrant_percpu",
     "warrant_tp_bindings",  # transparent sessions' bindings (encap.h): kept over a restart
 )
+# Global data of the program (bpf/wire.h, session.h, verdict.h): libbpf's map for each
+# section, read by the program at a fixed address (no lookup per packet).  Known here by
+# the names they had as ordinary maps, which are also their pin names.
+GLOBAL_DATA = {
+    "warrant_ports": ".bss.warrant_ports",
+    "warrant_clock": ".bss.warrant_clock",
+    "warrant_config": ".data.warrant_config",
+    "warrant_session_filter": ".bss.warrant_session_filter",
+}
+# Pins an older agent made that this one does not use (removed when the datapath opens).
+STALE_PINS = ("warrant_budget", "warrant_reject_bucket")
 # What a restarted agent needs to resume a session (AEAD key, credential, claim, path):
 # made and pinned by user space, never referenced by a program (see `Datapath.put_record`).
 SECRETS_MAP = "warrant_session_secrets"
@@ -403,7 +414,7 @@ class Datapath(MapView):
     """The loaded program pair (XDP and TC) and the maps they share."""
 
     def __init__(self, obj: libbpf.BpfObject, pin_root: str | None) -> None:
-        super().__init__({name: obj.map_fd(name) for name in MAPS})
+        super().__init__({name: obj.map_fd(GLOBAL_DATA.get(name, name)) for name in MAPS})
         self.obj = obj
         self.pin_root = pin_root
         self.xdp_fd = obj.program_fd("warrant_xdp")
@@ -421,7 +432,7 @@ class Datapath(MapView):
             ("warrant_session_filter", FilterValue),
             ("warrant_percpu", PerCpuValue),
         ):
-            _, vsize = obj.map_sizes(name)
+            _, vsize = obj.map_sizes(GLOBAL_DATA.get(name, name))
             if vsize != ctypes.sizeof(struct_type):
                 raise libbpf.BpfError(
                     22, f"{name}: value is {vsize} bytes in C, {ctypes.sizeof(struct_type)} here"
@@ -458,8 +469,9 @@ class Datapath(MapView):
             mount_bpffs()
             os.makedirs(pin_root, exist_ok=True)
             fresh = not Path(pin_root, "warrant_sessions").exists()
+            _remove_stale_pins(pin_root)
             for name in MAPS:
-                obj.set_pin_path(name, f"{pin_root}/{name}")
+                obj.set_pin_path(GLOBAL_DATA.get(name, name), f"{pin_root}/{name}")
         try:
             obj.load()
         except libbpf.BpfError:
@@ -500,7 +512,7 @@ class Datapath(MapView):
     @staticmethod
     def unpin(pin_root: str = PIN_ROOT) -> None:
         """Remove pinned maps (enforcement state) under pin_root."""
-        for name in (*MAPS, SECRETS_MAP, XDP_PROG_PIN):
+        for name in (*MAPS, SECRETS_MAP, XDP_PROG_PIN, *STALE_PINS):
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(f"{pin_root}/{name}")
         with contextlib.suppress(OSError):
@@ -945,6 +957,29 @@ class Datapath(MapView):
         top = max(self._windows.values(), default=-1) + 1
         self._fresh_window = top
         self._free_windows = deque(sorted(set(range(top)) - set(self._windows.values())))
+
+
+def _remove_stale_pins(pin_root: str) -> None:
+    """Unlink pins an older agent left that this program cannot reuse: maps it no longer
+    has, and the ordinary one-entry arrays that are global data now (libbpf would refuse
+    to reuse them: other flags).  Their content is rebuilt: the session filter from the
+    session map, the ports by the agent; configuration and clock start from the defaults."""
+    for name in STALE_PINS:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(f"{pin_root}/{name}")
+            _log.info("removed the unused pin %s/%s", pin_root, name)
+    for name in GLOBAL_DATA:
+        path = f"{pin_root}/{name}"
+        if not os.path.exists(path):
+            continue
+        fd = libbpf.obj_get(path)
+        try:
+            stale = not libbpf.map_flags(fd) & libbpf.BPF_F_MMAPABLE
+        finally:
+            os.close(fd)
+        if stale:
+            os.unlink(path)
+            _log.info("replaced %s: an ordinary map before, the program's global data now", path)
 
 
 def _open_secrets(pin_root: str | None, max_entries: int) -> int:
