@@ -55,7 +55,13 @@ def agent_cmd(
     key: ReceiverKeyOpt,
     port: Annotated[list[int] | None, options.port("Warrant UDP port (repeat).", low=1)] = None,
     host: Annotated[
-        str, typer.Option("--host", help="Address the Warrant sockets bind.")
+        str,
+        typer.Option(
+            "--host",
+            help="Address the Warrant sockets bind: '0.0.0.0' (or '::') every address, "
+            "IPv4 and IPv6 (IPv4 alone, with a warning, where IPv6 is off); an IPv4 "
+            "address or a name: IPv4 only; an IPv6 address: IPv6 only.",
+        ),
     ] = "0.0.0.0",
     tc: Annotated[bool, typer.Option("--tc", help="Attach at TC ingress instead of XDP.")] = False,
     xdp_mode: Annotated[str, typer.Option("--xdp-mode", help="auto, native or generic.")] = "auto",

@@ -10,8 +10,10 @@ re-evaluation delete kernel entries through the same store.  A DATA packet on
 the socket is not judged again (`Receiver.admitted_data`): its payload is
 opened (AEAD) and handed on with its authority.  Only DATA that can have passed
 the program is: a datagram that arrived on an interface the program does not
-run on (IP_PKTINFO), or from this host itself over loopback (a local source
-address), was judged by nobody and is dropped (UNPARSED_FRAME).  Why
+run on (IP_PKTINFO, IPV6_PKTINFO), or from this host itself over loopback (a
+local source address), was judged by nobody and is dropped (UNPARSED_FRAME).
+Each port has an IPv4 and an IPv6 socket (`open_sockets`; the kernel judges
+both families alike); a reply leaves by the socket its datagram came in on.  Why
 plain socket delivery rather than a ring buffer or AF_XDP: INITs are rare
 (one per session), large (a credential chain of up to 4 KiB) and need a reply
 path (REJECT, COOKIE) from the Warrant port; the socket gives all three with no
@@ -46,6 +48,8 @@ REJECT and opens a new session (SPEC 6.4).
 from __future__ import annotations
 
 import contextlib
+import errno
+import ipaddress
 import itertools
 import json
 import select
@@ -73,7 +77,10 @@ from .loader import PIN_ROOT, Datapath, Event
 MAINTENANCE_S = 0.2  # expire sessions and drain kernel events this often
 KERNEL_SYNC_S = 5.0  # reconcile with the whole session map this often (~16 us per entry)
 IP_PKTINFO = 8  # linux/in.h (the socket module does not export it)
-_PKTINFO_SPACE = socket.CMSG_SPACE(12)  # struct in_pktinfo
+_PKTINFO_SPACE = socket.CMSG_SPACE(20)  # struct in6_pktinfo, the larger of the two
+# IPv6 missing from this host (no module, disabled): the agent serves IPv4 alone
+_NO_IPV6 = frozenset({errno.EAFNOSUPPORT, errno.EADDRNOTAVAIL, errno.EPROTONOSUPPORT})
+_ANY = frozenset({"", "0.0.0.0", "::"})  # --host values that mean every address of both families
 KERNEL_DETAIL = "dropped in the kernel"
 # Reasons the kernel gives after it parsed a DATA header: the event's session id and
 # sequence number are the packet's (before that, they are zero and mean nothing).
@@ -84,6 +91,9 @@ _AFTER_PARSE = frozenset({
 
 _KERNEL_LOST = frozenset({Reason.UNKNOWN_SESSION, Reason.SESSION_EXPIRED})
 Address = tuple[str, int]
+# a datagram's source as recvmsg gives it: IPv6 adds flowinfo and scope id (a link-local
+# peer is answered through its scope)
+Source = tuple[str, int] | tuple[str, int, int, int]
 KernelOutcome = tuple[Outcome, Address, Address]
 
 
@@ -143,17 +153,11 @@ class Agent:
         self.enforced: set[int] = set()
         self.enforce(ifindex, attach, xdp_mode)
         self._next_sync = 0.0
+        self.out = out
         self._local_addresses: set[str] = set()
         self._local_error = False
         self._read_local_addresses()
-        self.socks = []
-        for port in self.ports:
-            s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-            s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-            s.setsockopt(socket.IPPROTO_IP, IP_PKTINFO, 1)  # each datagram's ingress ifindex
-            s.bind((host, port))
-            self.socks.append(s)
-        self.out = out
+        self.socks = open_sockets(host, self.ports, lambda why: self._emit("warning", warning=why))
         self.events = events
         self.deliver = deliver
         self.stats = AgentStats()
@@ -183,7 +187,7 @@ class Agent:
         self.out.write(json.dumps({"agent": what, "time": round(time.time(), 3), **fields}) + "\n")
         self.out.flush()
 
-    def _bypassed(self, source: str, ifindex: int | None) -> str:
+    def _bypassed(self, host: str, ifindex: int | None) -> str:
         """Why a DATA datagram cannot have passed the datapath ('' when it did): it arrived
         on an interface the program does not run on, or it was sent from this host (over
         loopback, whatever interface the kernel then reports: remote packets with a local
@@ -191,26 +195,24 @@ class Agent:
         local sender)."""
         if ifindex not in self.enforced:
             return f"DATA on ifindex {ifindex}, where the datapath does not run"
-        if source in self._local_addresses:
-            return f"DATA from this host ({source}) over loopback, not through the datapath"
+        if host.split("%", 1)[0] in self._local_addresses:  # a link-local source has %scope
+            return f"DATA from this host ({host}) over loopback, not through the datapath"
         return ""
 
     def _read_local_addresses(self) -> None:
-        """This namespace's local IPv4 addresses (the kernel's LOCAL routes), refreshed at
-        every maintenance tick."""
+        """This namespace's local addresses, IPv4 and IPv6, refreshed at every maintenance
+        tick.  No /proc/net/if_inet6 means IPv6 is off here: no IPv6 address is local."""
         try:
-            lines = Path("/proc/net/fib_trie").read_text().splitlines()
+            local = local_ipv4(Path("/proc/net/fib_trie").read_text())
+            with contextlib.suppress(FileNotFoundError):
+                local |= local_ipv6(Path("/proc/net/if_inet6").read_text())
         except OSError as exc:
             if not self._local_error:
                 self._emit("error", error=f"cannot read local addresses: {exc}; DATA sent from "
                            "this host over loopback cannot be told apart")  # fmt: skip
             self._local_error = True
             return
-        self._local_addresses = {
-            prev.split("|--")[1].strip()
-            for prev, line in itertools.pairwise(lines)
-            if line.strip() == "/32 host LOCAL" and "|--" in prev
-        }
+        self._local_addresses = local | {"::1"}
 
     def enforce(self, ifindex: int, attach: str = "xdp", xdp_mode: str = "auto") -> None:
         """Attach the program to one more interface; DATA arriving there is the kernel's."""
@@ -222,7 +224,7 @@ class Agent:
 
     # ---- one datagram ----------------------------------------------------------------------
     @staticmethod
-    def receive(sock: socket.socket) -> tuple[bytes, Address, int | None]:
+    def receive(sock: socket.socket) -> tuple[bytes, Source, int | None]:
         """One datagram: (data, source, ingress ifindex or None when the kernel gave none).
         Raises BlockingIOError when there is none."""
         data, anc, _, source = sock.recvmsg(MAX_DATAGRAM, _PKTINFO_SPACE)
@@ -230,16 +232,20 @@ class Agent:
         for level, kind, value in anc:
             if level == socket.IPPROTO_IP and kind == IP_PKTINFO and len(value) >= 4:
                 ifindex = int.from_bytes(value[:4], sys.byteorder)  # struct in_pktinfo
-        return data, (source[0], source[1]), ifindex
+            elif level == socket.IPPROTO_IPV6 and kind == socket.IPV6_PKTINFO and len(value) >= 20:
+                # struct in6_pktinfo: the 16-byte destination address, then the ifindex
+                ifindex = int.from_bytes(value[16:20], sys.byteorder)
+        return data, source, ifindex
 
-    def handle(self, sock: socket.socket, data: bytes, source: tuple[str, int],
+    def handle(self, sock: socket.socket, data: bytes, source: Source,
                ifindex: int | None = None) -> Outcome:  # fmt: skip
         """Judge one datagram; `ifindex`: the interface it arrived on (`receive`)."""
         port = sock.getsockname()[1]
         now = time.time()
         started = time.perf_counter()
+        peer: Address = (source[0], source[1])  # what the receiver keys cookies and limits on
         is_data = len(data) > 1 and data[1] == Kind.DATA
-        bypass = self._bypassed(source[0], ifindex) if is_data else ""
+        bypass = self._bypassed(peer[0], ifindex) if is_data else ""
         if bypass:  # nobody judged it, so it is refused (never just opened)
             out = Outcome(Verdict.DROP, Reason.UNPARSED_FRAME, "DATA", len(data), bypass)
             if len(data) >= OFF_SEQ + 8:  # the ids it claims, unchecked, for the record
@@ -247,10 +253,10 @@ class Agent:
                 out.seq = int.from_bytes(data[OFF_SEQ : OFF_SEQ + 8], "big")
             self.stats.data_unenforced += 1
         elif is_data:  # the kernel admitted (and counted) it: open, no re-check
-            out = self.receiver.admitted_data(data, source, now)
+            out = self.receiver.admitted_data(data, peer, now)
             self.stats.data_opened += 1
         else:
-            out = self.receiver.handle(data, source, port, now)
+            out = self.receiver.handle(data, peer, port, now)
             self.stats.data_judged += out.kind == Kind.DATA.name
         cost = time.perf_counter() - started
         self.stats.datagrams += 1
@@ -258,12 +264,12 @@ class Agent:
         self._emit(
             "socket", kind=out.kind, verdict=out.verdict.name, reason=out.reason.name,
             session_id=out.session_id.hex() if out.session_id else None, seq=out.seq,
-            source=f"{source[0]}:{source[1]}", port=port,
+            source=_host_port(peer), port=port,
         )  # fmt: skip
         # the kernel counted it admitted; a drop here (payload fails to open) is user space's
         counted = is_data and not bypass and out.verdict == Verdict.ADMIT
-        self.record(out, source, (sock.getsockname()[0], port), now, cost, in_kernel=counted)
-        if out.reply is not None:
+        self.record(out, peer, (sock.getsockname()[0], port), now, cost, in_kernel=counted)
+        if out.reply is not None:  # the socket it came in on: the family, and the scope, fit
             sock.sendto(out.reply, source)
         if out.verdict != Verdict.ADMIT or out.session_id is None:
             return out
@@ -276,7 +282,7 @@ class Agent:
         if out.payload is not None:
             self.stats.delivered += 1
             if self.deliver is not None:
-                self.deliver(out, source)
+                self.deliver(out, peer)
         return out
 
     # ---- housekeeping ------------------------------------------------------------------------
@@ -426,6 +432,83 @@ class Agent:
             else:
                 Datapath.detach_xdp(ifindex)
         self.dp.close()
+
+
+def open_sockets(
+    host: str, ports: Iterable[int], warn: Callable[[str], None]
+) -> list[socket.socket]:
+    """The Warrant ports' sockets, each reporting its datagrams' ingress interface.
+    `host`: an IPv4 literal or name binds IPv4 only, an IPv6 literal IPv6 only, and a
+    wildcard ("0.0.0.0", the default, "::" or "") both families, each port twice: IPv4
+    "0.0.0.0" and IPv6 "::" (IPV6_V6ONLY, so the two share the port).  With a wildcard,
+    IPv6 missing from the host leaves IPv4 alone, said once through `warn`; any other
+    failure raises."""
+    if host in _ANY:
+        binds = [(socket.AF_INET, "0.0.0.0"), (socket.AF_INET6, "::")]
+    else:
+        try:
+            v6 = ipaddress.ip_address(host).version == 6
+        except ValueError:  # a name: resolved for IPv4, as the agent always did
+            v6 = False
+        binds = [(socket.AF_INET6 if v6 else socket.AF_INET, host)]
+    socks: list[socket.socket] = []
+    try:
+        for port in ports:
+            for family, address in list(binds):
+                try:
+                    socks.append(_bound(family, address, port))
+                except OSError as exc:
+                    if len(binds) == 1 or family != socket.AF_INET6 or exc.errno not in _NO_IPV6:
+                        raise
+                    binds.remove((family, address))
+                    warn(f"no IPv6 here ({exc.strerror}): the Warrant ports are served over "
+                         "IPv4 only")  # fmt: skip
+    except BaseException:
+        for s in socks:
+            s.close()
+        raise
+    return socks
+
+
+def _bound(family: socket.AddressFamily, host: str, port: int) -> socket.socket:
+    s = socket.socket(family, socket.SOCK_DGRAM)
+    try:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        if family == socket.AF_INET6:
+            s.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)  # IPv4 has its own socket
+            s.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_RECVPKTINFO, 1)  # ingress ifindex
+        else:
+            s.setsockopt(socket.IPPROTO_IP, IP_PKTINFO, 1)  # each datagram's ingress ifindex
+        s.bind((host, port))
+    except BaseException:
+        s.close()
+        raise
+    return s
+
+
+def local_ipv4(fib_trie: str) -> set[str]:
+    """The local IPv4 addresses in /proc/net/fib_trie (the kernel's LOCAL routes)."""
+    return {
+        prev.split("|--")[1].strip()
+        for prev, line in itertools.pairwise(fib_trie.splitlines())
+        if line.strip() == "/32 host LOCAL" and "|--" in prev
+    }
+
+
+def local_ipv6(if_inet6: str) -> set[str]:
+    """The IPv6 addresses in /proc/net/if_inet6 (32 hex digits first on each line), in the
+    form a socket reports a source address in (compressed, lower case, no scope)."""
+    out = set()
+    for fields in map(str.split, if_inet6.splitlines()):
+        if fields and len(fields[0]) == 32:
+            with contextlib.suppress(ValueError):  # not hex: not an address line
+                out.add(ipaddress.IPv6Address(int(fields[0], 16)).compressed)
+    return out
+
+
+def _host_port(address: Address) -> str:
+    host, port = address
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
 
 
 def _event_fields(ev: Event) -> dict[str, Any]:
