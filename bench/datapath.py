@@ -1,14 +1,20 @@
 """Kernel datapath cost per packet against a Cilium-like LPM baseline, on one basis.
 
-    sudo python3 bench/datapath.py            # about 35 s
-    sudo python3 bench/datapath.py --quick    # about 10 s (tests/test_bench_smoke.py)
+    sudo python3 bench/datapath.py            # about 50 s
+    sudo python3 bench/datapath.py --quick    # about 15 s (tests/test_bench_smoke.py)
 
 Basis.  Every number is BPF_PROG_TEST_RUN of a loaded program at repeat=N
 (N >= 100,000: the kernel reports the mean per run, in whole ns), after one
 warm-up call of every program, the process pinned to one CPU (test runs execute
-on the calling CPU).  A round is 10 passes (5 rounds); a pass runs every
+on the calling CPU).  A round loads every program and map anew (Warrant's and the
+baselines'), warms each, and runs 10 passes (5 rounds); a pass runs every
 case with an LPM-baseline call before each one (LPM, case, LPM, case, ..., LPM),
-so drift hits both alike.  In a round each case's figure is its minimum over
+so drift hits both alike.  Why a load per round: where one load of a program lands
+(its JIT image, its maps) moves its cost for the whole load.  Four loads of the same
+warrant_xdp.o in one process, interleaved, took 35, 43, 47 and 35 ns for the same
+unknown-session frame (minimum of 12 passes each), so one load per run made a run's
+figure that load's luck; the median over rounds is now a median over loads, for the
+baseline and Warrant alike, and the ratio range printed is their spread.  In a round each case's figure is its minimum over
 the round's passes, and its ratio is that over the LPM baseline's minimum in
 the same round (the baseline gets more calls per round than any case, so its
 minimum can only be lower: the ratios err high).  Reported: the median over
@@ -131,7 +137,7 @@ def update_batch(fd: int, keys: ctypes.Array[ctypes.c_uint32], values: ctypes.Ar
 class Case:
     name: str
     run: Callable[[], float]  # one call at repeat=N: ns per packet
-    samples: list[list[float]] = field(default_factory=list)  # per round
+    samples: list[float] = field(default_factory=list)  # its round's (one load's)
 
 
 class Bench:
@@ -174,6 +180,11 @@ class Bench:
         self.cursor_fd = drv.map_fd("bench_cursor")
         self.base: dict[int, int] = {}
         self._fill_fresh(drv.map_fd("bench_fresh"))
+
+    def close(self) -> None:
+        for obj in self.objs.values():
+            obj.close()
+        self.dp.close()
 
     def _fill_ipcache(self, obj: libbpf.BpfObject) -> None:
         """An ipcache of 10,000 prefixes (/32 pods and /24 nodes) and a policy for ours."""
@@ -353,20 +364,25 @@ def main() -> int:
     # one CPU for the whole run: every case and the baseline meet the same core, caches
     # and per-CPU state (test runs execute on the calling CPU)
     os.sched_setaffinity(0, {min(os.sched_getaffinity(0))})
-    bench = Bench(args.repeat, args.object)
-    cases, lpm = bench.cases(), bench.lpm()
-    for c in [lpm, *cases]:
-        c.run()  # warm-up: every program and map once before anything counts
     per_round: list[dict[str, float]] = []
+    suppressed = lost = 0
     for _ in range(rounds):
-        for c in [lpm, *cases]:
-            c.samples.append([])
-        for _ in range(passes):
-            for c in cases:
-                lpm.samples[-1].append(lpm.run())
-                c.samples[-1].append(c.run())
-            lpm.samples[-1].append(lpm.run())
-        per_round.append(round_figures({c.name: min(c.samples[-1]) for c in [lpm, *cases]}))
+        bench = Bench(args.repeat, args.object)  # every program loaded anew (docstring)
+        try:
+            cases, lpm = bench.cases(), bench.lpm()
+            for c in [lpm, *cases]:
+                c.run()  # warm-up: every program and map once before anything counts
+            for _ in range(passes):
+                for c in cases:
+                    lpm.samples.append(lpm.run())
+                    c.samples.append(c.run())
+                lpm.samples.append(lpm.run())
+            mins = {c.name: min(c.samples) for c in [lpm, *cases]}
+            per_round.append(round_figures(mins))
+            suppressed += bench.dp.events_suppressed()
+            lost += bench.dp.events_lost()
+        finally:
+            bench.close()
     ratio = {n: [r[n] / r["lpm_baseline"] for r in per_round] for n in ORDER}
     ns = {n: statistics.median(r[n] for r in per_round) for n in ORDER}
     print(f"{'case':18} {'ns/pkt':>8} {'x LPM':>7} {'ratio range':>14}")
@@ -375,9 +391,9 @@ def main() -> int:
         print(f"{n:18} {ns[n]:8.1f} {statistics.median(rs):7.3f} "
               f"{min(rs):6.3f}-{max(rs):6.3f}")  # fmt: skip
     print(
-        f"repeat={args.repeat}, {rounds} rounds of {passes} passes: per round the minimum "
-        f"over passes, median over rounds; admits through the driver, its cost removed; "
-        f"{bench.dp.events_suppressed()} events over budget, {bench.dp.events_lost()} lost; "
+        f"repeat={args.repeat}, {rounds} rounds (each a new load of every program) of "
+        f"{passes} passes: per round the minimum over passes, median over rounds; admits "
+        f"through the driver, its cost removed; {suppressed} events over budget, {lost} lost; "
         f"{time.monotonic() - started:.1f} s"
     )
     out: dict[str, float | int] = {h: round(statistics.median(ratio[n]), 3)
