@@ -10,10 +10,10 @@ on the calling CPU).  A round loads every program and map anew (Warrant's and th
 baselines'), warms each, and runs 10 passes (5 rounds); a pass runs every
 case with an LPM-baseline call before each one (LPM, case, LPM, case, ..., LPM),
 so drift hits both alike.  Why a load per round: where one load of a program lands
-(its JIT image, its maps) moves its cost for the whole load.  Four loads of the same
-warrant_xdp.o in one process, interleaved, took 35, 43, 47 and 35 ns for the same
-unknown-session frame (minimum of 12 passes each), so one load per run made a run's
-figure that load's luck; the median over rounds is now a median over loads, for the
+(its JIT image, its maps) can move its cost for the whole load.  In one run, four loads
+of the same warrant_xdp.o in one process, interleaved, took 36, 43, 47 and 35 ns for
+the same unknown-session frame (minimum of 12 passes each; in other runs they were
+within 2 ns of each other), so one load per run could make a run's figure that load's; the median over rounds is now a median over loads, for the
 baseline and Warrant alike, and the ratio range printed is their spread.  In a round each case's figure is its minimum over
 the round's passes, and its ratio is that over the LPM baseline's minimum in
 the same round (the baseline gets more calls per round than any case, so its
