@@ -316,12 +316,12 @@ static __always_inline int warrant_run(__u8 *data, __u8 *data_end, __u32 pkt_len
 	 * offload pins bytes past the REJECT (the kernel refuses that cut); the transparent
 	 * agent answers those from the drop event */
 	if (!warrant_reject_wanted(ev.verdict, ev.reason) || m->no_reject) {
-		warrant_account(&ev, pkt_len, pc);
+		warrant_account(&ev, pkt_len, pc, m->ctx, xdp);
 		return verdict;
 	}
 	if (!ev.time_ns)
 		ev.time_ns = warrant_now(pc); /* read once: the event budget and the bucket share it */
-	warrant_account(&ev, pkt_len, pc);
+	warrant_account(&ev, pkt_len, pc, m->ctx, xdp);
 	if (!warrant_reject_allowed(ev.time_ns, pc)) {
 		pc->rejects_limited += 1;
 		return verdict;

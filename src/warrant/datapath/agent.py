@@ -354,8 +354,8 @@ class Agent:
             if ev.verdict != Verdict.DROP:
                 continue
             o = self.kernel_outcome(ev)
-            source = (socket.inet_ntoa(ev.saddr), ev.sport)
-            dest = (socket.inet_ntoa(ev.daddr), ev.dport)
+            source = (ev.source_ip, ev.sport)
+            dest = (ev.destination_ip, ev.dport)
             when = self.dp.wall_time(ev.time_ns) if ev.time_ns else time.time()
             self.record(o, source, dest, when, in_kernel=True)
             out.append((o, source, dest))
@@ -518,8 +518,8 @@ def _event_fields(ev: Event) -> dict[str, Any]:
         "kind": ev.kind_name,
         "session_id": ev.session_id.hex(),
         "seq": ev.seq,
-        "source": f"{socket.inet_ntoa(ev.saddr)}:{ev.sport}",
-        "destination": f"{socket.inet_ntoa(ev.daddr)}:{ev.dport}",
+        "source": _host_port((ev.source_ip, ev.sport)),
+        "destination": _host_port((ev.destination_ip, ev.dport)),
         "hops": ev.hop_count,
         "length": ev.length,
     }

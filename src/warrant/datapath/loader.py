@@ -17,6 +17,7 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import errno
+import ipaddress
 import logging
 import math
 import os
@@ -215,12 +216,14 @@ class CounterValue(ctypes.Structure):
     _fields_ = [("packets", ctypes.c_uint64), ("bytes", ctypes.c_uint64)]
 
 
-_EVENT = struct.Struct("<8sQQ4s4sHHBBBBII")  # struct warrant_event (bpf/verdict.h)
+# struct warrant_event_record (bpf/verdict.h): addresses of 16 bytes, then the family
+_EVENT = struct.Struct("<8sQQ16s16sHHBBBBIB3x")
 
 
 @dataclass(frozen=True)
 class Event:
-    """One ring-buffer record: a verdict with its reason and addressing."""
+    """One ring-buffer record: a verdict with its reason and addressing (saddr and daddr
+    of 4 bytes for IPv4, 16 for IPv6, in network order)."""
 
     session_id: bytes
     seq: int
@@ -237,8 +240,18 @@ class Event:
 
     @classmethod
     def decode(cls, raw: bytes) -> Event:
-        sid, seq, t, sa, da, sp, dp, v, r, k, h, n, _ = _EVENT.unpack_from(raw)
+        sid, seq, t, sa, da, sp, dp, v, r, k, h, n, family = _EVENT.unpack(raw)  # exact size
+        if family != 6:
+            sa, da = sa[:4], da[:4]
         return cls(sid, seq, t, sa, da, sp, dp, Verdict(v), Reason(r), k, h, n)
+
+    @property
+    def source_ip(self) -> str:
+        return str(ipaddress.ip_address(self.saddr))
+
+    @property
+    def destination_ip(self) -> str:
+        return str(ipaddress.ip_address(self.daddr))
 
     @property
     def kind_name(self) -> str:
@@ -407,7 +420,12 @@ class MapView:
         if self._ring is None:
             self._ring = libbpf.RingBuffer(self.fd["warrant_events"])
         raw = self._ring.poll(timeout_ms) if timeout_ms else self._ring.consume()
-        return [Event.decode(r) for r in raw]
+        # records of another size: left in the pinned ring by the program an upgrade
+        # replaced (another layout), not decodable as this one's
+        stale = sum(len(r) != _EVENT.size for r in raw)
+        if stale:
+            _log.warning("skipped %d ring-buffer records of another layout", stale)
+        return [Event.decode(r) for r in raw if len(r) == _EVENT.size]
 
 
 class Datapath(MapView):
@@ -511,8 +529,11 @@ class Datapath(MapView):
 
     @staticmethod
     def unpin(pin_root: str = PIN_ROOT) -> None:
-        """Remove pinned maps (enforcement state) under pin_root."""
-        for name in (*MAPS, SECRETS_MAP, XDP_PROG_PIN, *STALE_PINS):
+        """Remove pinned maps (enforcement state) under pin_root, and the pinned tcx links
+        (`attach_tc`): a link whose pin was its last reference is detached with it, so TC
+        enforcement through such a link ends here too, as enforcement state does."""
+        links = [p.name for p in Path(pin_root).glob(f"{TCX_LINK_PIN}*")]
+        for name in (*MAPS, SECRETS_MAP, XDP_PROG_PIN, *STALE_PINS, *links):
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(f"{pin_root}/{name}")
         with contextlib.suppress(OSError):

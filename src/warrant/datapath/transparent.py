@@ -841,12 +841,15 @@ class TransparentAgent:
         Answers every such drop the event budget lets through, so a sender may also get
         the kernel's REJECT for an ordinary frame: a second one for the same session id
         is a no-op for it."""
+        # IPv4 only: this socket is AF_INET, as transparent mode's outer packets are
+        # (warrant_tp_deliver decapsulates no other), so an IPv6 event is not answered
         if (ev.verdict != Verdict.DROP or ev.kind != Kind.DATA
                 or ev.reason not in (Reason.UNKNOWN_SESSION, Reason.SESSION_EXPIRED)
-                or ev.saddr == bytes(4) or not self.reject_bucket.take(now)):  # fmt: skip
+                or len(ev.saddr) != 4 or ev.saddr == bytes(4)
+                or not self.reject_bucket.take(now)):  # fmt: skip
             return
         reject = RejectPacket(ev.reason, ev.session_id).encode()
-        self.sock.sendto(reject, (socket.inet_ntoa(ev.saddr), ev.sport))
+        self.sock.sendto(reject, (ev.source_ip, ev.sport))
         self._count("reject_sent")
 
     def run(self, stop: list[bool]) -> None:

@@ -522,8 +522,8 @@ async def _kernel_events(agent: Any, result: DemoResult, judged: asyncio.Queue[J
                 authority=session.authority if session is not None else None,
                 session_id=ev.session_id, seq=ev.seq,
             )  # fmt: skip
-            source = (socket.inet_ntoa(ev.saddr), ev.sport)
-            dest = (socket.inet_ntoa(ev.daddr), ev.dport)
+            source = (ev.source_ip, ev.sport)
+            dest = (ev.destination_ip, ev.dport)
             _record(result, judged, (out, source, dest, "kernel"), time.time())
         await asyncio.sleep(0.02)
 
