@@ -203,7 +203,8 @@ static __always_inline int warrant_parse_ipv6(__u8 *data, __u8 *data_end, __u32 
 	if (!warrant_is_port(f->dport))
 		return WARRANT_REASON_NOT_WARRANT;
 
-	/* Warrant traffic from here on.  Events carry IPv4 addresses only: 0 here. */
+	/* Warrant traffic from here on.  saddr/daddr stay 0: an event record reads an
+	 * IPv6 frame's addresses from its header when (and only when) it is emitted. */
 	f->ipv6 = 1;
 	if (frag)
 		return WARRANT_REASON_FRAGMENTED;
