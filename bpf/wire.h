@@ -107,7 +107,6 @@ static __always_inline int warrant_udp_lengths(__u8 *data, __u32 udp_off, __u32 
 		return WARRANT_REASON_MALFORMED;
 	f->payload = data + udp_off + WARRANT_UDP_HLEN;
 	f->len = ulen - WARRANT_UDP_HLEN;
-	f->sport = bpf_ntohs(udp->source);
 	return WARRANT_REASON_OK;
 }
 
@@ -134,6 +133,7 @@ static __always_inline int warrant_parse_ipv4(__u8 *data, __u8 *data_end, __u32 
 	f->dport = bpf_ntohs(udp->dest);
 	if (!warrant_is_port(f->dport))
 		return WARRANT_REASON_NOT_WARRANT;
+	f->sport = bpf_ntohs(udp->source); /* every drop past here names its sender's port */
 
 	/* Warrant traffic from here on: anything odd is a drop. */
 	f->saddr = ip->saddr;
@@ -202,6 +202,7 @@ static __always_inline int warrant_parse_ipv6(__u8 *data, __u8 *data_end, __u32 
 	f->dport = bpf_ntohs(udp->dest);
 	if (!warrant_is_port(f->dport))
 		return WARRANT_REASON_NOT_WARRANT;
+	f->sport = bpf_ntohs(udp->source); /* every drop past here names its sender's port */
 
 	/* Warrant traffic from here on.  saddr/daddr stay 0: an event record reads an
 	 * IPv6 frame's addresses from its header when (and only when) it is emitted. */
@@ -242,6 +243,7 @@ static __always_inline int warrant_parse_frame(__u8 *data, __u8 *data_end, __u32
 		f->dport = bpf_ntohs(udp->dest);
 		if (!warrant_is_port(f->dport))
 			return WARRANT_REASON_NOT_WARRANT;
+		f->sport = bpf_ntohs(udp->source);
 		f->saddr = ip->saddr;
 		f->daddr = ip->daddr;
 		__u32 tot = bpf_ntohs(ip->tot_len);

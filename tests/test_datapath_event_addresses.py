@@ -83,12 +83,33 @@ def test_a_dropped_data_packet_carries_its_addresses(dp, prog, family, tags) -> 
 
 @pytest.mark.parametrize("prog", ["xdp", "tc"])
 def test_an_ipv6_parse_drop_carries_its_addresses(dp, prog) -> None:  # type: ignore[no-untyped-def]
-    """A drop decided by the frame parse (no session read): the addresses all the same
-    (and the port it was sent to; the source port is read only past this check)."""
+    """A drop decided by the frame parse (no session read): the addresses and both ports
+    all the same."""
     _, ev = _one_event(dp, dp.xdp_fd if prog == "xdp" else dp.tc_fd, _fragmented6(SRC6, DST6))
     assert (ev.verdict, ev.reason) == (Verdict.DROP, Reason.FRAGMENTED)
     assert (ev.source_ip, ev.destination_ip) == ("fd00::beef", "2001:db8::42")
-    assert ev.dport == PORT
+    assert (ev.sport, ev.dport) == (SPORT, PORT)
+
+
+def _bad_udp_length(frame: bytes, udp_off: int) -> bytes:
+    """The frame with its UDP length one short of the IP payload: MALFORMED in the parse."""
+    (ulen,) = struct.unpack_from(">H", frame, udp_off + 4)
+    return frame[: udp_off + 4] + struct.pack(">H", ulen - 1) + frame[udp_off + 6 :]
+
+
+@pytest.mark.parametrize("prog", ["xdp", "tc"])
+@pytest.mark.parametrize("family", [4, 6])
+@pytest.mark.parametrize("tags", [(), QINQ], ids=["untagged", "qinq"])
+def test_a_parse_drop_names_the_senders_port(dp, prog, family, tags) -> None:  # type: ignore[no-untyped-def]
+    """A UDP length that disagrees with the IP length is refused by the frame parse, before
+    any DATA field is read; its event still names the source port (untagged IPv4 takes the
+    parse's fast path, the others the walk)."""
+    src, dst = (SRC4, DST4) if family == 4 else (SRC6, DST6)
+    frame = dpwire.udp_frame(_data(), PORT, sport=SPORT, src=src, dst=dst, tags=tags)
+    udp_off = 14 + 4 * len(tags) + (20 if family == 4 else 40)
+    _, ev = _one_event(dp, dp.xdp_fd if prog == "xdp" else dp.tc_fd, _bad_udp_length(frame, udp_off))
+    assert (ev.verdict, ev.reason) == (Verdict.DROP, Reason.MALFORMED)
+    assert (ev.saddr, ev.daddr, ev.sport, ev.dport) == (src, dst, SPORT, PORT)
 
 
 @pytest.mark.parametrize("prog", ["xdp", "tc"])
