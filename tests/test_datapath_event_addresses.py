@@ -107,7 +107,9 @@ def test_a_parse_drop_names_the_senders_port(dp, prog, family, tags) -> None:  #
     src, dst = (SRC4, DST4) if family == 4 else (SRC6, DST6)
     frame = dpwire.udp_frame(_data(), PORT, sport=SPORT, src=src, dst=dst, tags=tags)
     udp_off = 14 + 4 * len(tags) + (20 if family == 4 else 40)
-    _, ev = _one_event(dp, dp.xdp_fd if prog == "xdp" else dp.tc_fd, _bad_udp_length(frame, udp_off))
+    _, ev = _one_event(
+        dp, dp.xdp_fd if prog == "xdp" else dp.tc_fd, _bad_udp_length(frame, udp_off)
+    )
     assert (ev.verdict, ev.reason) == (Verdict.DROP, Reason.MALFORMED)
     assert (ev.saddr, ev.daddr, ev.sport, ev.dport) == (src, dst, SPORT, PORT)
 
