@@ -1,7 +1,7 @@
 """Kernel datapath cost per packet against a Cilium-like LPM baseline, on one basis.
 
-    sudo python3 bench/datapath.py            # about 50 s
-    sudo python3 bench/datapath.py --quick    # about 15 s (tests/test_bench_smoke.py)
+    sudo python3 bench/datapath.py            # about 60 s
+    sudo python3 bench/datapath.py --quick    # about 20 s (tests/test_bench_smoke.py)
 
 Basis.  Every number is BPF_PROG_TEST_RUN of a loaded program at repeat=N
 (N >= 100,000: the kernel reports the mean per run, in whole ns), after one
