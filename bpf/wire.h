@@ -81,6 +81,18 @@ struct warrant_frame {
 	__u8 ipv6;        /* 1: IPv6 (addresses at l3_off + 8 and + 24) */
 };
 
+/* The UDP ports, and whether the datagram is Warrant's.  The source port is read past
+ * the port check (other traffic does not pay for it) and before any check that can drop
+ * the frame, so every drop's event names its sender's port. */
+static __always_inline int warrant_udp_ports(struct udphdr *udp, struct warrant_frame *f)
+{
+	f->dport = bpf_ntohs(udp->dest);
+	if (!warrant_is_port(f->dport))
+		return 0;
+	f->sport = bpf_ntohs(udp->source);
+	return 1;
+}
+
 /* Where the UDP header must be readable: NOT_WARRANT when the frame ends before it (no
  * such datagram: the stack drops it too), UNPARSED_FRAME when it lies beyond the parse
  * horizon, or beyond what is linear (never after a successful TC pull). */
@@ -130,10 +142,8 @@ static __always_inline int warrant_parse_ipv4(__u8 *data, __u8 *data_end, __u32 
 	struct udphdr *udp = (struct udphdr *)(data + udp_off);
 	if ((__u8 *)udp + WARRANT_UDP_HLEN > data_end) /* restated for the verifier */
 		return WARRANT_REASON_UNPARSED_FRAME;
-	f->dport = bpf_ntohs(udp->dest);
-	if (!warrant_is_port(f->dport))
+	if (!warrant_udp_ports(udp, f))
 		return WARRANT_REASON_NOT_WARRANT;
-	f->sport = bpf_ntohs(udp->source); /* every drop past here names its sender's port */
 
 	/* Warrant traffic from here on: anything odd is a drop. */
 	f->saddr = ip->saddr;
@@ -199,10 +209,8 @@ static __always_inline int warrant_parse_ipv6(__u8 *data, __u8 *data_end, __u32 
 	struct udphdr *udp = (struct udphdr *)(data + off);
 	if ((__u8 *)udp + WARRANT_UDP_HLEN > data_end)
 		return WARRANT_REASON_UNPARSED_FRAME;
-	f->dport = bpf_ntohs(udp->dest);
-	if (!warrant_is_port(f->dport))
+	if (!warrant_udp_ports(udp, f))
 		return WARRANT_REASON_NOT_WARRANT;
-	f->sport = bpf_ntohs(udp->source); /* every drop past here names its sender's port */
 
 	/* Warrant traffic from here on.  saddr/daddr stay 0: an event record reads an
 	 * IPv6 frame's addresses from its header when (and only when) it is emitted. */
@@ -240,10 +248,8 @@ static __always_inline int warrant_parse_frame(__u8 *data, __u8 *data_end, __u32
 	    *(__u8 *)ip == 0x45 && ip->protocol == IPPROTO_UDP &&
 	    !(ip->frag_off & bpf_htons(WARRANT_IP_MF | WARRANT_IP_OFFSET))) {
 		f->l3_off = sizeof(struct ethhdr);
-		f->dport = bpf_ntohs(udp->dest);
-		if (!warrant_is_port(f->dport))
+		if (!warrant_udp_ports(udp, f))
 			return WARRANT_REASON_NOT_WARRANT;
-		f->sport = bpf_ntohs(udp->source);
 		f->saddr = ip->saddr;
 		f->daddr = ip->daddr;
 		__u32 tot = bpf_ntohs(ip->tot_len);
